@@ -1,0 +1,43 @@
+# dockyard: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test venv docker images lint bench bench-quick dist clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Make sure a Docker engine answers (installs Debian's docker.io and starts dockerd when needed).
+docker:
+	bash scripts/ensure-docker.sh
+
+images: venv docker
+	$(PY) -m bench.images
+
+## Run the demo: set up, build the demo image, serve configs/demo.toml on 127.0.0.1:8080.
+demo: venv docker images
+	$(VENV)/bin/dockyard serve -c configs/demo.toml
+
+lint: venv
+	$(VENV)/bin/ruff check supervisor proxy scheduler bench tests
+	$(VENV)/bin/mypy supervisor proxy scheduler
+
+## Run the whole test suite (unit tests and the ones against a real Docker engine).
+test: venv docker lint
+	$(PY) -m pytest -q
+
+bench: venv docker
+	$(PY) -m bench swap
+
+bench-quick: venv docker
+	$(PY) -m bench swap --quick
+
+clean:
+	rm -rf $(VENV) .dockyard dist build *.egg-info

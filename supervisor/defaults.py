@@ -1,0 +1,53 @@
+"""Every default value of dockyard's configuration, in one place.
+
+Dokku's own defaults are named after the Dokku setting they mirror.
+"""
+
+from __future__ import annotations
+
+# [server]
+LISTEN = "127.0.0.1:8080"
+STATE_DIR = ".dockyard"
+CONTROL_SOCKET_NAME = "control.sock"  # under state_dir
+TIMEZONE = "UTC"
+INSTANCE = "dockyard"  # value of the dockyard.instance label
+DEPLOY_BRANCHES = ("main", "master")
+
+# [apps.X]
+PORT = 5000  # Dokku passes PORT=5000 to Dockerfile apps by default
+RETIRE_AFTER = 60.0  # Dokku's DOKKU_WAIT_TO_RETIRE
+STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL on docker stop
+DRAIN_TIMEOUT = 30.0  # seconds in-flight requests get after a swap
+DEFAULT_CHECKS_WAIT = 10.0  # Dokku's DOKKU_DEFAULT_CHECKS_WAIT: no checks -> wait, then "still running?"
+DEPLOY_TIMEOUT = 600.0  # a whole deploy, checks included
+NETWORK = "bridge"
+RESTART_POLICY = "on-failure:10"  # Dokku's default restart policy
+BALANCE = "round_robin"
+PATH_PREFIX = "/"
+
+# processes
+WEB_PROCESS = "web"
+SCALE = 1
+
+# healthchecks (Dokku app.json defaults)
+CHECK_TYPE = "startup"
+CHECK_ATTEMPTS = 5
+CHECK_TIMEOUT = 5.0
+CHECK_WAIT = 5.0
+CHECK_INITIAL_DELAY = 0.0
+CHECK_PATH = "/"
+CHECK_SCHEME = "http"
+CHECK_UPTIME = 0.0
+CHECK_PERIOD = 10.0  # dockyard: how often liveness/readiness checks run after the deploy
+
+# cron
+CRON_CONCURRENCY = "allow"
+CRON_OUTPUT_KB = 64  # how much output of each run is kept
+
+# labels every container carries
+LABEL_PREFIX = "dockyard"
+LABEL_APP = "dockyard.app"
+LABEL_PROCESS = "dockyard.process"
+LABEL_RELEASE = "dockyard.release"
+LABEL_INSTANCE = "dockyard.instance"
+LABEL_ROLE = "dockyard.role"  # "app", "oneoff" (predeploy, postdeploy, cron)

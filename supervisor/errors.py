@@ -1,0 +1,47 @@
+"""Errors of the supervisor package. Only the CLI turns them into exit codes and messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DockyardError(Exception):
+    """Base class of every error dockyard reports to a user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a config file: which file, which key path, what is wrong."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.key:
+            return f"{self.file}: {self.key}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class ConfigError(DockyardError):
+    """A config file (TOML, app.json or Procfile) is invalid. Carries every problem at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RuntimeFailure(DockyardError):
+    """The container runtime (Docker) failed to do what was asked."""
+
+
+class DeployError(DockyardError):
+    """A deploy failed; the old release keeps serving."""
+
+
+class DeployInProgress(DeployError):
+    """A deploy of the same app is already running."""
+
+
+class ControlError(DockyardError):
+    """The daemon could not be reached, or answered with an error."""
