@@ -29,19 +29,23 @@ PATH_PREFIX = "/"
 WEB_PROCESS = "web"
 SCALE = 1
 
-# healthchecks (Dokku app.json defaults)
+# healthchecks (Dokku app.json defaults, as dokku/docker-container-healthchecker applies them:
+# attempts 3, timeout 5 s, wait 5 s between attempts, initialDelay 0, path "/", port 5000,
+# scheme http, uptime 0; a missing type means a startup check)
 CHECK_TYPE = "startup"
-CHECK_ATTEMPTS = 5
+CHECK_ATTEMPTS = 3
 CHECK_TIMEOUT = 5.0
 CHECK_WAIT = 5.0
 CHECK_INITIAL_DELAY = 0.0
 CHECK_PATH = "/"
+CHECK_PORT = 5000  # dockyard: a check without a port uses the app's port, which defaults to 5000 too
 CHECK_SCHEME = "http"
 CHECK_UPTIME = 0.0
 CHECK_PERIOD = 10.0  # dockyard: how often liveness/readiness checks run after the deploy
 
 # cron
-CRON_CONCURRENCY = "allow"
+CRON_CONCURRENCY = "allow"  # Dokku's app.json default
+CRON_TIMEOUT = None  # seconds; None: a run may take as long as it likes
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
 
 # labels every container carries

@@ -1,0 +1,203 @@
+"""Pure checks of single config values. Each returns None when the value is fine, else a message.
+
+They never raise: the config loader collects their messages into `Problem`s.
+"""
+
+from __future__ import annotations
+
+import re
+
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (field name, lowest, highest, names) -- the ranges of robfig/cron, which Dokku uses.
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 6, _DAYS),
+)
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PROCESS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MEMORY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmg]?$", re.IGNORECASE)
+_RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VOLUME_OPTIONS = frozenset(
+    "ro rw z Z shared slave private rshared rslave rprivate nocopy consistent cached delegated".split()
+)
+_CRON_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def cron_schedule(schedule: str) -> str | None:
+    """A 5-field cron expression or an @ alias, as robfig/cron (Dokku's parser) accepts them."""
+    text = schedule.strip()
+    if text.startswith("@"):
+        if text.lower() in CRON_ALIASES:
+            return None
+        known = ", ".join(sorted(CRON_ALIASES))
+        return f"unknown schedule alias {text!r} (known: {known})"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"must have 5 fields (minute hour day-of-month month day-of-week) or be an @ alias, got {len(fields)} field(s) in {schedule!r}"
+    for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        message = _cron_field(value, low, high, names)
+        if message:
+            return f"{name} field {value!r}: {message}"
+    return None
+
+
+def _cron_field(field: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    for part in field.split(","):
+        if not part:
+            return "empty list element"
+        base, slash, step = part.partition("/")
+        if slash:
+            if not step.isdigit() or int(step) == 0:
+                return f"step {step!r} must be a positive integer"
+        if base in ("*", "?"):
+            continue
+        start_text, dash, end_text = base.partition("-")
+        start = _cron_value(start_text, names)
+        if start is None or not low <= start <= high:
+            return f"{start_text!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+        if dash:
+            end = _cron_value(end_text, names)
+            if end is None or not low <= end <= high:
+                return f"{end_text!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+            if end < start:
+                return f"range {base!r} goes backwards"
+    return None
+
+
+def _cron_value(text: str, names: tuple[str, ...]) -> int | None:
+    if text.isascii() and text.isdigit():
+        return int(text)
+    lowered = text.lower()
+    if lowered in names:
+        # months count from 1, days of week from 0 (sun)
+        return names.index(lowered) + (1 if names is _MONTHS else 0)
+    return None
+
+
+def host_pattern(host: str) -> str | None:
+    """An exact host name, or a leading `*.` wildcard (`*.example.com`)."""
+    if len(host) > 253:
+        return "must be at most 253 characters"
+    if not _HOST_RE.match(host.lower()):
+        return f"{host!r} is not a host name or a `*.domain` wildcard (letters, digits, dashes, dots; no port, scheme or path)"
+    return None
+
+
+def listen_address(listen: str) -> str | None:
+    """host:port, with [::1]:port for IPv6."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        return f"must be host:port (e.g. 127.0.0.1:8080 or 0.0.0.0:80), got {listen!r}"
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            return f"bad IPv6 host in {listen!r} (write [::1]:8080)"
+    elif ":" in host or any(c.isspace() for c in host):
+        return f"bad host in {listen!r}"
+    return port_text(port, listen)
+
+
+def port_text(port: str, whole: str) -> str | None:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        return f"port must be 1-65535 in {whole!r}"
+    return None
+
+
+def app_name(name: str) -> str | None:
+    if not _NAME_RE.match(name):
+        return "app names must be lowercase letters, digits and dashes, at most 63 characters, starting and ending with a letter or digit"
+    return None
+
+
+def process_name(name: str) -> str | None:
+    if not _PROCESS_RE.match(name):
+        return "process names must be letters, digits, '_' and '-', at most 63 characters, starting with a letter or digit"
+    return None
+
+
+def env_name(name: str) -> str | None:
+    if not _ENV_NAME_RE.match(name):
+        return "environment variable names must be letters, digits and '_', not starting with a digit"
+    return None
+
+
+def memory(value: str) -> str | None:
+    if not _MEMORY_RE.match(value):
+        return f"must be a Docker memory size like \"256m\" or \"1g\" (units b, k, m, g), got {value!r}"
+    return None
+
+
+def restart_policy(value: str) -> str | None:
+    if not _RESTART_RE.match(value):
+        return f"must be no, always, unless-stopped, on-failure or on-failure:N, got {value!r}"
+    return None
+
+
+def volume(value: str) -> str | None:
+    """Docker -v syntax: SOURCE:/container/path[:OPTIONS], SOURCE an absolute path or a volume name."""
+    parts = value.split(":")
+    if len(parts) not in (2, 3):
+        return f"must be \"/host/path:/container/path[:ro]\" or \"name:/container/path[:ro]\", got {value!r}"
+    source, target = parts[0], parts[1]
+    if not (source.startswith("/") or _VOLUME_NAME_RE.match(source)):
+        return f"source {source!r} must be an absolute host path or a volume name"
+    if not target.startswith("/"):
+        return f"container path {target!r} must be absolute"
+    if len(parts) == 3:
+        bad = [o for o in parts[2].split(",") if o not in _VOLUME_OPTIONS]
+        if bad:
+            return f"unknown volume option(s) {', '.join(repr(b) for b in bad)} (known: ro, rw, z, Z, nocopy, ...)"
+    return None
+
+
+def cron_id(value: str) -> str | None:
+    if not _CRON_ID_RE.match(value):
+        return "cron ids must be letters, digits, '_', '.' and '-', at most 128 characters"
+    return None
+
+
+def instance(value: str) -> str | None:
+    if not _INSTANCE_RE.match(value):
+        return "must be letters, digits, '_', '.' and '-' (it becomes a Docker label value)"
+    return None
+
+
+def git_branch(value: str) -> str | None:
+    bad = (
+        not value
+        or value.startswith(("-", "/"))
+        or value.endswith(("/", ".lock", "."))
+        or ".." in value
+        or "//" in value
+        or any(c.isspace() or c in "~^:?*[\\" or ord(c) < 32 for c in value)
+    )
+    return f"{value!r} is not a valid git branch name" if bad else None
+
+
+def timezone(value: str) -> str | None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except Exception:  # noqa: BLE001 - ZoneInfo raises several types for bad keys
+        return f"unknown time zone {value!r} (use an IANA name like \"UTC\" or \"Europe/Paris\")"
+    return None
