@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import Problem
 
@@ -59,12 +59,12 @@ class Collector:
         self.warnings.append(str(Problem(self.file, key, message)))
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
-    return (is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]
+def is_number(value: object) -> TypeGuard[int | float]:
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 class Table:
