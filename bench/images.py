@@ -1,0 +1,141 @@
+"""The one builder of dockyard's fixture app images, used by the tests, the demo and the bench.
+
+No registry can be reached, so images are built `FROM scratch` with Debian's static busybox
+(/bin/busybox, from the busybox-static package) and the scripts in bench/app/:
+
+    web     busybox httpd with CGI (see bench/app/bin/app-web for its endpoints)
+    worker  a loop that logs a line per second (bench/app/bin/app-worker)
+
+Usage: ``python -m bench.images [TAG ...]`` builds the demo images (dockyard-demo:v1, :v2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+APP_DIR = Path(__file__).resolve().parent / "app"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+DEMO_TAGS = ("dockyard-demo:v1", "dockyard-demo:v2")
+
+DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY bin/ /bin/
+COPY www/ /www/
+ENV APP_VERSION={version} PORT=5000
+EXPOSE 5000
+CMD ["/bin/app-web"]
+"""
+
+
+class ImageBuildError(RuntimeError):
+    """The fixture image could not be built."""
+
+
+def find_static_busybox() -> str:
+    """Path of a statically linked busybox, or ImageBuildError naming the package to install."""
+    for candidate in BUSYBOX_CANDIDATES:
+        if os.path.exists(candidate) and _is_static(candidate):
+            return candidate
+    raise ImageBuildError(
+        "no static busybox found (looked at /bin/busybox, /usr/bin/busybox): "
+        "install Debian's busybox-static package"
+    )
+
+
+def _is_static(path: str) -> bool:
+    # A static ELF has no PT_INTERP segment; the dynamic loader's path shows up as a string.
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    return head[:4] == b"\x7fELF" and b"ld-linux" not in head
+
+
+def build_context(version: str) -> bytes:
+    """A tar of the Docker build context for the fixture app at `version`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", DOCKERFILE.format(version=version).encode(), 0o644)
+        tar.add(find_static_busybox(), arcname="busybox", filter=_executable)
+        for sub in ("bin", "www"):
+            for path in sorted((APP_DIR / sub).rglob("*")):
+                rel = path.relative_to(APP_DIR).as_posix()
+                if path.is_dir():
+                    tar.add(path, arcname=rel, recursive=False)
+                elif "cgi-bin" in rel or sub == "bin":
+                    tar.add(path, arcname=rel, filter=_executable)
+                else:
+                    tar.add(path, arcname=rel)
+    return buf.getvalue()
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _executable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mode = 0o755
+    info.uid = info.gid = 0
+    return info
+
+
+def build_app_image(
+    tag: str,
+    version: str = "v1",
+    *,
+    labels: Mapping[str, str] | None = None,
+    client: Any = None,
+) -> str:
+    """Build the fixture app as `tag` (APP_VERSION=`version`) and return the image id."""
+    import docker
+    import docker.errors
+
+    client = client or docker.from_env()
+    try:
+        image, _logs = client.images.build(
+            fileobj=io.BytesIO(build_context(version)),
+            custom_context=True,
+            tag=tag,
+            labels=dict(labels or {}),
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as exc:
+        lines = [str(chunk.get("stream") or chunk.get("error") or "") for chunk in exc.build_log]
+        raise ImageBuildError(f"building {tag} failed: {exc.msg}\n{''.join(lines)}") from exc
+    except docker.errors.DockerException as exc:
+        raise ImageBuildError(f"building {tag} failed: {exc}") from exc
+    return str(image.id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.images", description=__doc__)
+    parser.add_argument("tags", nargs="*", default=list(DEMO_TAGS), help="NAME:VERSION tags")
+    args = parser.parse_args(argv)
+    if shutil.which("docker") is None and not os.path.exists("/var/run/docker.sock"):
+        print("bench.images: no Docker engine; run scripts/ensure-docker.sh", file=sys.stderr)
+        return 1
+    for tag in args.tags:
+        version = tag.rsplit(":", 1)[1] if ":" in tag else "v1"
+        try:
+            image_id = build_app_image(tag, version)
+        except ImageBuildError as exc:
+            print(f"bench.images: {exc}", file=sys.stderr)
+            return 1
+        print(f"built {tag} ({image_id[:19]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
