@@ -1,0 +1,242 @@
+"""The Supervisor: which release of each app serves, with which containers, and the swap.
+
+`swap()` is the one place the route table changes for a deploy. `adopt()` rebuilds the
+in-memory view from Docker labels and SQLite after a daemon start, without touching
+containers that serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import defaults
+from .containers import target_of
+from .deploy import DeployReport, Progress, deploy, web_of
+from .errors import DeployError
+from .retire import Retirer
+from .runtime import ContainerInfo, Runtime
+from .spec import AppSpec, Config
+from .state import StateStore
+
+log = logging.getLogger("dockyard.supervisor")
+
+
+class RouteSink(Protocol):
+    """What the supervisor needs of the proxy (proxy.Proxy provides it)."""
+
+    def set_app(
+        self,
+        app: str,
+        hosts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        path_prefix: str = "/",
+        balance: str = "round_robin",
+    ) -> None: ...
+
+    def remove_app(self, app: str) -> None: ...
+
+    async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
+
+    def inflight(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    release: int
+    containers: tuple[ContainerInfo, ...]
+
+
+class Supervisor:
+    def __init__(self, config: Config, runtime: Runtime, routes: RouteSink, state: StateStore):
+        self.config = config
+        self.runtime = runtime
+        self.routes = routes
+        self.state = state
+        self.retirer = Retirer(runtime, routes, state)
+        self.serving: dict[str, Serving] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def instance(self) -> str:
+        return self.config.server.instance
+
+    def lock(self, app: str) -> asyncio.Lock:
+        return self._locks.setdefault(app, asyncio.Lock())
+
+    def app(self, name: str) -> AppSpec:
+        try:
+            return self.config.apps[name]
+        except KeyError:
+            raise DeployError(f"unknown app {name!r} (not in {self.config.path})") from None
+
+    # the swap -------------------------------------------------------------------
+
+    def swap(self, app: AppSpec, release: int, new: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+        """Point the app's routes at the new web containers; return the containers replaced."""
+        old = self.serving.get(app.name)
+        self.serving[app.name] = Serving(release, tuple(new))
+        self._install_routes(app)
+        return list(old.containers) if old else []
+
+    def _install_routes(self, app: AppSpec) -> None:
+        if not app.hosts:
+            return
+        self.routes.set_app(
+            app.name,
+            app.hosts,
+            self.targets(app.name),
+            path_prefix=app.path_prefix,
+            balance=app.balance,
+        )
+
+    def targets(self, app_name: str) -> list[str]:
+        serving = self.serving.get(app_name)
+        if serving is None:
+            return []
+        app = self.config.apps.get(app_name)
+        port = app.port if app else defaults.PORT
+        network = app.network if app else "bridge"
+        found = (target_of(c, port, network) for c in web_of(list(serving.containers)))
+        return [t for t in found if t]
+
+    def retire(self, app: AppSpec, old: Sequence[ContainerInfo]) -> None:
+        web = web_of(list(old))
+        others = [c for c in old if c.process != defaults.WEB_PROCESS]
+        targets = [t for t in (target_of(c, app.port, app.network) for c in web) if t]
+        self.retirer.retire_web(
+            app.name,
+            web,
+            targets,
+            drain_timeout=app.drain_timeout,
+            retire_after=app.retire_after,
+            stop_timeout=app.stop_timeout,
+        )
+        self.retirer.retire_now(app.name, others, app.stop_timeout)
+
+    # operations -----------------------------------------------------------------
+
+    async def deploy(
+        self, name: str, image: str | None = None, progress: Progress | None = None
+    ) -> DeployReport:
+        app = self.app(name)
+        image = image or app.image
+        if not image:
+            raise DeployError(f"app {name!r} has no image: pass --image or set apps.{name}.image")
+        return await deploy(self, app, image, progress=progress)
+
+    async def rollback(self, name: str, progress: Progress | None = None) -> DeployReport:
+        app = self.app(name)
+        previous = self.state.previous_good(name)
+        if previous is None:
+            raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
+        return await deploy(self, app, previous.image, kind="rollback", progress=progress)
+
+    async def adopt(self) -> None:
+        """Daemon start: adopt running containers by label; clean what a crash left behind."""
+        for rel in self.state.fail_pending("interrupted: the daemon stopped during the deploy"):
+            log.warning("interrupted deploy app=%s release=%d rolled back", rel.app, rel.number)
+        retiring = {cid: (app, stop_at) for cid, app, stop_at in self.state.retiring()}
+        found = await self.runtime.list({defaults.LABEL_INSTANCE: self.instance})
+        by_app: dict[str, list[ContainerInfo]] = {}
+        for info in found:
+            if info.labels.get(defaults.LABEL_ROLE) != "app":
+                if info.labels.get(defaults.LABEL_ROLE) == "oneoff" and not info.running:
+                    await self.runtime.remove(info.id)
+                continue
+            by_app.setdefault(info.app, []).append(info)
+        for app_name, infos in by_app.items():
+            current = self.state.current(app_name)
+            app = self.config.apps.get(app_name)
+            keep = [c for c in infos if current and c.release == current.number]
+            keep_ids = {c.id for c in keep}
+            for info in infos:
+                if info.id in keep_ids:
+                    continue
+                if info.id in retiring:
+                    _, stop_at = retiring.pop(info.id)
+                    self.retirer.resume(app_name, info.id, stop_at, app.stop_timeout if app else 10)
+                else:
+                    log.info("removing orphan container=%s app=%s", info.name, app_name)
+                    await self.runtime.remove(info.id)
+            if current and keep and app is not None:
+                self.serving[app_name] = Serving(current.number, tuple(keep))
+                self._install_routes(app)
+                log.info("adopted app=%s release=%d containers=%d", app_name, current.number, len(keep))
+        for cid, (app_name, _) in retiring.items():  # containers already gone
+            self.state.done_retiring(cid)
+
+    async def start_apps(self, progress: Progress | None = None) -> None:
+        """Deploy every configured app that does not run yet (apps with an image)."""
+        for name, app in self.config.apps.items():
+            if name in self.serving or not app.image:
+                continue
+            try:
+                report = await self.deploy(name, progress=progress)
+            except DeployError as exc:
+                log.error("start failed app=%s reason=%s", name, exc)
+                continue
+            if not report.ok:
+                log.error("start failed app=%s reason=%s", name, report.reason)
+
+    async def ps(self, name: str | None = None) -> list[dict[str, Any]]:
+        labels = {defaults.LABEL_INSTANCE: self.instance}
+        if name:
+            labels[defaults.LABEL_APP] = name
+        rows = []
+        inflight = self.routes.inflight()
+        for info in sorted(await self.runtime.list(labels), key=lambda c: c.name):
+            serving = self.serving.get(info.app)
+            serving_ids = {c.id for c in serving.containers} if serving else set()
+            app = self.config.apps.get(info.app)
+            target = target_of(info, app.port, app.network) if app and info.process == "web" else None
+            rows.append(
+                {
+                    "app": info.app,
+                    "process": info.process,
+                    "name": info.name,
+                    "id": info.id[:12],
+                    "release": info.release,
+                    "status": info.status,
+                    "serving": info.id in serving_ids,
+                    "target": target,
+                    "inflight": inflight.get(target, 0) if target else 0,
+                    "restarts": info.restart_count,
+                    "exit_code": info.exit_code,
+                }
+            )
+        return rows
+
+    def route_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, app in sorted(self.config.apps.items()):
+            serving = self.serving.get(name)
+            rows.append(
+                {
+                    "app": name,
+                    "hosts": list(app.hosts),
+                    "path_prefix": app.path_prefix,
+                    "release": serving.release if serving else None,
+                    "targets": self.targets(name),
+                }
+            )
+        return rows
+
+    def release_rows(self, name: str) -> list[dict[str, Any]]:
+        self.app(name)
+        return [r.as_dict() for r in self.state.releases(name)]
+
+    def replace_config(self, config: Config) -> None:
+        self.config = config
+
+    def current_images(self) -> Mapping[str, str]:
+        result = {}
+        for name in self.config.apps:
+            rel = self.state.current(name)
+            if rel:
+                result[name] = rel.image
+        return result

@@ -1,0 +1,114 @@
+"""`dockyard serve`: supervisor, proxy and control API on one uvloop event loop.
+
+Lifecycle (as uvicorn's): startup -> main loop -> shutdown. Signal handlers only set a
+flag; a second signal forces the exit. Stopping the daemon never stops app containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+from contextlib import suppress
+
+from aiohttp import web
+
+from proxy import Proxy
+
+from . import logs
+from .control import make_app, prepare_socket_path
+from .core import Supervisor
+from .docker_runtime import DockerRuntime
+from .errors import DockyardError
+from .spec import Config
+from .state import StateStore
+
+log = logging.getLogger("dockyard.supervisor")
+SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.should_exit = asyncio.Event()
+        self._signals = 0
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal=%d: exiting now", signum)
+            os._exit(1)
+        self.should_exit.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(64, "dockyard"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+        server = self.config.server
+        state = StateStore(server.state_dir)
+        runtime = DockerRuntime()
+        proxy = Proxy(self.config.proxy)
+        sup = Supervisor(self.config, runtime, proxy, state)
+
+        prepare_socket_path(server.control_socket)
+        host, port = split_listen(server.listen)
+        await proxy.start(host, port)
+        runner = web.AppRunner(make_app(sup), access_log=None)
+        await runner.setup()
+        old_umask = os.umask(0o177)
+        try:
+            site = web.UnixSite(runner, str(server.control_socket))
+            await site.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(server.control_socket, 0o600)
+        log.info(
+            "serving listen=%s control=%s pid=%d", server.listen, server.control_socket, os.getpid()
+        )
+
+        await sup.adopt()
+        starting = asyncio.ensure_future(sup.start_apps())
+        try:
+            await self.should_exit.wait()
+        finally:
+            log.info("stopping pid=%d (app containers keep running)", os.getpid())
+            starting.cancel()
+            with suppress(BaseException):
+                await starting
+            await runner.cleanup()
+            await proxy.stop(SHUTDOWN_GRACE)
+            await sup.retirer.close()
+            state.close()
+            with suppress(FileNotFoundError):
+                server.control_socket.unlink()
+            log.info("stopped pid=%d", os.getpid())
+
+
+def serve(config: Config, log_format: str = "kv") -> int:
+    logs.setup(log_format)
+    for warning in config.warnings:
+        log.warning("config warning=%r", warning)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        runner = asyncio.run
+    try:
+        runner(Daemon(config).run())
+    except DockyardError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    return 0
