@@ -1,0 +1,403 @@
+"""One client request end to end: route, claim a target, forward, stream the response back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import UpstreamConnectError, UpstreamError, UpstreamResetError, UpstreamTimeoutError
+from .headers import NO_BODY_STATUSES, strip_response_headers
+from .inflight import Flight
+from .pages import error_response
+from .request import IDEMPOTENT, RequestHead
+from .routes import Service, normalize_host
+from .stats import log_access
+from .upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from .server import ClientConnection
+
+log = logging.getLogger("dockyard.proxy")
+
+# Framing of the response towards the client.
+NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
+WS_CLOSE_GOING_AWAY_TO_CLIENT = b"\x88\x02\x03\xe9"  # unmasked close frame, code 1001
+WS_CLOSE_GOING_AWAY_TO_UPSTREAM = b"\x88\x82\x00\x00\x00\x00\x03\xe9"  # masked (zero key)
+
+
+class Exchange:
+    """Created by the client connection when a request head is complete."""
+
+    def __init__(self, client: ClientConnection, method: bytes, url: bytes, version: str,
+                 keep_alive: bool, head: RequestHead) -> None:
+        self.client = client
+        self.method = method
+        self.url = url
+        self.version = version
+        self.keep_alive = keep_alive
+        self.head = head
+        q = url.find(b"?")
+        self.path = (url if q < 0 else url[:q]).decode("latin-1")
+        self.has_body = head.chunked or head.content_length > 0
+        self.body_buf: list[bytes] = []
+        self.body_buffered = 0
+        self.body_received = 0
+        self.body_complete = not self.has_body
+        self.body_sent_any = False
+        self.sink: UpstreamConnection | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.app: str | None = None
+        self.target: str | None = None
+        self.flight: Flight | None = None
+        self.status = 0
+        self.started = False
+        self.finished = False
+        self.framing = NONE
+        self.until_eof = False
+        self.out: list[bytes] = []
+        self.sent = 0
+        self.done: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason = ""
+        self.tunnel_closed: asyncio.Future[None] | None = None
+
+    # -- request body, fed by the client connection ------------------------------------------
+    def feed_body(self, data: bytes) -> None:
+        self.body_received += len(data)
+        sink = self.sink
+        if sink is not None:
+            self.body_sent_any = True
+            sink.write(b"%x\r\n%s\r\n" % (len(data), data) if self.head.chunked else data)
+            return
+        self.body_buf.append(data)
+        self.body_buffered += len(data)
+        if self.body_buffered > 256 * 1024:
+            self.client.pause("body")
+
+    def body_done(self) -> None:
+        self.body_complete = True
+        sink = self.sink
+        if sink is not None:
+            if self.head.chunked:
+                sink.write(b"0\r\n\r\n")
+            self._arm_response_timer()
+
+    # -- the coroutine ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        proxy = self.client.proxy
+        loop = proxy.loop
+        t0 = loop.time()
+        host = normalize_host(self.head.host.decode("latin-1"))
+        stats = None
+        try:
+            service = proxy.table.lookup(host, self.path)
+            if service is None:
+                self.send_error(404)
+                return
+            self.app = service.app
+            stats = proxy.app_stats(service.app)
+            stats.inflight += 1
+            await self._forward(service, host)
+        except asyncio.CancelledError:
+            self._cancelled()
+        except Exception:
+            log.exception("Request failed host=%s path=%s", host, self.path)
+            if self.started:
+                self.client.abort()
+            else:
+                self.send_error(502)
+        finally:
+            elapsed = loop.time() - t0
+            status = self.status or 499
+            if stats is not None:
+                stats.inflight -= 1
+                stats.record(status, elapsed)
+            if proxy.options.access_log:
+                log_access(app=self.app, method=self.method, host=host, path=self.url, status=status,
+                           seconds=elapsed, target=self.target, client=self.client.peer_str,
+                           request_id=self.head.request_id, sent=self.sent)
+            self.client.exchange_finished(self)
+
+    def _cancelled(self) -> None:
+        """Cancelled by a drain or stop timeout (-> 504 when nothing was sent) or a gone client."""
+        if self.upstream is not None:
+            self.upstream.abort()
+        if self.cancel_reason == "client":
+            return
+        if self.started:
+            self.client.abort()
+        else:
+            self.keep_alive = False
+            self.send_error(504)
+
+    async def _forward(self, service: Service, host: str) -> None:
+        proxy = self.client.proxy
+        tried: list[str] = []
+        while True:
+            target = proxy.balancer.pick(service, tried)
+            if target is None and tried:
+                target = proxy.balancer.pick(service)
+            if target is None:
+                self.send_error(503)
+                return
+            self.target = target
+            # Claim and register together: nothing awaits between the lookup and this line.
+            flight = self.flight = proxy.tracker.claim(target, service.app, self.cancel_flight)
+            try:
+                conn = proxy.pool.take(target)
+                if conn is None:
+                    conn = await proxy.pool.connect(target)
+                await self._exchange(conn)
+                return
+            except UpstreamError as exc:
+                if self._retryable(exc, tried):
+                    log.info("Retrying request target=%s error=%s", target, exc)
+                    tried.append(target)
+                    # A retry follows the current table: after a swap it never goes to old targets.
+                    service = proxy.table.lookup(host, self.path) or service
+                    continue
+                log.warning("Upstream failed app=%s %s", service.app, exc)
+                if self.started:
+                    self.client.abort()
+                    self.status = 502
+                else:
+                    self.send_error(exc.status)
+                return
+            finally:
+                proxy.tracker.release(flight)
+                self.flight = None
+
+    def _retryable(self, exc: UpstreamError, tried: list[str]) -> bool:
+        if tried or self.started or self.head.upgrade is not None:
+            return False
+        if isinstance(exc, UpstreamConnectError):
+            return True  # nothing was sent: safe for every method
+        return (
+            isinstance(exc, UpstreamResetError)
+            and self.method in IDEMPOTENT
+            and not self.body_sent_any
+            and self.upstream is not None
+            and not self.upstream.got_bytes
+        )
+
+    async def _exchange(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        loop = self.client.proxy.loop
+        done = self.done = loop.create_future()
+        conn.begin(self)
+        head = self._upstream_head()
+        if self.head.expect_continue and not self.body_complete:
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.body_buf:
+            self.body_sent_any = True
+            if self.head.chunked:
+                parts = [head]
+                for chunk in self.body_buf:
+                    parts.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                head = b"".join(parts)
+            else:
+                head = b"".join([head, *self.body_buf])
+            self.body_buf = []
+            self.body_buffered = 0
+            self.client.resume("body")
+        if self.body_complete:
+            if self.head.chunked:
+                head += b"0\r\n\r\n"
+            conn.write(head)
+            self._arm_response_timer()
+        else:
+            conn.write(head)
+            self.sink = conn
+        try:
+            await done
+        except BaseException:
+            conn.abort()
+            raise
+        finally:
+            self.sink = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.client.resume("upstream")
+        if self.tunnel_closed is not None:
+            await self._tunnel()
+            return
+        if not self.body_complete:
+            conn.reusable = False
+            self.keep_alive = False
+        self.client.proxy.pool.put(conn)
+        self.upstream = None
+
+    def _upstream_head(self) -> bytes:
+        h = self.head
+        peer = self.client.peer
+        xff = peer if h.xff is None else h.xff + b", " + peer
+        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n", *h.lines,
+                 b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\nX-Request-Id: %s\r\n"
+                 % (xff, h.host, h.request_id)]
+        if h.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif h.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % h.content_length)
+        if h.upgrade is not None:
+            parts.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % h.upgrade)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _arm_response_timer(self) -> None:
+        if self.timer is None and not self.started and self.done is not None and not self.done.done():
+            loop = self.client.proxy.loop
+            self.timer = loop.call_later(self.client.proxy.options.upstream_response_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if not self.started and self.done is not None and not self.done.done():
+            self.done.set_exception(UpstreamTimeoutError(self.target or "?", "no response head in time"))
+
+    # -- ResponseHandler (called from the upstream protocol) -----------------------------------
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                         keep_alive: bool) -> None:
+        self.started = True
+        self.status = status
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        lines, length, chunked = strip_response_headers(headers)
+        client_ka = self.keep_alive and not self.client.closing
+        if status == 101:
+            upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), b"websocket")
+            lines.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
+            self.out.append(b"HTTP/1.1 101 %s\r\n%s\r\n" % (reason or b"Switching Protocols", b"".join(lines)))
+            return
+        if self.head.upgrade is not None:
+            client_ka = False  # the client parser is past an Upgrade: no more requests on it
+        if self.method == b"HEAD" or status in NO_BODY_STATUSES:
+            self.framing = NONE
+        elif length >= 0:
+            self.framing = LENGTH
+        elif self.version == "1.1":
+            self.framing = CHUNKED
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            self.framing = CLOSE
+            client_ka = False
+        self.until_eof = length < 0 and not chunked and self.framing != NONE
+        if not client_ka:
+            lines.append(b"Connection: close\r\n")
+            self.keep_alive = False
+        elif self.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        self.out.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
+        if self.method == b"HEAD":
+            assert self.upstream is not None
+            self.upstream.end_without_body()
+            self.on_response_done()
+
+    def on_response_body(self, data: bytes) -> None:
+        self.sent += len(data)
+        if self.framing == CHUNKED:
+            self.out.append(b"%x\r\n" % len(data))
+            self.out.append(data)
+            self.out.append(b"\r\n")
+        elif self.framing != NONE:
+            self.out.append(data)
+
+    def on_response_done(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.framing == CHUNKED:
+            self.out.append(b"0\r\n\r\n")
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
+    def on_upstream_failed(self, exc: Exception) -> None:
+        if self.tunnel_closed is not None:
+            if not self.tunnel_closed.done():
+                self.tunnel_closed.set_result(None)
+            return
+        if self.started and self.until_eof and not self.finished:
+            self.on_response_done()
+            self.flush()
+            return
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(exc)
+
+    def upstream_pause_writing(self) -> None:
+        self.client.pause("upstream")
+
+    def upstream_resume_writing(self) -> None:
+        self.client.resume("upstream")
+
+    def client_pause_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def client_resume_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+    # -- WebSocket -----------------------------------------------------------------------------
+    def on_upgrade(self, tail: bytes) -> None:
+        conn = self.upstream
+        assert conn is not None and conn.transport is not None
+        if self.status != 101:
+            conn.abort()
+            self.on_upstream_failed(UpstreamResetError(self.target or "?", "upgrade without 101"))
+            return
+        self.tunnel_closed = self.client.proxy.loop.create_future()
+        if self.flight is not None:
+            self.flight.websocket = True
+        self.flush()
+        if tail:
+            self.client.write(tail)
+        conn.tunnel = self.client.start_tunnel(self, conn.transport)
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    async def _tunnel(self) -> None:
+        assert self.tunnel_closed is not None
+        try:
+            await self.tunnel_closed
+        finally:
+            if self.upstream is not None:
+                self.upstream.close()
+            self.client.close()
+
+    def tunnel_lost(self) -> None:
+        if self.tunnel_closed is not None and not self.tunnel_closed.done():
+            self.tunnel_closed.set_result(None)
+
+    def cancel_flight(self) -> None:
+        """Called by a drain at its timeout."""
+        if self.tunnel_closed is not None:
+            self.client.write(WS_CLOSE_GOING_AWAY_TO_CLIENT)
+            if self.upstream is not None and not self.upstream.closed:
+                self.upstream.write(WS_CLOSE_GOING_AWAY_TO_UPSTREAM)
+            self.tunnel_lost()
+            return
+        self.cancel_reason = "drain"
+        if self.task is not None:
+            self.task.cancel()
+
+    # -- errors ------------------------------------------------------------------------------
+    def send_error(self, status: int) -> None:
+        self.status = status
+        if self.started:
+            self.client.abort()
+            return
+        self.started = True
+        if not self.body_complete:
+            self.keep_alive = False
+        keep = self.keep_alive and not self.client.closing
+        self.keep_alive = keep
+        self.client.write(error_response(status, self.head.accept, keep_alive=keep,
+                                         head=self.method == b"HEAD", request_id=self.head.request_id))

@@ -1,0 +1,76 @@
+"""Header rules: hop-by-hop stripping and the X-Forwarded-* / X-Request-Id additions."""
+
+from __future__ import annotations
+
+import os
+
+# Always hop-by-hop (RFC 9110 7.6.1), plus the legacy ones nginx also drops.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Request headers the proxy sets itself (replaced, not forwarded as sent).
+REPLACED_REQUEST = frozenset(
+    {b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-for", b"x-request-id", b"content-length", b"expect"}
+)
+
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def connection_tokens(values: list[bytes]) -> set[bytes]:
+    """The lower-cased tokens of every Connection header value."""
+    tokens: set[bytes] = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                tokens.add(token)
+    return tokens
+
+
+def new_request_id() -> bytes:
+    return os.urandom(16).hex().encode()
+
+
+def strip_response_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[bytes], int, bool]:
+    """Return (encoded header lines to forward, content-length or -1, chunked)."""
+    lines: list[bytes] = []
+    length = -1
+    chunked = False
+    conn_values: list[bytes] | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                if conn_values is None:
+                    conn_values = []
+                conn_values.append(value)
+            continue
+        if lname == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = -1
+                continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if conn_values:
+        listed = connection_tokens(conn_values)
+        listed.discard(b"close")
+        listed.discard(b"keep-alive")
+        if listed:
+            lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in listed]
+    return lines, length, chunked

@@ -1,0 +1,150 @@
+"""The public facade: Proxy ties the route table, balancer, in-flight tracker, pool and listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .balancer import Balancer
+from .errors import ProxyStateError
+from .inflight import InflightTracker
+from .options import ProxyOptions
+from .routes import RouteTable, make_service
+from .server import ClientConnection
+from .stats import AppStats
+from .upstream import UpstreamPool
+
+log = logging.getLogger("dockyard.proxy")
+
+
+class Proxy:
+    """An HTTP/1.1 reverse proxy whose routes change at run time (see docs/proxy.md)."""
+
+    def __init__(self, options: ProxyOptions | None = None) -> None:
+        self.options = options or ProxyOptions()
+        problems = self.options.validate()
+        if problems:
+            raise ValueError("; ".join(f"{k}: {m}" for k, m in problems))
+        self._table = RouteTable.build({})
+        self.tracker = InflightTracker()
+        self.balancer = Balancer(self.tracker)
+        self.pool = UpstreamPool(self.options.upstream_connect_timeout, self.options.upstream_idle_timeout)
+        self._stats: dict[str, AppStats] = {}
+        self.connections: set[ClientConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._port = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
+        if self._server is not None:
+            raise ProxyStateError("proxy already started")
+        self._loop = asyncio.get_running_loop()
+        log.info("Starting proxy host=%s port=%s", host, port)
+        if sock is not None:
+            server = await self._loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+        else:
+            server = await self._loop.create_server(
+                lambda: ClientConnection(self), host, port, reuse_address=True, backlog=1024
+            )
+        self._server = server
+        self._port = server.sockets[0].getsockname()[1]
+        log.info("Started proxy host=%s port=%d", host, self._port)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish within `timeout`, cancel the rest, close."""
+        server = self._server
+        if server is None:
+            return
+        log.info("Stopping proxy port=%d inflight=%d", self._port, len(self.tasks))
+        server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        cancelled = 0
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            for flight in self.tracker.all_flights():
+                if not flight.cancelled:
+                    flight.cancelled = True
+                    cancelled += 1
+                    flight.cancel()
+            for task in pending:
+                if not task.done():
+                    task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for conn in list(self.connections):
+            conn.abort()
+        self.pool.close()
+        await server.wait_closed()
+        self._server = None
+        log.info("Stopped proxy port=%d cancelled=%d", self._port, cancelled)
+
+    # -- routes ---------------------------------------------------------------------------------
+    @property
+    def table(self) -> RouteTable:
+        return self._table
+
+    def set_app(
+        self,
+        app: str,
+        hosts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        path_prefix: str = "/",
+        balance: str = "round_robin",
+    ) -> None:
+        """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
+        service = make_service(app, hosts, targets, path_prefix, balance)
+        self._table = self._table.with_service(service)
+        self._stats.setdefault(app, AppStats())
+        log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),
+                 service.path_prefix, ",".join(service.targets))
+
+    def remove_app(self, app: str) -> None:
+        self._table = self._table.without_app(app)
+        self.balancer.forget(app)
+        log.info("Unrouted app=%s", app)
+
+    # -- drain and in-flight ------------------------------------------------------------------
+    async def drain(self, targets: Iterable[str], timeout: float) -> int:
+        """Wait for in-flight requests on `targets`; at `timeout` cancel the rest (returns how many)."""
+        wanted = list(targets)
+        log.info("Draining targets=%s timeout=%s inflight=%d", ",".join(wanted), timeout,
+                 sum(self.tracker.count(t) for t in wanted))
+        cancelled = await self.tracker.drain(wanted, timeout)
+        live = self._table.targets()
+        for t in wanted:
+            if t not in live:
+                self.pool.close_target(t)
+        log.info("Drained targets=%s cancelled=%d", ",".join(wanted), cancelled)
+        return cancelled
+
+    def inflight(self) -> dict[str, int]:
+        return self.tracker.snapshot()
+
+    # -- stats ------------------------------------------------------------------------------------
+    def app_stats(self, app: str) -> AppStats:
+        stats = self._stats.get(app)
+        if stats is None:
+            stats = self._stats[app] = AppStats()
+        return stats
+
+    def stats(self, app: str) -> dict[str, Any]:
+        return self.app_stats(app).snapshot()
+
+    def stats_all(self) -> dict[str, dict[str, Any]]:
+        return {app: s.snapshot() for app, s in self._stats.items()}

@@ -1,0 +1,148 @@
+"""The route table: an immutable value mapping hosts (and path prefixes) to services."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, cast
+
+from .errors import InvalidRouteError, RouteConflictError
+
+Balance = Literal["round_robin", "least_inflight"]
+BALANCES: tuple[Balance, ...] = ("round_robin", "least_inflight")
+
+
+def _empty() -> Mapping[str, tuple[Service, ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One app's routes: the hosts it answers, its path prefix and its targets."""
+
+    app: str
+    hosts: tuple[str, ...]
+    path_prefix: str
+    targets: tuple[str, ...]
+    balance: Balance = "round_robin"
+
+    def matches_path(self, path: str) -> bool:
+        prefix = self.path_prefix
+        if prefix == "/" or path == prefix:
+            return True
+        return path.startswith(prefix) and (prefix.endswith("/") or path[len(prefix)] in "/?")
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case, strip the port and a trailing dot: 'Example.COM:8080' -> 'example.com'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    colon = host.rfind(":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+def _check_target(target: str) -> str:
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidRouteError(f"target must be 'HOST:PORT', got {target!r}")
+    return target
+
+
+def make_service(
+    app: str,
+    hosts: Sequence[str],
+    targets: Sequence[str],
+    path_prefix: str = "/",
+    balance: str = "round_robin",
+) -> Service:
+    """Validate and normalise the arguments of Proxy.set_app into a Service."""
+    if not app:
+        raise InvalidRouteError("app name must not be empty")
+    if balance not in BALANCES:
+        raise InvalidRouteError(f"balance must be one of {BALANCES}, got {balance!r}")
+    if not path_prefix.startswith("/"):
+        raise InvalidRouteError(f"path_prefix must start with '/', got {path_prefix!r}")
+    norm: list[str] = []
+    for host in hosts:
+        h = normalize_host(host)
+        if not h or (h.startswith("*") and not h.startswith("*.")) or "*" in h[1:]:
+            raise InvalidRouteError(f"host must be 'name' or '*.suffix', got {host!r}")
+        if h not in norm:
+            norm.append(h)
+    if path_prefix != "/" and path_prefix.endswith("/"):
+        path_prefix = path_prefix.rstrip("/") or "/"
+    return Service(
+        app=app,
+        hosts=tuple(norm),
+        path_prefix=path_prefix,
+        targets=tuple(_check_target(t) for t in targets),
+        balance=cast(Balance, balance),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Immutable: every change builds a new table. Lookups never block."""
+
+    services: Mapping[str, Service] = field(default_factory=lambda: MappingProxyType({}))
+    exact: Mapping[str, tuple[Service, ...]] = field(default_factory=_empty)
+    wildcard: Mapping[str, tuple[Service, ...]] = field(default_factory=_empty)  # key: ".example.com"
+    suffixes: tuple[str, ...] = ()  # wildcard keys, longest first
+
+    @classmethod
+    def build(cls, services: Mapping[str, Service]) -> RouteTable:
+        exact: dict[str, list[Service]] = {}
+        wildcard: dict[str, list[Service]] = {}
+        for svc in services.values():
+            for host in svc.hosts:
+                bucket = wildcard.setdefault(host[1:], []) if host.startswith("*.") else exact.setdefault(host, [])
+                for other in bucket:
+                    if other.path_prefix == svc.path_prefix:
+                        raise RouteConflictError(
+                            f"host={host} path_prefix={svc.path_prefix} claimed by app={other.app} and app={svc.app}"
+                        )
+                bucket.append(svc)
+
+        def freeze(d: dict[str, list[Service]]) -> Mapping[str, tuple[Service, ...]]:
+            return MappingProxyType(
+                {k: tuple(sorted(v, key=lambda s: len(s.path_prefix), reverse=True)) for k, v in d.items()}
+            )
+
+        return cls(
+            services=MappingProxyType(dict(services)),
+            exact=freeze(exact),
+            wildcard=freeze(wildcard),
+            suffixes=tuple(sorted(wildcard, key=len, reverse=True)),
+        )
+
+    def with_service(self, service: Service) -> RouteTable:
+        services = dict(self.services)
+        services[service.app] = service
+        return RouteTable.build(services)
+
+    def without_app(self, app: str) -> RouteTable:
+        services = dict(self.services)
+        services.pop(app, None)
+        return RouteTable.build(services)
+
+    def lookup(self, host: str, path: str) -> Service | None:
+        """Exact host first, then the longest wildcard; within a host the longest prefix."""
+        candidates = self.exact.get(host)
+        if candidates is not None:
+            for svc in candidates:
+                if svc.matches_path(path):
+                    return svc
+        for suffix in self.suffixes:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                for svc in self.wildcard[suffix]:
+                    if svc.matches_path(path):
+                        return svc
+        return None
+
+    def targets(self) -> frozenset[str]:
+        return frozenset(t for svc in self.services.values() for t in svc.targets)

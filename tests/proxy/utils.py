@@ -1,0 +1,82 @@
+"""Helpers for proxy tests: real aiohttp backends and a started Proxy, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from proxy import Proxy, ProxyOptions
+
+Handler = Callable[[web.Request], Any]
+
+
+@asynccontextmanager
+async def backend(routes: list[tuple[str, str, Handler]] | None = None, name: str = "b") -> AsyncIterator[str]:
+    """Start an aiohttp app; yields its "127.0.0.1:PORT" target. Default route echoes facts as JSON."""
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "name": name,
+                "method": request.method,
+                "path": request.path_qs,
+                "headers": [[k, v] for k, v in request.headers.items()],
+            }
+        )
+
+    app = web.Application(client_max_size=0)
+    for method, path, handler in routes or []:
+        app.router.add_route(method, path, handler)
+    app.router.add_route("*", "/{tail:.*}", info)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_proxy(**options: Any) -> AsyncIterator[Proxy]:
+    opts = {"upstream_connect_timeout": 0.5, "upstream_response_timeout": 5.0}
+    opts.update(options)
+    proxy = Proxy(ProxyOptions(**opts))
+    await proxy.start("127.0.0.1", 0)
+    try:
+        yield proxy
+    finally:
+        await proxy.stop(0.5)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the proxy closes the connection (or timeout)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    chunks = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        writer.close()
+    return b"".join(chunks)
