@@ -5,6 +5,7 @@ They never raise: the config loader collects their messages into `Problem`s.
 
 from __future__ import annotations
 
+import json
 import re
 
 CRON_ALIASES = {
@@ -43,6 +44,10 @@ _CRON_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
 def cron_schedule(schedule: str) -> str | None:
     """A 5-field cron expression or an @ alias, as robfig/cron (Dokku's parser) accepts them."""
     text = schedule.strip()
@@ -50,14 +55,14 @@ def cron_schedule(schedule: str) -> str | None:
         if text.lower() in CRON_ALIASES:
             return None
         known = ", ".join(sorted(CRON_ALIASES))
-        return f"unknown schedule alias {text!r} (known: {known})"
+        return f"unknown schedule alias {_q(text)} (known: {known})"
     fields = text.split()
     if len(fields) != 5:
-        return f"must have 5 fields (minute hour day-of-month month day-of-week) or be an @ alias, got {len(fields)} field(s) in {schedule!r}"
+        return f"must have 5 fields (minute hour day-of-month month day-of-week) or be an @ alias, got {len(fields)} field(s) in {_q(schedule)}"
     for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         message = _cron_field(value, low, high, names)
         if message:
-            return f"{name} field {value!r}: {message}"
+            return f"{name} field {_q(value)}: {message}"
     return None
 
 
@@ -68,19 +73,19 @@ def _cron_field(field: str, low: int, high: int, names: tuple[str, ...]) -> str 
         base, slash, step = part.partition("/")
         if slash:
             if not step.isdigit() or int(step) == 0:
-                return f"step {step!r} must be a positive integer"
+                return f"step {_q(step)} must be a positive integer"
         if base in ("*", "?"):
             continue
         start_text, dash, end_text = base.partition("-")
         start = _cron_value(start_text, names)
         if start is None or not low <= start <= high:
-            return f"{start_text!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+            return f"{_q(start_text)} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
         if dash:
             end = _cron_value(end_text, names)
             if end is None or not low <= end <= high:
-                return f"{end_text!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                return f"{_q(end_text)} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
             if end < start:
-                return f"range {base!r} goes backwards"
+                return f"range {_q(base)} goes backwards"
     return None
 
 
@@ -99,7 +104,7 @@ def host_pattern(host: str) -> str | None:
     if len(host) > 253:
         return "must be at most 253 characters"
     if not _HOST_RE.match(host.lower()):
-        return f"{host!r} is not a host name or a `*.domain` wildcard (letters, digits, dashes, dots; no port, scheme or path)"
+        return f"{_q(host)} is not a host name or a `*.domain` wildcard (letters, digits, dashes, dots; no port, scheme or path)"
     return None
 
 
@@ -107,18 +112,18 @@ def listen_address(listen: str) -> str | None:
     """host:port, with [::1]:port for IPv6."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host:
-        return f"must be host:port (e.g. 127.0.0.1:8080 or 0.0.0.0:80), got {listen!r}"
+        return f"must be host:port (e.g. 127.0.0.1:8080 or 0.0.0.0:80), got {_q(listen)}"
     if host.startswith("["):
         if not host.endswith("]") or len(host) < 3:
-            return f"bad IPv6 host in {listen!r} (write [::1]:8080)"
+            return f"bad IPv6 host in {_q(listen)} (write [::1]:8080)"
     elif ":" in host or any(c.isspace() for c in host):
-        return f"bad host in {listen!r}"
+        return f"bad host in {_q(listen)}"
     return port_text(port, listen)
 
 
 def port_text(port: str, whole: str) -> str | None:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        return f"port must be 1-65535 in {whole!r}"
+        return f"port must be 1-65535 in {_q(whole)}"
     return None
 
 
@@ -142,13 +147,13 @@ def env_name(name: str) -> str | None:
 
 def memory(value: str) -> str | None:
     if not _MEMORY_RE.match(value):
-        return f"must be a Docker memory size like \"256m\" or \"1g\" (units b, k, m, g), got {value!r}"
+        return f"must be a Docker memory size like \"256m\" or \"1g\" (units b, k, m, g), got {_q(value)}"
     return None
 
 
 def restart_policy(value: str) -> str | None:
     if not _RESTART_RE.match(value):
-        return f"must be no, always, unless-stopped, on-failure or on-failure:N, got {value!r}"
+        return f"must be no, always, unless-stopped, on-failure or on-failure:N, got {_q(value)}"
     return None
 
 
@@ -156,16 +161,16 @@ def volume(value: str) -> str | None:
     """Docker -v syntax: SOURCE:/container/path[:OPTIONS], SOURCE an absolute path or a volume name."""
     parts = value.split(":")
     if len(parts) not in (2, 3):
-        return f"must be \"/host/path:/container/path[:ro]\" or \"name:/container/path[:ro]\", got {value!r}"
+        return f"must be \"/host/path:/container/path[:ro]\" or \"name:/container/path[:ro]\", got {_q(value)}"
     source, target = parts[0], parts[1]
     if not (source.startswith("/") or _VOLUME_NAME_RE.match(source)):
-        return f"source {source!r} must be an absolute host path or a volume name"
+        return f"source {_q(source)} must be an absolute host path or a volume name"
     if not target.startswith("/"):
-        return f"container path {target!r} must be absolute"
+        return f"container path {_q(target)} must be absolute"
     if len(parts) == 3:
         bad = [o for o in parts[2].split(",") if o not in _VOLUME_OPTIONS]
         if bad:
-            return f"unknown volume option(s) {', '.join(repr(b) for b in bad)} (known: ro, rw, z, Z, nocopy, ...)"
+            return f"unknown volume option(s) {', '.join(_q(b) for b in bad)} (known: ro, rw, z, Z, nocopy, ...)"
     return None
 
 
@@ -190,7 +195,7 @@ def git_branch(value: str) -> str | None:
         or "//" in value
         or any(c.isspace() or c in "~^:?*[\\" or ord(c) < 32 for c in value)
     )
-    return f"{value!r} is not a valid git branch name" if bad else None
+    return f"{_q(value)} is not a valid git branch name" if bad else None
 
 
 def timezone(value: str) -> str | None:
@@ -199,5 +204,5 @@ def timezone(value: str) -> str | None:
     try:
         ZoneInfo(value)
     except Exception:  # noqa: BLE001 - ZoneInfo raises several types for bad keys
-        return f"unknown time zone {value!r} (use an IANA name like \"UTC\" or \"Europe/Paris\")"
+        return f"unknown time zone {_q(value)} (use an IANA name like \"UTC\" or \"Europe/Paris\")"
     return None
