@@ -80,3 +80,50 @@ async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     finally:
         writer.close()
     return b"".join(chunks)
+
+
+@asynccontextmanager
+async def raw_backend(respond: Callable[[bytes], bytes | None]) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A raw TCP backend: reads one request head, writes respond(head) (None: reset), closes.
+
+    Yields (target, heads seen).
+    """
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        seen.append(head)
+        answer = respond(head)
+        if answer is None:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            writer.transport.abort()
+            return
+        writer.write(answer)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}", seen
+    finally:
+        server.close()
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Split one raw HTTP/1.1 response into (status, lower-cased headers, rest)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body

@@ -1,0 +1,203 @@
+"""Proxy saturation throughput: direct vs nginx proxy vs dockyard's proxy, driven by wrk.
+
+Run: python -m bench.throughput [--duration 5] [--connections 50]
+
+One backend (nginx `return 200`, 1 worker) on 127.0.0.1 is served three ways:
+direct, through nginx as a proxy (1 worker, upstream keepalive) and through our Proxy
+(a subprocess on uvloop). Prints a markdown table with req/s, p50, p99 and ours/nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    keepalive_requests 1000000;
+    {body}
+}}
+"""
+
+BACKEND_BODY = """
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{ return 200 "hello from the backend\\n"; }}
+    }}
+"""
+
+PROXY_BODY = """
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start_nginx(prefix: Path, body: str) -> subprocess.Popen[bytes]:
+    prefix.mkdir(parents=True, exist_ok=True)
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, body=body, user=user))
+    return subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
+
+
+def start_ours(port: int, backend: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "bench.throughput", "--serve-proxy", str(port), f"127.0.0.1:{backend}"]
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(cmd, cwd=root)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(port: int, duration: float, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    def parse(v: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)", v)
+        return _ms(m.group(1), m.group(2)) if m else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": parse(lat.get("50", "")),
+        "p99_ms": parse(lat.get("99", "")),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
+    }
+
+
+def run_throughput(duration: float = 5.0, connections: int = 50) -> dict[str, Any]:
+    """Measure the three setups; returns {"direct"|"nginx"|"ours": {...}, "ratio": ours/nginx}."""
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
+        try:
+            backend, nginx_port, ours_port = free_port(), free_port(), free_port()
+            procs.append(start_nginx(Path(tmp) / "backend", BACKEND_BODY.format(port=backend)))
+            procs.append(start_nginx(Path(tmp) / "proxy", PROXY_BODY.format(port=nginx_port, backend=backend)))
+            procs.append(start_ours(ours_port, backend))
+            for port in (backend, nginx_port, ours_port):
+                wait_port(port)
+            results: dict[str, Any] = {}
+            for name, port in (("direct", backend), ("nginx", nginx_port), ("ours", ours_port)):
+                wrk(port, 1, connections)  # warm up pools
+                results[name] = wrk(port, duration, connections)
+            results["ratio"] = results["ours"]["rps"] / results["nginx"]["rps"]
+            results["duration"] = duration
+            results["connections"] = connections
+            return results
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| setup | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name in ("direct", "nginx", "ours"):
+        r = results[name]
+        lines.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']:.0f} |")
+    lines.append(f"\nours/nginx = **{results['ratio']:.2f}** (wrk -t1 -c{results['connections']} -d{results['duration']:g}s)")
+    return "\n".join(lines)
+
+
+def serve_proxy(port: int, target: str) -> None:
+    """Child process: our proxy on uvloop, one app routing 127.0.0.1 and localhost to `target`."""
+    import uvloop
+
+    from proxy import Proxy, ProxyOptions
+
+    async def main() -> None:
+        proxy = Proxy(ProxyOptions())
+        proxy.set_app("bench", ["127.0.0.1", "localhost"], [target])
+        await proxy.start("127.0.0.1", port)
+        stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, stop_event.set)
+        await stop_event.wait()
+        await proxy.stop(1.0)
+
+    uvloop.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--serve-proxy", nargs=2, metavar=("PORT", "TARGET"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_proxy:
+        serve_proxy(int(args.serve_proxy[0]), args.serve_proxy[1])
+        return 0
+    print(markdown(run_throughput(args.duration, args.connections)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
