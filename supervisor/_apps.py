@@ -9,6 +9,7 @@ values beat app.json env defaults.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -41,7 +42,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
     elif image is not None and build is not None:
         t.out.error(t.prefix, "needs exactly one of image or build, got both")
     if build is not None and build != "git":
-        build = str(base / build)
+        build = os.path.normpath(base / build)
 
     hosts = _hosts(t)
     path_prefix = t.string("path_prefix", defaults.PATH_PREFIX) or defaults.PATH_PREFIX
