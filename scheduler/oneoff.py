@@ -1,0 +1,149 @@
+"""Run one cron container to completion, streaming its output lines as they come.
+
+Starting, inspecting, stopping and removing go through the `Runtime` protocol. Following the
+logs needs the Docker SDK: with a runtime that has a Docker `client` (DockerRuntime) the
+output streams line by line; with any other runtime we fall back to `run_oneoff` and hand
+the lines over when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.runtime import ContainerSpec, OneOffResult, Runtime
+
+OnOutput = Callable[[str], None]
+EXIT_POLL = 0.05  # seconds between inspections once the log stream has ended
+EXIT_WAIT = 10.0  # how long the engine may take to report an exit after the logs end
+
+
+class OutputTail:
+    """The last `limit` bytes of output, kept as whole lines where possible."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._partial = bytearray()
+        self.truncated = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Add a chunk; return the complete lines it finished."""
+        self._buf += chunk
+        if len(self._buf) > 2 * self.limit:
+            del self._buf[: len(self._buf) - self.limit]
+            self.truncated = True
+        self._partial += chunk
+        *lines, rest = self._partial.split(b"\n")
+        self._partial = bytearray(rest)
+        return [line.decode(errors="replace") for line in lines]
+
+    def flush(self) -> list[str]:
+        if not self._partial:
+            return []
+        line = self._partial.decode(errors="replace")
+        self._partial.clear()
+        return [line]
+
+    def text(self) -> str:
+        data = bytes(self._buf[-self.limit :]) if len(self._buf) > self.limit else bytes(self._buf)
+        text = data.decode(errors="replace")
+        if self.truncated or len(self._buf) > self.limit:
+            text = text.partition("\n")[2] if "\n" in text else text
+            return f"[output truncated to the last {self.limit // 1024} KB]\n{text}"
+        return text
+
+
+@dataclass(slots=True)
+class Handle:
+    """A run in progress: lets the scheduler stop it (replace) or see its container."""
+
+    container_id: str = ""
+    stop_requested: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _follow(client: Any, container_id: str, put: Callable[[bytes | None], None]) -> None:
+    try:
+        for chunk in client.api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True):
+            put(chunk)
+    except Exception:  # the container went away: the stream is over
+        pass
+    finally:
+        put(None)
+
+
+async def run_streaming(
+    runtime: Runtime,
+    spec: ContainerSpec,
+    *,
+    timeout: float | None,
+    tail: OutputTail,
+    on_output: OnOutput | None,
+    handle: Handle,
+    stop_timeout: float,
+) -> OneOffResult:
+    """Start `spec`, stream its output into `tail` (and `on_output`), wait for it to exit.
+
+    The caller removes the container (handle.container_id) when it is done with it.
+    """
+    client = getattr(runtime, "client", None)
+    if client is None or not hasattr(client, "api"):
+        result = await runtime.run_oneoff(spec, timeout)
+        for line in tail.feed(result.output.encode()) + tail.flush():
+            if on_output:
+                on_output(line)
+        return result
+    info = await runtime.run(spec)
+    handle.container_id = info.id
+    handle.started.set()
+    if handle.stop_requested:
+        await runtime.stop(info.id, stop_timeout)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def put(chunk: bytes | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+    # A daemon thread, not the loop's executor: a run left going at shutdown must not hold
+    # the loop's shutdown up.
+    threading.Thread(
+        target=_follow, args=(client, info.id, put), name=f"cron-logs-{spec.name}", daemon=True
+    ).start()
+
+    async def drain() -> None:
+        while (chunk := await queue.get()) is not None:
+            for line in tail.feed(chunk):
+                if on_output:
+                    on_output(line)
+
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.shield(drain_task := asyncio.ensure_future(drain())), timeout)
+    except TimeoutError:
+        timed_out = True
+        await runtime.stop(info.id, stop_timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain_task, stop_timeout + EXIT_WAIT)
+    finally:
+        if not drain_task.done():
+            drain_task.cancel()
+    for line in tail.flush():
+        if on_output:
+            on_output(line)
+    exit_code = -1
+    deadline = loop.time() + EXIT_WAIT
+    while loop.time() < deadline:
+        current = await runtime.inspect(info.id)
+        if current is None:
+            break
+        if not current.running and current.exit_code is not None:
+            exit_code = current.exit_code
+            break
+        await asyncio.sleep(EXIT_POLL)
+    return OneOffResult(exit_code, tail.text(), timed_out)

@@ -1,0 +1,397 @@
+"""The Scheduler: cron tasks of every app, fired by APScheduler 3.x, run in one-off containers.
+
+APScheduler only decides *when*. Our own executor hands each due (coalesced) fire time to
+`_scheduled_run`, which claims (app, task, time) in SQLite before running -- so a restart,
+a clock step back or a second daemon on the same state never runs one scheduled time twice.
+Each run gets a one-off container from the app's *current* release (`image_of` is asked at
+run time, so a deploy or rollback switches the image with nothing else to do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from supervisor import defaults
+from supervisor.containers import oneoff_spec
+from supervisor.errors import DockyardError
+from supervisor.runtime import OneOffResult, Runtime
+from supervisor.spec import AppSpec, Config, CronSpec
+
+from . import plan as planning
+from .errors import UnknownTask
+from .oneoff import Handle, OnOutput, OutputTail, run_streaming
+from .runs import RunRecord, RunStatus, RunStore
+from .triggers import build_trigger
+
+log = logging.getLogger("dockyard.scheduler")
+
+ImageOf = Callable[[str], "tuple[str, int] | None"]
+
+LABEL_CRON = "dockyard.cron"  # the task id, on every cron container
+ROLE = "cron"
+MISFIRE_GRACE = 60  # seconds late a fire time may still run (APScheduler misfire_grace_time)
+STOP_GRACE = 5.0  # seconds stop() waits for runs in progress before leaving them be
+INTERRUPTED_NOTE = "\n[dockyard stopped during this run; its container was left running]"
+
+
+class _CronExecutor(BaseExecutor):  # type: ignore[misc]
+    """Hands (job id, scheduled time) to the Scheduler instead of calling the job."""
+
+    def __init__(self, fire: Callable[[str, datetime], None]) -> None:
+        super().__init__()
+        self._fire = fire
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        try:
+            self._fire(job.id, run_times[-1])  # coalesced: the latest due time
+        except Exception as exc:
+            self._run_job_error(job.id, exc, exc.__traceback__)
+        else:
+            self._run_job_success(job.id, [])
+
+
+def _placeholder() -> None:
+    """APScheduler wants a callable per job; _CronExecutor never calls it."""
+
+
+def job_id(app: str, task: str) -> str:
+    return f"{app}:{task}"  # app names never hold ':'
+
+
+def _key_of(job: str) -> tuple[str, str]:
+    app, _, task = job.partition(":")
+    return app, task
+
+
+def _iso(stamp: float | None) -> str | None:
+    return datetime.fromtimestamp(stamp, UTC).isoformat() if stamp is not None else None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: Config,
+        runtime: Runtime,
+        image_of: ImageOf,
+        *,
+        extra_labels: Mapping[str, str] = MappingProxyType({}),
+        store: RunStore | None = None,
+        misfire_grace_time: int = MISFIRE_GRACE,
+        stop_grace: float = STOP_GRACE,
+        output_kb: int = defaults.CRON_OUTPUT_KB,
+    ) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._image_of = image_of
+        self._extra_labels = dict(extra_labels)
+        self._store = store or RunStore.in_state_dir(config.server.state_dir)
+        self._misfire = misfire_grace_time
+        self._stop_grace = stop_grace
+        self._output_limit = output_kb * 1024
+        self._aps: AsyncIOScheduler | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._active: dict[tuple[str, str], dict[int, Handle]] = {}
+        self._abandon = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._aps is not None
+
+    async def start(self) -> None:
+        """Clean up after the previous daemon, then schedule every task on the running loop."""
+        if self._aps is not None:
+            return
+        self._abandon = False
+        stale = self._store.interrupted("\n[dockyard stopped during this run]")
+        if stale:
+            log.warning("interrupted cron runs marked failed count=%d", stale)
+        await self._remove_leftovers()
+        self._aps = AsyncIOScheduler(
+            timezone=self._config.server.timezone,
+            executors={"default": _CronExecutor(self._fire)},
+            job_defaults={
+                "coalesce": True,
+                "misfire_grace_time": self._misfire,
+                "max_instances": 1_000_000,  # concurrency policies are ours
+            },
+        )
+        self._aps.start()
+        for key, task in planning.tasks_of(self._config).items():
+            self._add_job(key, task)
+        log.info("scheduler started tasks=%d timezone=%s", len(self._aps.get_jobs()),
+                 self._config.server.timezone)
+
+    async def stop(self) -> None:
+        """Stop firing; wait up to stop_grace for runs in progress, then leave them running.
+
+        A run left going keeps its container (labelled dockyard.cron); its record is marked
+        failed, and the next start() removes the container.
+        """
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            log.info("scheduler stopping runs=%d grace=%gs", len(pending), self._stop_grace)
+            _done, left = await asyncio.wait(pending, timeout=self._stop_grace)
+            if left:
+                self._abandon = True
+                for task in left:
+                    task.cancel()
+                await asyncio.wait(left, timeout=self._stop_grace)
+                log.warning("scheduler stopped leaving cron runs=%d running", len(left))
+        log.info("scheduler stopped")
+
+    def close(self) -> None:
+        self._store.close()
+
+    async def _remove_leftovers(self) -> None:
+        labels = {defaults.LABEL_INSTANCE: self._config.server.instance, LABEL_CRON: ""}
+        try:
+            leftovers = await self._runtime.list(labels)
+        except DockyardError as exc:
+            log.warning("cannot list leftover cron containers error=%s", exc)
+            return
+        for info in leftovers:
+            log.info("removing leftover cron container=%s", info.name)
+            with contextlib.suppress(DockyardError):
+                await self._runtime.remove(info.id)
+
+    # ---- jobs --------------------------------------------------------------------------
+
+    def _add_job(self, key: tuple[str, str], task: CronSpec) -> None:
+        assert self._aps is not None
+        trigger = build_trigger(task.schedule, self._config.server.timezone, task=f"{key[0]}.{task.id}")
+        job = self._aps.add_job(_placeholder, trigger, id=job_id(*key), name=job_id(*key))
+        if key in self._store.suspended():
+            job.pause()
+
+    def reload(self, config: Config) -> planning.ReloadPlan:
+        """Adopt a new config: add, remove and reschedule tasks. Runs in progress go on.
+
+        Every trigger is built before anything changes, so a bad schedule leaves the old
+        config in place (ScheduleError).
+        """
+        the_plan = planning.plan_configs(self._config, config)
+        new_tasks = planning.tasks_of(config)
+        for key in the_plan.added + the_plan.changed:
+            build_trigger(new_tasks[key].schedule, config.server.timezone, task=f"{key[0]}.{key[1]}")
+        self._config = config
+        if self._aps is not None:
+            # Each trigger carries its own time zone: a changed zone reschedules every task.
+            for key in the_plan.removed + the_plan.changed:
+                with contextlib.suppress(Exception):
+                    self._aps.remove_job(job_id(*key))
+            for key in the_plan.added + the_plan.changed:
+                self._add_job(key, new_tasks[key])
+        log.info("scheduler reloaded added=%d removed=%d changed=%d",
+                 len(the_plan.added), len(the_plan.removed), len(the_plan.changed))
+        return the_plan
+
+    def _lookup(self, app: str, task_id: str) -> tuple[AppSpec, CronSpec]:
+        spec = self._config.apps.get(app)
+        if spec is None:
+            raise UnknownTask(f"unknown app {app!r}")
+        for task in spec.cron:
+            if task.id == task_id:
+                return spec, task
+        known = ", ".join(t.id for t in spec.cron) or "none"
+        raise UnknownTask(f"app {app!r} has no cron task {task_id!r} (tasks: {known})")
+
+    # ---- suspend / resume / list -------------------------------------------------------
+
+    def suspend(self, app: str, task_id: str) -> None:
+        self._lookup(app, task_id)
+        self._store.suspend(app, task_id)
+        if self._aps is not None and (job := self._aps.get_job(job_id(app, task_id))):
+            job.pause()
+        log.info("cron suspended app=%s task=%s", app, task_id)
+
+    def resume(self, app: str, task_id: str) -> None:
+        self._lookup(app, task_id)
+        self._store.resume(app, task_id)
+        if self._aps is not None and (job := self._aps.get_job(job_id(app, task_id))):
+            job.resume()
+        log.info("cron resumed app=%s task=%s", app, task_id)
+
+    def list(self, app: str | None = None) -> list[dict[str, Any]]:
+        """One dict per task: schedule, next run, last result, suspended, runs going."""
+        if app is not None and app not in self._config.apps:
+            raise UnknownTask(f"unknown app {app!r}")
+        suspended = self._store.suspended()
+        rows = []
+        for (app_name, task_id), task in sorted(planning.tasks_of(self._config).items()):
+            if app is not None and app_name != app:
+                continue
+            job = self._aps.get_job(job_id(app_name, task_id)) if self._aps else None
+            next_run = job.next_run_time if job is not None else None
+            last = self._store.last(app_name, task_id)
+            rows.append({
+                "app": app_name,
+                "id": task_id,
+                "command": task.command,
+                "schedule": task.schedule,
+                "concurrency_policy": task.concurrency_policy,
+                "timeout": task.timeout,
+                "source": task.source,
+                "suspended": (app_name, task_id) in suspended,
+                "next_run": next_run.isoformat() if next_run else None,
+                "running": len(self._active.get((app_name, task_id), {})),
+                "last": None if last is None else {
+                    "status": last.status,
+                    "exit_code": last.exit_code,
+                    "started": _iso(last.started),
+                    "ended": _iso(last.ended),
+                    "scheduled": _iso(last.scheduled),
+                    "manual": last.manual,
+                },
+            })
+        return rows
+
+    def runs(
+        self, app: str, task_id: str | None = None, limit: int = 20
+    ) -> builtins.list[RunRecord]:
+        """Newest first."""
+        return self._store.runs(app, task_id, limit)
+
+    # ---- runs --------------------------------------------------------------------------
+
+    def _fire(self, job: str, scheduled: datetime) -> None:
+        """Called by APScheduler (through _CronExecutor) on the loop when a time is due."""
+        app, task_id = _key_of(job)
+        self._spawn(self._scheduled_run(app, task_id, scheduled))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _scheduled_run(self, app: str, task_id: str, scheduled: datetime) -> RunRecord | None:
+        """Run one scheduled time, once; None when another run already claimed it."""
+        try:
+            app_spec, task = self._lookup(app, task_id)
+        except UnknownTask:
+            return None  # removed by a reload after it was due
+        stamp = scheduled.timestamp()
+        active = self._active.get((app, task_id), {})
+        if active and task.concurrency_policy == "forbid":
+            run_id = self._store.claim(app, task_id, stamp, status="skipped")
+            if run_id is None:
+                return None
+            going = ", ".join(str(r) for r in sorted(active))
+            log.info("cron skipped app=%s task=%s scheduled=%s running=%s", app, task_id,
+                     scheduled.isoformat(), going)
+            return self._store.finish(run_id, "skipped", None, f"[skipped: run {going} is still going]")
+        run_id = self._store.claim(app, task_id, stamp)
+        if run_id is None:
+            log.info("cron already ran app=%s task=%s scheduled=%s", app, task_id, scheduled.isoformat())
+            return None
+        if active and task.concurrency_policy == "replace":
+            await self._replace(app, task_id, app_spec.stop_timeout)
+        return await self._execute(app_spec, task, run_id, None)
+
+    async def _replace(self, app: str, task_id: str, stop_timeout: float) -> None:
+        handles = dict(self._active.get((app, task_id), {}))
+        for run_id, handle in handles.items():
+            log.info("cron replacing app=%s task=%s run=%d", app, task_id, run_id)
+            handle.stop_requested = True
+            if handle.container_id:
+                await self._runtime.stop(handle.container_id, stop_timeout)
+        # Wait for them to record themselves as replaced (they are removed from _active).
+        while any(r in self._active.get((app, task_id), {}) for r in handles):
+            await asyncio.sleep(0.05)
+
+    async def run_now(
+        self, app: str, task_id: str, on_output: OnOutput | None = None
+    ) -> RunRecord:
+        """Run a task now (`dockyard cron run`), whatever its policy and suspension say."""
+        app_spec, task = self._lookup(app, task_id)
+        run_id = self._store.claim(app, task_id, None)
+        assert run_id is not None
+        # Its own task: a caller that goes away does not cut the run short.
+        running = self._spawn(self._execute(app_spec, task, run_id, on_output))
+        record: RunRecord = await asyncio.shield(running)
+        return record
+
+    async def _execute(
+        self, app: AppSpec, task: CronSpec, run_id: int, on_output: OnOutput | None
+    ) -> RunRecord:
+        current = self._image_of(app.name)
+        if current is None:
+            message = f"[skipped: app {app.name!r} has no release to run in]"
+            log.warning("cron skipped app=%s task=%s run=%d reason=not-deployed", app.name, task.id, run_id)
+            if on_output:
+                on_output(message)
+            return self._store.finish(run_id, "skipped", None, message)
+        image, release = current
+        base = oneoff_spec(
+            app, image=image, instance=self._config.server.instance, release=release,
+            role=ROLE, command=task.command, suffix=f"{task.id}.{run_id}-{secrets.token_hex(2)}",
+        )
+        labels = {**base.labels, LABEL_CRON: task.id, **self._extra_labels}
+        env = {**base.env, "DOCKYARD_CRON_TASK": task.id}
+        spec = replace(base, labels=MappingProxyType(labels), env=MappingProxyType(env))
+        self._store.started(run_id, image=image, release=release, container=spec.name)
+        handle = Handle()
+        key = (app.name, task.id)
+        self._active.setdefault(key, {})[run_id] = handle
+        tail = OutputTail(self._output_limit)
+        log.info("cron running app=%s task=%s run=%d release=%d container=%s",
+                 app.name, task.id, run_id, release, spec.name)
+        started = time.monotonic()
+        result: OneOffResult | None = None
+        error = ""
+        try:
+            result = await run_streaming(
+                self._runtime, spec, timeout=task.timeout, tail=tail, on_output=on_output,
+                handle=handle, stop_timeout=app.stop_timeout,
+            )
+        except asyncio.CancelledError:
+            if self._abandon:
+                self._store.finish(run_id, "failed", None, tail.text() + INTERRUPTED_NOTE)
+            raise
+        except DockyardError as exc:
+            error = f"[dockyard: {exc}]"
+            if on_output:
+                on_output(error)
+        finally:
+            self._active.get(key, {}).pop(run_id, None)
+            if not self._active.get(key):
+                self._active.pop(key, None)
+            if handle.container_id and not self._abandon:
+                with contextlib.suppress(DockyardError):
+                    await self._runtime.remove(handle.container_id)
+        status: RunStatus
+        if result is None:
+            status, exit_code, output = "failed", None, (tail.text() + "\n" + error).strip()
+        else:
+            exit_code = result.exit_code
+            output = tail.text()
+            if handle.stop_requested:
+                status = "replaced"
+            elif result.timed_out:
+                status = "timeout"
+                output += f"\n[timed out after {task.timeout:g}s]"
+            else:
+                status = "ok" if exit_code == 0 else "failed"
+        record = self._store.finish(run_id, status, exit_code, output)
+        log.info("cron finished app=%s task=%s run=%d status=%s exit_code=%s seconds=%.2f",
+                 app.name, task.id, run_id, status, exit_code, time.monotonic() - started)
+        return record
