@@ -48,14 +48,14 @@ _FIELDS: dict[str, tuple[int, int, tuple[str, ...]]] = {
 _LABELS = {"day": "day of month", "day_of_week": "day of week"}
 
 
-def expand(schedule: str) -> list[str]:
+def expand(schedule: str, task: str | None = None) -> list[str]:
     """The fields of `schedule` (aliases resolved): 5, or 6 with leading seconds."""
     text = schedule.strip()
     if text.startswith("@"):
         resolved = ALIASES.get(text.lower())
         if resolved is None:
             known = ", ".join(sorted(ALIASES))
-            raise ScheduleError(schedule, f"unknown alias (known: {known})")
+            raise ScheduleError(schedule, f"unknown alias (known: {known})", task)
         text = resolved
     fields = text.split()
     if len(fields) not in (5, 6):
@@ -63,6 +63,7 @@ def expand(schedule: str) -> list[str]:
             schedule,
             "needs 5 fields (minute hour day-of-month month day-of-week) or an @ alias, "
             f"got {len(fields)} field(s)",
+            task,
         )
     return fields
 
@@ -120,7 +121,7 @@ def _apscheduler_field(values: frozenset[int], name: str, star: bool) -> str:
 
 def build_trigger(schedule: str, timezone: tzinfo | str, *, task: str | None = None) -> BaseTrigger:
     """The APScheduler trigger of `schedule`; ScheduleError (naming `task`) when it is bad."""
-    fields = expand(schedule)
+    fields = expand(schedule, task)
     names = ["minute", "hour", "day", "month", "day_of_week"]
     if len(fields) == 6:
         names.insert(0, "second")
