@@ -96,7 +96,6 @@ class DockerRuntime:
             "labels": dict(spec.labels),
             "detach": True,
             "stop_signal": "SIGTERM",
-            "stop_timeout": int(spec.stop_timeout),
             "volumes": list(spec.volumes) or None,
         }
         if spec.network == "host":
