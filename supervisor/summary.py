@@ -1,4 +1,6 @@
-"""The human summary `dockyard validate` prints for a valid config. Pure: Config in, text out."""
+"""The human summary `dockyard validate` prints for a valid config. Pure: Config in, text out.
+
+No trailing newline; warnings are only counted (the CLI prints them on stderr)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,9 @@ def summarize(config: Config) -> str:
     ]
     for app in config.apps.values():
         lines.extend(_app(app))
-    if config.warnings:
-        lines.append(f"warnings ({len(config.warnings)}):")
-        lines.extend(f"  {w}" for w in config.warnings)
-    return "\n".join(lines) + "\n"
+    if config.warnings:  # the CLI prints the warnings themselves, on stderr
+        lines.append(f"\n{len(config.warnings)} warning(s)")
+    return "\n".join(lines)
 
 
 def _app(app: AppSpec) -> list[str]:
