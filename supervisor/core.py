@@ -167,7 +167,7 @@ class Supervisor:
                 self.serving[app_name] = Serving(current.number, tuple(keep))
                 self._install_routes(app)
                 log.info("adopted app=%s release=%d containers=%d", app_name, current.number, len(keep))
-        for cid, (app_name, _) in retiring.items():  # containers already gone
+        for cid in retiring:  # containers already gone
             self.state.done_retiring(cid)
 
     async def start_apps(self, progress: Progress | None = None) -> None:

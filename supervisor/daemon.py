@@ -100,11 +100,7 @@ def serve(config: Config, log_format: str = "kv") -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
-    try:
-        runner(Daemon(config).run())
+        uvloop.run(Daemon(config).run())
     except DockyardError as exc:
         log.error("cannot serve: %s", exc)
         return 1

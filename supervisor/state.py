@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +130,7 @@ class StateStore:
         assert release is not None
         return release
 
-    def activate(self, app: str, number: int, steps: list[Mapping[str, Any]]) -> None:
+    def activate(self, app: str, number: int, steps: Sequence[Mapping[str, Any]]) -> None:
         """Mark `number` the one serving release of `app`; the previous one is superseded."""
         with self._tx() as db:
             db.execute(
@@ -143,7 +143,7 @@ class StateStore:
                 (orjson.dumps(steps).decode(), time.time(), app, number),
             )
 
-    def fail(self, app: str, number: int, reason: str, steps: list[Mapping[str, Any]]) -> None:
+    def fail(self, app: str, number: int, reason: str, steps: Sequence[Mapping[str, Any]]) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE releases SET status = 'failed', reason = ?, steps = ?, finished_at = ?"
@@ -158,7 +158,7 @@ class StateStore:
             for r in self._db.execute("SELECT * FROM releases WHERE status = 'pending'")
         ]
         for rel in pending:
-            self.fail(rel.app, rel.number, reason, list(rel.steps))
+            self.fail(rel.app, rel.number, reason, rel.steps)
         return pending
 
     def release(self, app: str, number: int) -> Release | None:
