@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import NotRunning, ScheduleError, SchedulerError, UnknownTask
-from .plan import ReloadPlan, plan, plan_configs
+from .plan import ReloadPlan, plan_configs
 from .runs import RunRecord, RunStore
 from .service import LABEL_CRON, MISFIRE_GRACE, STOP_GRACE, Scheduler
 from .triggers import build_trigger
@@ -21,6 +21,5 @@ __all__ = [
     "SchedulerError",
     "UnknownTask",
     "build_trigger",
-    "plan",
     "plan_configs",
 ]

@@ -1,7 +1,7 @@
 """The Scheduler: cron tasks of every app, fired by APScheduler 3.x, run in one-off containers.
 
 APScheduler only decides *when*. Our own executor hands each due (coalesced) fire time to
-`_scheduled_run`, which claims (app, task, time) in SQLite before running -- so a restart,
+`run_scheduled`, which claims (app, task, time) in SQLite before running -- so a restart,
 a clock step back or a second daemon on the same state never runs one scheduled time twice.
 Each run gets a one-off container from the app's *current* release (`image_of` is asked at
 run time, so a deploy or rollback switches the image with nothing else to do).
@@ -31,9 +31,9 @@ from supervisor.errors import DockyardError
 from supervisor.runtime import OneOffResult, Runtime
 from supervisor.spec import AppSpec, Config, CronSpec
 
-from . import plan as planning
 from .errors import UnknownTask
 from .oneoff import Handle, OnOutput, OutputTail, run_streaming
+from .plan import ReloadPlan, plan_configs, tasks_of
 from .runs import RunRecord, RunStatus, RunStore
 from .triggers import build_trigger
 
@@ -132,7 +132,7 @@ class Scheduler:
             },
         )
         self._aps.start()
-        for key, task in planning.tasks_of(self._config).items():
+        for key, task in tasks_of(self._config).items():
             self._add_job(key, task)
         log.info("scheduler started tasks=%d timezone=%s", len(self._aps.get_jobs()),
                  self._config.server.timezone)
@@ -182,14 +182,14 @@ class Scheduler:
         if key in self._store.suspended():
             job.pause()
 
-    def reload(self, config: Config) -> planning.ReloadPlan:
+    def reload(self, config: Config) -> ReloadPlan:
         """Adopt a new config: add, remove and reschedule tasks. Runs in progress go on.
 
         Every trigger is built before anything changes, so a bad schedule leaves the old
         config in place (ScheduleError).
         """
-        the_plan = planning.plan_configs(self._config, config)
-        new_tasks = planning.tasks_of(config)
+        the_plan = plan_configs(self._config, config)
+        new_tasks = tasks_of(config)
         for key in the_plan.added + the_plan.changed:
             build_trigger(new_tasks[key].schedule, config.server.timezone, task=f"{key[0]}.{key[1]}")
         self._config = config
@@ -236,7 +236,7 @@ class Scheduler:
             raise UnknownTask(f"unknown app {app!r}")
         suspended = self._store.suspended()
         rows = []
-        for (app_name, task_id), task in sorted(planning.tasks_of(self._config).items()):
+        for (app_name, task_id), task in sorted(tasks_of(self._config).items()):
             if app is not None and app_name != app:
                 continue
             job = self._aps.get_job(job_id(app_name, task_id)) if self._aps else None
@@ -275,7 +275,7 @@ class Scheduler:
     def _fire(self, job: str, scheduled: datetime) -> None:
         """Called by APScheduler (through _CronExecutor) on the loop when a time is due."""
         app, task_id = _key_of(job)
-        self._spawn(self._scheduled_run(app, task_id, scheduled))
+        self._spawn(self.run_scheduled(app, task_id, scheduled))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -283,8 +283,14 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _scheduled_run(self, app: str, task_id: str, scheduled: datetime) -> RunRecord | None:
-        """Run one scheduled time, once; None when another run already claimed it."""
+    async def run_scheduled(
+        self, app: str, task_id: str, scheduled: datetime
+    ) -> RunRecord | None:
+        """Run the task for one scheduled time, at most once ever: what a trigger fire does.
+
+        Applies the concurrency policy. None when that time was claimed already (by this or
+        an earlier daemon) or the task no longer exists.
+        """
         try:
             app_spec, task = self._lookup(app, task_id)
         except UnknownTask:
@@ -364,8 +370,8 @@ class Scheduler:
                 handle=handle, stop_timeout=app.stop_timeout,
             )
         except asyncio.CancelledError:
-            if self._abandon:
-                self._store.finish(run_id, "failed", None, tail.text() + INTERRUPTED_NOTE)
+            note = INTERRUPTED_NOTE if self._abandon else "\n[cancelled; its container was removed]"
+            self._store.finish(run_id, "failed", None, tail.text() + note)
             raise
         except DockyardError as exc:
             error = f"[dockyard: {exc}]"
@@ -388,7 +394,7 @@ class Scheduler:
                 status = "replaced"
             elif result.timed_out:
                 status = "timeout"
-                output += f"\n[timed out after {task.timeout:g}s]"
+                output = output.rstrip("\n") + f"\n[timed out after {task.timeout:g}s]"
             else:
                 status = "ok" if exit_code == 0 else "failed"
         record = self._store.finish(run_id, status, exit_code, output)
