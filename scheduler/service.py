@@ -204,6 +204,10 @@ class Scheduler:
                  len(the_plan.added), len(the_plan.removed), len(the_plan.changed))
         return the_plan
 
+    def task(self, app: str, task_id: str) -> CronSpec:
+        """The spec of one task; UnknownTask when the app or the task does not exist."""
+        return self._lookup(app, task_id)[1]
+
     def _lookup(self, app: str, task_id: str) -> tuple[AppSpec, CronSpec]:
         spec = self._config.apps.get(app)
         if spec is None:
