@@ -75,6 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .summary import summarize
 
+    if args.file:
+        args.config = args.file
     config = _load(args)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -186,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", cmd_serve, "run the daemon (supervisor, proxy, scheduler) in the foreground")
     p.add_argument("--log-format", choices=("kv", "json"), default="kv")
-    add("validate", cmd_validate, "check a config file and print a summary")
+    p = add("validate", cmd_validate, "check a config file and print a summary")
+    p.add_argument("file", nargs="?", help="the config file (same as -c FILE)")
     p = add("deploy", cmd_deploy, "deploy an app (the configured image, or --image)")
     p.add_argument("app")
     p.add_argument("--image", help="image to deploy instead of the configured one")
