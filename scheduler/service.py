@@ -377,8 +377,10 @@ class Scheduler:
             note = INTERRUPTED_NOTE if self._abandon else "\n[cancelled; its container was removed]"
             self._store.finish(run_id, "failed", None, tail.text() + note)
             raise
-        except DockyardError as exc:
-            error = f"[dockyard: {exc}]"
+        except Exception as exc:  # recorded, never left 'running'
+            if not isinstance(exc, DockyardError):
+                log.exception("cron run crashed app=%s task=%s run=%d", app.name, task.id, run_id)
+            error = f"[dockyard: {exc.__class__.__name__ if not str(exc) else exc}]"
             if on_output:
                 on_output(error)
         finally:
