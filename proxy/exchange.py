@@ -12,7 +12,7 @@ from .inflight import Flight
 from .pages import error_response
 from .request import IDEMPOTENT, RequestHead
 from .routes import Service, normalize_host
-from .stats import log_access
+from .stats import AppStats, log_access
 from .upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason = ""
         self.tunnel_closed: asyncio.Future[None] | None = None
+        self.fast = False  # forwarded from callbacks only (no task), see start()
+        self.completed = False
+        self.preferred: str | None = None
+        self.host = ""
+        self.t0 = 0.0
+        self.stats: AppStats | None = None
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -85,21 +91,52 @@ class Exchange:
             self._arm_response_timer()
 
     # -- the coroutine ---------------------------------------------------------------------------
-    async def run(self) -> None:
+    def start(self) -> bool:
+        """Fast path, no task: route, claim and send on a pooled connection from callbacks.
+
+        Returns False when the request needs the coroutine (`run`): upgrades, unknown hosts,
+        no target, or no idle pooled connection (a connect must be awaited).
+        """
+        if self.head.upgrade is not None:
+            return False
         proxy = self.client.proxy
-        loop = proxy.loop
-        t0 = loop.time()
-        host = normalize_host(self.head.host.decode("latin-1"))
-        stats = None
+        self.t0 = proxy.loop.time()
+        host = self.host = normalize_host(self.head.host.decode("latin-1"))
+        service = proxy.table.lookup(host, self.path)
+        if service is None:
+            return False
+        target = proxy.balancer.pick(service)
+        if target is None:
+            return False
+        self.app = service.app
+        stats = self.stats = proxy.app_stats(service.app)
+        stats.inflight += 1
+        conn = proxy.pool.take(target)
+        if conn is None:
+            self.preferred = target
+            return False
+        self.target = target
+        self.flight = proxy.tracker.claim(target, service.app, self.cancel_flight)
+        self.fast = True
+        self._send(conn)
+        return True
+
+    async def run(self, tried: list[str] | None = None) -> None:
+        proxy = self.client.proxy
+        if not self.t0:
+            self.t0 = proxy.loop.time()
+            self.host = normalize_host(self.head.host.decode("latin-1"))
+        host = self.host
         try:
             service = proxy.table.lookup(host, self.path)
             if service is None:
                 self.send_error(404)
                 return
-            self.app = service.app
-            stats = proxy.app_stats(service.app)
-            stats.inflight += 1
-            await self._forward(service, host)
+            if self.stats is None:
+                self.app = service.app
+                self.stats = proxy.app_stats(service.app)
+                self.stats.inflight += 1
+            await self._forward(service, host, tried or [])
         except asyncio.CancelledError:
             self._cancelled()
         except Exception:
@@ -109,16 +146,96 @@ class Exchange:
             else:
                 self.send_error(502)
         finally:
-            elapsed = loop.time() - t0
-            status = self.status or 499
-            if stats is not None:
-                stats.inflight -= 1
-                stats.record(status, elapsed)
-            if proxy.options.access_log:
-                log_access(app=self.app, method=self.method, host=host, path=self.url, status=status,
-                           seconds=elapsed, target=self.target, client=self.client.peer_str,
-                           request_id=self.head.request_id, sent=self.sent)
-            self.client.exchange_finished(self)
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.completed:
+            return
+        self.completed = True
+        proxy = self.client.proxy
+        elapsed = proxy.loop.time() - self.t0
+        status = self.status or 499
+        stats = self.stats
+        if stats is not None:
+            stats.inflight -= 1
+            stats.record(status, elapsed)
+        if proxy.options.access_log:
+            log_access(app=self.app, method=self.method, host=self.host, path=self.url, status=status,
+                       seconds=elapsed, target=self.target, client=self.client.peer_str,
+                       request_id=self.head.request_id, sent=self.sent)
+        self.client.exchange_finished(self)
+
+    # -- fast path completion (callbacks) -------------------------------------------------------
+    def _fast_done(self) -> None:
+        conn = self.upstream
+        self.sink = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.client.resume("upstream")
+        if self.flight is not None:
+            self.client.proxy.tracker.release(self.flight)
+            self.flight = None
+        if conn is not None:
+            if not self.body_complete:
+                conn.reusable = False
+                self.keep_alive = False
+            self.client.proxy.pool.put(conn)
+            self.upstream = None
+        self._finish()
+
+    def _fast_failed(self, exc: UpstreamError) -> None:
+        if self.completed or not self.fast:
+            return
+        self.fast = False
+        self.sink = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.client.resume("upstream")
+        conn = self.upstream
+        if self.flight is not None:
+            self.client.proxy.tracker.release(self.flight)
+            self.flight = None
+        retry = self._retryable(exc, [])
+        if conn is not None:
+            conn.handler = None
+            conn.abort()
+        if retry and self.target is not None and not self.client.closed:
+            log.info("Retrying request target=%s error=%s", self.target, exc)
+            self.task = self.client.proxy.loop.create_task(self.run([self.target]))
+            self.client.track(self.task)
+            return
+        if self.started:
+            self.client.abort()
+            self.status = self.status or 502
+        else:
+            self.send_error(exc.status)
+        self._finish()
+
+    def _fast_cancel(self, reason: str) -> None:
+        """Drain timeout or client gone while on the fast path."""
+        if self.completed or not self.fast:
+            return
+        self.fast = False
+        self.cancel_reason = reason
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.upstream is not None:
+            self.upstream.handler = None
+        self._cancelled()
+        if self.flight is not None:
+            self.client.proxy.tracker.release(self.flight)
+            self.flight = None
+        self._finish()
+
+    def client_gone(self) -> None:
+        if self.fast:
+            self._fast_cancel("client")
+        elif self.task is not None and not self.task.done():
+            self.cancel_reason = "client"
+            self.task.cancel()
 
     def _cancelled(self) -> None:
         """Cancelled by a drain or stop timeout (-> 504 when nothing was sent) or a gone client."""
@@ -132,11 +249,12 @@ class Exchange:
             self.keep_alive = False
             self.send_error(504)
 
-    async def _forward(self, service: Service, host: str) -> None:
+    async def _forward(self, service: Service, host: str, tried: list[str]) -> None:
         proxy = self.client.proxy
-        tried: list[str] = []
         while True:
-            target = proxy.balancer.pick(service, tried)
+            target, self.preferred = self.preferred, None
+            if target is None or target not in service.targets or proxy.tracker.is_draining(target):
+                target = proxy.balancer.pick(service, tried)
             if target is None and tried:
                 target = proxy.balancer.pick(service)
             if target is None:
@@ -183,9 +301,31 @@ class Exchange:
         )
 
     async def _exchange(self, conn: UpstreamConnection) -> None:
+        done = self.done = self.client.proxy.loop.create_future()
+        self._send(conn)
+        try:
+            await done
+        except BaseException:
+            conn.abort()
+            raise
+        finally:
+            self.sink = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.client.resume("upstream")
+        if self.tunnel_closed is not None:
+            await self._tunnel()
+            return
+        if not self.body_complete:
+            conn.reusable = False
+            self.keep_alive = False
+        self.client.proxy.pool.put(conn)
+        self.upstream = None
+
+    def _send(self, conn: UpstreamConnection) -> None:
+        """Write the request head (and what body is buffered); the rest streams via feed_body."""
         self.upstream = conn
-        loop = self.client.proxy.loop
-        done = self.done = loop.create_future()
         conn.begin(self)
         head = self._upstream_head()
         if self.head.expect_continue and not self.body_complete:
@@ -210,25 +350,6 @@ class Exchange:
         else:
             conn.write(head)
             self.sink = conn
-        try:
-            await done
-        except BaseException:
-            conn.abort()
-            raise
-        finally:
-            self.sink = None
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self.client.resume("upstream")
-        if self.tunnel_closed is not None:
-            await self._tunnel()
-            return
-        if not self.body_complete:
-            conn.reusable = False
-            self.keep_alive = False
-        self.client.proxy.pool.put(conn)
-        self.upstream = None
 
     def _upstream_head(self) -> bytes:
         h = self.head
@@ -247,12 +368,17 @@ class Exchange:
         return b"".join(parts)
 
     def _arm_response_timer(self) -> None:
-        if self.timer is None and not self.started and self.done is not None and not self.done.done():
+        if self.timer is None and not self.started and (
+            self.fast or (self.done is not None and not self.done.done())
+        ):
             loop = self.client.proxy.loop
             self.timer = loop.call_later(self.client.proxy.options.upstream_response_timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self.timer = None
+        if self.fast and not self.started:
+            self._fast_failed(UpstreamTimeoutError(self.target or "?", "no response head in time"))
+            return
         if not self.started and self.done is not None and not self.done.done():
             self.done.set_exception(UpstreamTimeoutError(self.target or "?", "no response head in time"))
 
@@ -310,6 +436,8 @@ class Exchange:
         self.finished = True
         if self.framing == CHUNKED:
             self.out.append(b"0\r\n\r\n")
+        if self.fast:
+            return  # completed in flush(), after the bytes went out
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
 
@@ -318,8 +446,17 @@ class Exchange:
         if out:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
+        if self.fast and self.finished and not self.completed:
+            self.fast = False
+            self._fast_done()
 
     def on_upstream_failed(self, exc: Exception) -> None:
+        if self.completed:
+            return
+        if self.fast and not (self.started and self.until_eof):
+            assert isinstance(exc, UpstreamError)
+            self._fast_failed(exc)
+            return
         if self.tunnel_closed is not None:
             if not self.tunnel_closed.done():
                 self.tunnel_closed.set_result(None)
@@ -383,6 +520,9 @@ class Exchange:
             if self.upstream is not None and not self.upstream.closed:
                 self.upstream.write(WS_CLOSE_GOING_AWAY_TO_UPSTREAM)
             self.tunnel_lost()
+            return
+        if self.fast:
+            self._fast_cancel("drain")
             return
         self.cancel_reason = "drain"
         if self.task is not None:

@@ -73,17 +73,18 @@ class Proxy:
         server.close()
         for conn in list(self.connections):
             conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         cancelled = 0
-        if self.tasks:
-            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            for flight in self.tracker.all_flights():
-                if not flight.cancelled:
-                    flight.cancelled = True
-                    cancelled += 1
-                    flight.cancel()
+        busy = list(self.tracker.snapshot())
+        if busy:  # requests and WebSockets in flight: the drain policy, on every target
+            cancelled = await self.tracker.drain(busy, timeout)
+        pending = {t for t in self.tasks if not t.done()}
+        if pending:  # e.g. requests still connecting
+            _, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
             for task in pending:
-                if not task.done():
-                    task.cancel()
+                task.cancel()
+                cancelled += 1
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
         for conn in list(self.connections):

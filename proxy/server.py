@@ -64,11 +64,9 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_timer()
         if self.tunnel_exchange is not None:
             self.tunnel_exchange.tunnel_lost()
-        active = self.active
-        if active is not None and active.task is not None and not active.task.done():
-            active.cancel_reason = "client"
-            active.task.cancel()
         self.queue.clear()
+        if self.active is not None:
+            self.active.client_gone()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -162,9 +160,14 @@ class ClientConnection(asyncio.Protocol):
     # -- used by exchanges ---------------------------------------------------------------------
     def _start(self, ex: Exchange) -> None:
         self.active = ex
+        if ex.start():
+            return
         ex.task = self.proxy.loop.create_task(ex.run())
-        self.proxy.tasks.add(ex.task)
-        ex.task.add_done_callback(self.proxy.tasks.discard)
+        self.track(ex.task)
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.proxy.tasks.add(task)
+        task.add_done_callback(self.proxy.tasks.discard)
 
     def exchange_finished(self, ex: Exchange) -> None:
         if self.active is not ex:
@@ -211,15 +214,15 @@ class ClientConnection(asyncio.Protocol):
     def reject(self, status: int) -> None:
         """Answer a bad request with `status` and close (unless a response is already under way)."""
         active = self.active
-        if active is not None:
-            if active.started:
-                self.abort()
-                return
-            active.cancel_reason = "client"
-            if active.task is not None:
-                active.task.cancel()
+        if active is not None and active.started:
+            self.abort()
+            if not active.completed:
+                active.client_gone()
+            return
         self.write(error_response(status, None, keep_alive=False))
         self.close()
+        if active is not None and not active.completed:
+            active.client_gone()
 
     def start_tunnel(self, ex: Exchange, upstream: asyncio.Transport) -> asyncio.Transport:
         """Switch to raw byte relaying after a 101; returns our transport for the upstream side."""

@@ -45,6 +45,10 @@ async def test_upstream_timeout_504() -> None:
 
     async with backend([("GET", "/slow", slow)]) as target, running_proxy(upstream_response_timeout=0.05) as proxy:
         proxy.set_app("a", ["h"], [target])
+        for _ in range(2):  # first on a new connection, then on the pooled one (fast path)
+            raw = await raw_request(proxy.port, b"GET /slow HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            assert parse_response(raw)[0] == 504
+        await raw_request(proxy.port, b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         raw = await raw_request(proxy.port, b"GET /slow HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         assert parse_response(raw)[0] == 504
 
@@ -83,6 +87,8 @@ async def test_post_not_retried_after_reset() -> None:
 async def test_header_too_large_431_and_body_too_large_413() -> None:
     async with backend() as target, running_proxy(max_header_size=1024, max_body_size=100) as proxy:
         proxy.set_app("a", ["h"], [target])
+        warm = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert parse_response(warm)[0] == 200  # pooled: requests below take the fast path
         raw = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n")
         assert parse_response(raw)[0] == 431
         # a head that never ends is cut too

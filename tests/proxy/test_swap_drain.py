@@ -105,6 +105,8 @@ async def test_drain_cancels_at_timeout() -> None:
     async with backend([("GET", "/stuck", stuck)]) as old, running_proxy() as proxy:
         proxy.set_app("a", ["h"], [old])
         async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{proxy.port}/warm", headers={"Host": "h"}) as r:
+                assert r.status == 200  # a pooled connection: the next request takes the fast path
             reqs = [asyncio.create_task(s.get(f"http://127.0.0.1:{proxy.port}/stuck", headers={"Host": "h"}))
                     for _ in range(3)]
             while proxy.inflight().get(old) != 3:
