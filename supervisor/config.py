@@ -106,8 +106,10 @@ def _server(t: Table, base: Path) -> ServerSpec:
         t.out.warn(t.key(key), f"the control socket path {str(socket)!r} is longer than {_UNIX_SOCKET_MAX} bytes; Unix sockets cannot bind it")
     timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
     instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
+    metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
     t.finish()
-    return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone, instance=instance)
+    return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
+                      instance=instance, metrics_listen=metrics_listen)
 
 
 def _proxy(t: Table) -> ProxyOptions:

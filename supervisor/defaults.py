@@ -11,6 +11,7 @@ STATE_DIR = ".dockyard"
 CONTROL_SOCKET_NAME = "control.sock"  # under state_dir
 TIMEZONE = "UTC"
 INSTANCE = "dockyard"  # value of the dockyard.instance label
+METRICS_LISTEN = None  # e.g. "127.0.0.1:9100"; /metrics is always on the control socket
 DEPLOY_BRANCHES = ("main", "master")
 
 # [apps.X]

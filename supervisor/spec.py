@@ -29,6 +29,7 @@ class ServerSpec:
     control_socket: Path = Path(defaults.STATE_DIR) / defaults.CONTROL_SOCKET_NAME
     timezone: str = defaults.TIMEZONE
     instance: str = defaults.INSTANCE
+    metrics_listen: str | None = defaults.METRICS_LISTEN  # host:port for GET /metrics; None: socket only
 
 
 @dataclass(frozen=True, slots=True)
