@@ -110,6 +110,15 @@ async def run_one(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) -
     return CheckResult(False, name, error, time.monotonic() - start)
 
 
+async def attempt_once(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) -> str | None:
+    """One attempt of one check (the periodic liveness/readiness probe): None or the error."""
+    try:
+        await _attempt(runtime, ctx, check)
+    except CheckFailed as exc:
+        return str(exc)
+    return None
+
+
 async def _attempt(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) -> None:
     port = check.port or ctx.app_port
     if check.uptime:

@@ -122,14 +122,58 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _follow(_client(args).stream(f"/v1/apps/{args.app}/rollback"))
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    return _follow(_client(args).stream(f"/v1/apps/{args.app}/restart"))
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    return _follow(_client(args).stream(f"/v1/apps/{args.app}/start"))
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    data = _client(args).post(f"/v1/apps/{args.app}/stop")
+    print(f"stopped {data['app']} ({data['stopped']} containers drained and stopped)")
+    return EXIT_OK
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from .scale import parse_counts
+
+    try:
+        counts = parse_counts(args.counts)
+    except ValueError as exc:
+        raise DockyardError(str(exc)) from None
+    data = _client(args).post(f"/v1/apps/{args.app}/scale", {"counts": counts})
+    print(f"{data['app']}: " + " ".join(f"{k}={v}" for k, v in data["scale"].items()))
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    data = _client(args).post("/v1/reload")
+    plan = data["plan"]
+    for key in ("added", "removed", "changed", "scaled", "rerouted"):
+        if plan[key]:
+            print(f"{key}: {', '.join(plan[key])}")
+    if plan["needs_restart"]:
+        print(f"needs a daemon restart to apply: {', '.join(plan['needs_restart'])}")
+    failed = False
+    for app, result in data["deploys"].items():
+        state = "deployed" if result["ok"] else f"FAILED: {result['reason']}"
+        failed = failed or not result["ok"]
+        print(f"{app}: release {result['release']} {state}")
+    if not any(plan[k] for k in ("added", "removed", "changed", "scaled", "rerouted")):
+        print("nothing to do")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     path = f"/v1/ps?app={args.app}" if args.app else "/v1/ps"
     rows = _client(args).get(path)
     if args.json:
         _print_json(rows)
     else:
-        cols = ("app", "process", "name", "release", "status", "serving", "target", "inflight",
-                "restarts", "exit_code")
+        cols = ("app", "process", "name", "release", "status", "serving", "healthy", "target",
+                "inflight", "restarts", "exit_code")
         print(_table(rows, cols))
     return EXIT_OK
 
@@ -195,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image to deploy instead of the configured one")
     p = add("rollback", cmd_rollback, "go back to the previous successful release")
     p.add_argument("app")
+    p = add("restart", cmd_restart, "zero-downtime restart of an app on the same image")
+    p.add_argument("app")
+    p = add("stop", cmd_stop, "take an app out of the routes, drain and stop its containers")
+    p.add_argument("app")
+    p = add("start", cmd_start, "start a stopped app again (its current release)")
+    p.add_argument("app")
+    p = add("scale", cmd_scale, "set process counts: dockyard scale APP web=3 worker=2")
+    p.add_argument("app")
+    p.add_argument("counts", nargs="+", metavar="PROCESS=COUNT")
+    add("reload", cmd_reload, "re-read the config file and reconcile (like SIGHUP)")
+    from scheduler.cli import add_commands as add_cron_commands
+
+    add_cron_commands(sub, common, _client)
     p = add("ps", cmd_ps, "list the containers")
     p.add_argument("app", nargs="?")
     p.add_argument("--json", action="store_true")

@@ -86,7 +86,7 @@ def process_spec(
         memory=app.limits.memory,
         cpus=app.limits.cpus,
         volumes=app.volumes,
-        restart=app.restart,
+        restart="no",  # dockyard applies app.restart itself (supervisor/watch.py)
         stop_timeout=app.stop_timeout,
     )
 

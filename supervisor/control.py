@@ -111,6 +111,54 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     return await _stream(request, lambda progress: sup.rollback(app, progress))
 
 
+async def restart(request: web.Request) -> web.StreamResponse:
+    from .scale import restart as do_restart
+
+    sup = request.app[SUPERVISOR_KEY]
+    app = request.match_info["app"]
+    sup.app(app)
+    if sup.state.current(app) is None:
+        raise DeployError(f"app {app!r} has no serving release to restart")
+    return await _stream(request, lambda progress: do_restart(sup, app, progress))
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    from .scale import start as do_start
+
+    sup = request.app[SUPERVISOR_KEY]
+    app = request.match_info["app"]
+    sup.app(app)
+    return await _stream(request, lambda progress: do_start(sup, app, progress))
+
+
+async def stop(request: web.Request) -> web.Response:
+    from .scale import stop as do_stop
+
+    sup = request.app[SUPERVISOR_KEY]
+    stopped = await do_stop(sup, request.match_info["app"])
+    return _json({"app": request.match_info["app"], "stopped": stopped})
+
+
+async def scale(request: web.Request) -> web.Response:
+    from .scale import scale as do_scale
+
+    sup = request.app[SUPERVISOR_KEY]
+    body = await _body(request)
+    counts = body.get("counts")
+    if not isinstance(counts, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in counts.items()
+    ):
+        raise web.HTTPBadRequest(text='body must be {"counts": {"web": 3, ...}} with counts >= 0')
+    result = await do_scale(sup, request.match_info["app"], counts)
+    return _json({"app": request.match_info["app"], "scale": result})
+
+
+async def reload(request: web.Request) -> web.Response:
+    reloader = request.app[RELOAD_KEY]
+    return _json(await reloader())  # type: ignore[operator]
+
+
 async def ps(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR_KEY]
     app = request.query.get("app")
@@ -140,9 +188,10 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-def make_app(sup: Supervisor) -> web.Application:
+def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[SUPERVISOR_KEY] = sup
+    app[RELOAD_KEY] = reloader or _no_reload
     app[STARTED_KEY] = time.time()
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/ps", ps)
@@ -150,7 +199,16 @@ def make_app(sup: Supervisor) -> web.Application:
     app.router.add_get("/v1/apps/{app}/releases", releases)
     app.router.add_post("/v1/apps/{app}/deploy", deploy)
     app.router.add_post("/v1/apps/{app}/rollback", rollback)
+    app.router.add_post("/v1/apps/{app}/restart", restart)
+    app.router.add_post("/v1/apps/{app}/start", start)
+    app.router.add_post("/v1/apps/{app}/stop", stop)
+    app.router.add_post("/v1/apps/{app}/scale", scale)
+    app.router.add_post("/v1/reload", reload)
     return app
+
+
+async def _no_reload() -> Any:
+    raise DeployError("this daemon cannot reload")
 
 
 def prepare_socket_path(path: Path) -> None:

@@ -59,6 +59,9 @@ class Supervisor:
         self.state = state
         self.retirer = Retirer(runtime, routes, state)
         self.serving: dict[str, Serving] = {}
+        self.down: set[str] = set()  # serving container ids out of rotation (dead, not ready)
+        self.restarts: dict[str, int] = {}  # container id -> restarts done by dockyard
+        self.last_exit: dict[str, int] = {}  # container id -> its last exit code
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -101,10 +104,42 @@ class Supervisor:
         app = self.config.apps.get(app_name)
         port = app.port if app else defaults.PORT
         network = app.network if app else "bridge"
-        found = (target_of(c, port, network) for c in web_of(list(serving.containers)))
+        web = [c for c in web_of(list(serving.containers)) if c.id not in self.down]
+        found = (target_of(c, port, network) for c in web)
         return [t for t in found if t]
 
-    def retire(self, app: AppSpec, old: Sequence[ContainerInfo]) -> None:
+    # health state -------------------------------------------------------------------
+
+    def serving_container(self, container_id: str) -> tuple[AppSpec, ContainerInfo] | None:
+        """The app and container, if `container_id` is one of a serving release."""
+        for name, serving in self.serving.items():
+            for info in serving.containers:
+                if info.id == container_id and name in self.config.apps:
+                    return self.config.apps[name], info
+        return None
+
+    def mark_down(self, app: AppSpec, container_id: str) -> None:
+        """Take a container out of rotation now (one route-table assignment)."""
+        if container_id not in self.down:
+            self.down.add(container_id)
+            self._install_routes(app)
+
+    def mark_up(self, app: AppSpec, info: ContainerInfo) -> None:
+        """Put a (restarted, recovered) container back in rotation with its current ports."""
+        serving = self.serving.get(app.name)
+        if serving is None:
+            return
+        replaced = tuple(info if c.id == info.id else c for c in serving.containers)
+        self.serving[app.name] = Serving(serving.release, replaced)
+        self.down.discard(info.id)
+        self._install_routes(app)
+
+    def refresh_routes(self, app: AppSpec) -> None:
+        self._install_routes(app)
+
+    def retire(
+        self, app: AppSpec, old: Sequence[ContainerInfo], *, retire_after: float | None = None
+    ) -> None:
         web = web_of(list(old))
         others = [c for c in old if c.process != defaults.WEB_PROCESS]
         targets = [t for t in (target_of(c, app.port, app.network) for c in web) if t]
@@ -113,9 +148,11 @@ class Supervisor:
             web,
             targets,
             drain_timeout=app.drain_timeout,
-            retire_after=app.retire_after,
+            retire_after=app.retire_after if retire_after is None else retire_after,
             stop_timeout=app.stop_timeout,
         )
+        for c in old:
+            self.down.discard(c.id)
         self.retirer.retire_now(app.name, others, app.stop_timeout)
 
     # operations -----------------------------------------------------------------
@@ -173,7 +210,7 @@ class Supervisor:
     async def start_apps(self, progress: Progress | None = None) -> None:
         """Deploy every configured app that does not run yet (apps with an image)."""
         for name, app in self.config.apps.items():
-            if name in self.serving or not app.image:
+            if name in self.serving or not app.image or self.state.is_stopped(name):
                 continue
             try:
                 report = await self.deploy(name, progress=progress)
@@ -205,8 +242,10 @@ class Supervisor:
                     "serving": info.id in serving_ids,
                     "target": target,
                     "inflight": inflight.get(target, 0) if target else 0,
-                    "restarts": info.restart_count,
-                    "exit_code": info.exit_code,
+                    "restarts": self.restarts.get(info.id, 0) + info.restart_count,
+                    "exit_code": info.exit_code if info.exit_code is not None
+                    else self.last_exit.get(info.id),
+                    "healthy": info.running and info.id not in self.down,
                 }
             )
         return rows

@@ -16,14 +16,17 @@ from contextlib import suppress
 from aiohttp import web
 
 from proxy import Proxy
+from scheduler import Scheduler
 
-from . import logs
+from . import logs, reconcile
+from .config import load_config
 from .control import make_app, prepare_socket_path
 from .core import Supervisor
 from .docker_runtime import DockerRuntime
-from .errors import DockyardError
+from .errors import ConfigError, DockyardError
 from .spec import Config
 from .state import StateStore
+from .watch import Watcher
 
 log = logging.getLogger("dockyard.supervisor")
 SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
@@ -38,7 +41,9 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.should_exit = asyncio.Event()
+        self.should_reload = asyncio.Event()
         self._signals = 0
+        self._reload_lock = asyncio.Lock()
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -52,17 +57,30 @@ class Daemon:
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(64, "dockyard"))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.should_reload.set)
 
         server = self.config.server
         state = StateStore(server.state_dir)
         runtime = DockerRuntime()
         proxy = Proxy(self.config.proxy)
         sup = Supervisor(self.config, runtime, proxy, state)
+        self.sup = sup
+
+        def image_of(app: str) -> tuple[str, int] | None:
+            rel = state.current(app)
+            return (rel.image, rel.number) if rel else None
+
+        sched = self.sched = Scheduler(self.config, runtime, image_of)
+        watcher = Watcher(sup)
 
         prepare_socket_path(server.control_socket)
         host, port = split_listen(server.listen)
         await proxy.start(host, port)
-        runner = web.AppRunner(make_app(sup), access_log=None)
+        control = make_app(sup, self.reload)
+        from scheduler.control import add_routes as add_cron_routes
+
+        add_cron_routes(control, lambda: sched)
+        runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         old_umask = os.umask(0o177)
         try:
@@ -76,14 +94,21 @@ class Daemon:
         )
 
         await sup.adopt()
+        watcher.start()
+        await sched.start()
         starting = asyncio.ensure_future(sup.start_apps())
+        reloads = asyncio.ensure_future(self._reload_on_signal())
         try:
             await self.should_exit.wait()
         finally:
             log.info("stopping pid=%d (app containers keep running)", os.getpid())
-            starting.cancel()
-            with suppress(BaseException):
-                await starting
+            for task in (starting, reloads):
+                task.cancel()
+                with suppress(BaseException):
+                    await task
+            await watcher.close()
+            await sched.stop()
+            sched.close()
             await runner.cleanup()
             await proxy.stop(SHUTDOWN_GRACE)
             await sup.retirer.close()
@@ -91,6 +116,27 @@ class Daemon:
             with suppress(FileNotFoundError):
                 server.control_socket.unlink()
             log.info("stopped pid=%d", os.getpid())
+
+
+    async def _reload_on_signal(self) -> None:
+        while True:
+            await self.should_reload.wait()
+            self.should_reload.clear()
+            try:
+                await self.reload()
+            except ConfigError as exc:
+                log.error("reload refused: the config has errors; nothing changed: %s", exc)
+            except DockyardError as exc:
+                log.error("reload failed error=%s", exc)
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
+        async with self._reload_lock:
+            new = load_config(self.config.path)
+            self.sched.reload(new)  # raises on a bad schedule before anything changed
+            result = await reconcile.apply(self.sup, new)
+            self.config = new
+            return result
 
 
 def serve(config: Config, log_format: str = "kv") -> int:

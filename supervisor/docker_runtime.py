@@ -155,6 +155,14 @@ class DockerRuntime:
         with contextlib.suppress(docker.errors.NotFound):
             await self._call(self.client.api.stop, container_id, timeout=int(timeout))
 
+    async def start(self, container_id: str) -> ContainerInfo | None:
+        """Start a stopped container again (a restart by dockyard's policy); its new state."""
+        try:
+            await self._call(self.client.api.start, container_id)
+        except docker.errors.NotFound:
+            return None
+        return await self.inspect(container_id)
+
     async def no_restart(self, container_id: str) -> None:
         """Clear the restart policy, so that a container being retired is never restarted."""
         with contextlib.suppress(docker.errors.NotFound, RuntimeFailure):

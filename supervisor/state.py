@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS retiring (
     app TEXT NOT NULL,
     stop_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS stopped (
+    app TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS scale (
     app TEXT NOT NULL,
     process TEXT NOT NULL,
@@ -220,3 +223,15 @@ class StateStore:
     def scale(self, app: str) -> dict[str, int]:
         rows = self._db.execute("SELECT process, count FROM scale WHERE app = ?", (app,))
         return {r[0]: r[1] for r in rows}
+
+    # stopped apps (dockyard stop) -------------------------------------------------
+
+    def set_stopped(self, app: str, stopped: bool) -> None:
+        with self._tx() as db:
+            if stopped:
+                db.execute("INSERT OR IGNORE INTO stopped (app) VALUES (?)", (app,))
+            else:
+                db.execute("DELETE FROM stopped WHERE app = ?", (app,))
+
+    def is_stopped(self, app: str) -> bool:
+        return self._db.execute("SELECT 1 FROM stopped WHERE app = ?", (app,)).fetchone() is not None
