@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import Protocol, cast
 
 import httptools
@@ -174,7 +175,7 @@ class UpstreamPool:
         idle = self._idle.get(target)
         if not idle:
             return None
-        deadline = asyncio.get_running_loop().time() - self.idle_timeout
+        deadline = monotonic() - self.idle_timeout
         while idle:
             conn = idle.pop()
             if conn.closed or conn.idle_since < deadline:
@@ -202,8 +203,7 @@ class UpstreamPool:
         if conn.closed or not conn.reusable or self._closed:
             conn.close()
             return
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = monotonic()
         idle = self._idle.get(conn.target)
         if idle is None:
             idle = self._idle[conn.target] = []
@@ -212,7 +212,7 @@ class UpstreamPool:
             return
         idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = loop.call_later(self.idle_timeout / 2, self._sweep)
+            self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout / 2, self._sweep)
 
     def discard(self, conn: UpstreamConnection) -> None:
         idle = self._idle.get(conn.target)
@@ -222,7 +222,7 @@ class UpstreamPool:
     def _sweep(self) -> None:
         self._sweeper = None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() - self.idle_timeout
+        deadline = monotonic() - self.idle_timeout
         left = 0
         for target, idle in list(self._idle.items()):
             keep = [c for c in idle if not c.closed and c.idle_since >= deadline]
