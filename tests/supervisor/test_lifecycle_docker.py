@@ -1,0 +1,317 @@
+"""After the deploy, on real Docker: crashes, readiness, scale, daemon restarts, kill -9, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.client import ControlClient
+from supervisor.config import load_config
+from supervisor.scale import scale
+from supervisor.watch import Watcher
+from tests.supervisor.test_deploy_docker import HOST, app_def
+from tests.utils import Load, get, make_config, stack
+
+pytestmark = pytest.mark.docker
+
+
+def serving_ids(s: Any, app: str = "web") -> set[str]:
+    return {c.id for c in s.sup.serving[app].containers}
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def test_killed_web_container_leaves_routes_and_comes_back(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    config = make_config(tmp_path, {"web": app_def(app_images["v1"])})
+    async with stack(config, docker_client) as s:
+        assert (await s.sup.deploy("web")).ok
+        watcher = Watcher(s.sup, period=3600)
+        watcher.start()
+        await asyncio.sleep(0.3)  # the event stream is attached
+        victim = sorted(s.sup.serving["web"].containers, key=lambda c: c.name)[0]
+        target = f"127.0.0.1:{victim.ports[5000]}"
+        try:
+            async with Load(s.base + "/", HOST, rate=200) as load:
+                await asyncio.sleep(0.3)
+                killed_at = time.monotonic()
+                docker_client.containers.get(victim.id).kill()
+                await wait_for(lambda: target not in s.sup.targets("web"), 1.0, "route removal")
+                removed_after = time.monotonic() - killed_at
+                await wait_for(lambda: len(s.sup.targets("web")) == 2, 15, "the container back")
+                await asyncio.sleep(0.3)
+            assert load.failures == [], load.failures[:5]
+            assert removed_after < 1.0
+            assert serving_ids(s) >= {victim.id}  # the same container, restarted
+            assert s.sup.restarts[victim.id] == 1
+            assert s.sup.last_exit[victim.id] == 137
+            rows = {r["name"]: r for r in await s.sup.ps("web")}
+            assert rows[victim.name]["restarts"] == 1 and rows[victim.name]["exit_code"] == 137
+        finally:
+            await watcher.close()
+
+
+async def test_readiness_failure_takes_target_out_and_recovery_puts_it_back(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    checks = {"web": [
+        {"type": "startup", "path": "/health", "attempts": 3, "wait": 1},
+        {"type": "readiness", "name": "ready-file", "command": ["cat", "/www/health"], "attempts": 2},
+    ]}
+    config = make_config(tmp_path, {"web": app_def(app_images["v1"], healthchecks=checks)})
+    async with stack(config, docker_client) as s:
+        assert (await s.sup.deploy("web")).ok
+        watcher = Watcher(s.sup, period=0.1)
+        watcher.start()
+        try:
+            sick = sorted(s.sup.serving["web"].containers, key=lambda c: c.name)[0]
+            target = f"127.0.0.1:{sick.ports[5000]}"
+            docker_client.containers.get(sick.id).exec_run(["mv", "/www/health", "/www/h.off"])
+            await wait_for(lambda: target not in s.sup.targets("web"), 5, "target out of rotation")
+            assert len(s.sup.targets("web")) == 1
+            async with Load(s.base + "/", HOST, rate=100) as load:
+                await asyncio.sleep(0.5)
+            assert load.failures == []
+            assert {b.split()[1] for _, _, _, b in load.results} == {
+                c.id[:12] for c in s.sup.serving["web"].containers if c.id != sick.id
+            }
+            docker_client.containers.get(sick.id).exec_run(["mv", "/www/h.off", "/www/health"])
+            await wait_for(lambda: target in s.sup.targets("web"), 5, "target back in rotation")
+        finally:
+            await watcher.close()
+
+
+async def test_scale_up_and_down_under_load(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    config = make_config(tmp_path, {"web": app_def(app_images["v1"], processes={"web": {"scale": 1}})})
+    async with stack(config, docker_client) as s:
+        assert (await s.sup.deploy("web")).ok
+        async with Load(s.base + "/", HOST, rate=200) as load:
+            assert await scale(s.sup, "web", {"web": 3}) == {"web": 3}
+            assert len(s.sup.targets("web")) == 3
+            await asyncio.sleep(0.5)
+            assert await scale(s.sup, "web", {"web": 1}) == {"web": 1}
+            assert len(s.sup.targets("web")) == 1
+            await asyncio.sleep(0.5)
+        await s.sup.retirer.wait_idle()
+        assert load.failures == [], load.failures[:5]
+        assert len({b.split()[1] for _, _, _, b in load.results}) == 3
+        assert s.state.scale("web") == {"web": 1}
+        # The scale persists: the next deploy starts one web container.
+        assert (await s.sup.deploy("web", app_images["v2"])).ok
+        assert len(s.sup.targets("web")) == 1
+
+
+# --- the daemon as a real process -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(tmp_path: Path, port: int, apps: str) -> Path:
+    path = tmp_path / "dockyard.toml"
+    path.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "state"\n'
+        f'instance = "t{tmp_path.name[-16:]}"\n\n{apps}'
+    )
+    return path
+
+
+def app_toml(name: str, image: str, env: str = "", delay: int = 0) -> str:
+    return f"""
+[apps.{name}]
+image = "{image}"
+hosts = ["{name}.test"]
+retire_after = 0
+stop_timeout = 2
+env = {{ {env} }}
+[apps.{name}.processes.web]
+scale = 2
+[[apps.{name}.healthchecks.web]]
+path = "/health"
+attempts = 3
+wait = 1
+initialDelay = {delay}
+"""
+
+
+class Daemon:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = config.parent / "daemon.log"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.cli", "serve", "-c", str(self.config)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+        )
+        client = ControlClient(load_config(self.config).server.control_socket, timeout=2)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                client.get("/v1/status")
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise AssertionError(f"daemon did not start: {self.log.read_text()[-2000:]}")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+        self.proc.wait(timeout=20)
+
+    def client(self) -> ControlClient:
+        return ControlClient(load_config(self.config).server.control_socket, timeout=None)
+
+
+def mine(config: Path, app: str = "web") -> dict[str, list[str]]:
+    instance = load_config(config).server.instance
+    return {"label": [f"dockyard.instance={instance}", f"dockyard.app={app}"]}
+
+
+def cleanup(docker_client: Any, config: Path) -> None:
+    instance = load_config(config).server.instance
+    for c in docker_client.containers.list(all=True, filters={"label": f"dockyard.instance={instance}"}):
+        c.remove(force=True)
+
+
+async def wait_serving(client: ControlClient, app: str, n: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        routes = {r["app"]: r for r in client.get("/v1/routes")}
+        if len(routes.get(app, {}).get("targets") or []) == n:
+            return list(routes[app]["targets"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{app} never had {n} targets")
+
+
+async def test_daemon_restart_keeps_containers_and_routes(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+        targets = await wait_serving(daemon.client(), "web", 2)
+        ids = {r["id"] for r in daemon.client().get("/v1/ps")}
+        base = f"http://127.0.0.1:{port}"
+        async with Load(base + "/", "web.test", rate=100) as load:
+            await asyncio.sleep(0.3)
+            daemon.signal(signal.SIGTERM)
+            running = docker_client.containers.list(filters=mine(config))
+            assert {c.id[:12] for c in running} >= ids
+            daemon.start()
+            assert sorted(await wait_serving(daemon.client(), "web", 2)) == sorted(targets)
+            settled = time.monotonic()
+            await asyncio.sleep(0.5)
+        assert {r["id"] for r in daemon.client().get("/v1/ps")} == ids
+        after = [r for r in load.results if r[0] > settled]
+        assert after and all(status == 200 for _, _, status, _ in after)
+        assert (await get(base + "/", "web.test"))[0] == 200
+        daemon.signal(signal.SIGINT)
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+        cleanup(docker_client, config)
+
+
+async def test_kill_9_during_checks_leaves_no_orphans_and_one_release(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    # Checks that wait 3 s before their first attempt: kill -9 the daemon while v2's run.
+    config = write_config(tmp_path, port, app_toml("web", app_images["v1"], delay=3))
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        v1_ids = {r["id"] for r in daemon.client().get("/v1/ps")}
+        deploy = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
+             "-c", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            names = {c.name for c in docker_client.containers.list(filters=mine(config))}
+            if any(n.endswith(".r2") for n in names):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert daemon.proc is not None
+        os.kill(daemon.proc.pid, signal.SIGKILL)
+        daemon.proc.wait(timeout=10)
+        deploy.wait(timeout=10)
+        assert any(c.name.endswith(".r2") for c in docker_client.containers.list(
+            filters=mine(config)))  # the half-deployed v2 is there
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        left = docker_client.containers.list(all=True, filters=mine(config))
+        assert {c.id[:12] for c in left} == v1_ids
+        releases = daemon.client().get("/v1/apps/web/releases")
+        assert [r["status"] for r in releases] == ["failed", "active"]
+        assert "interrupted" in releases[0]["reason"]
+        status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
+        assert status == 200 and body.startswith("v1 ")
+        daemon.signal(signal.SIGTERM)
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+        cleanup(docker_client, config)
+
+
+async def test_reload_changing_one_apps_env_redeploys_only_that_app(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    apps = app_toml("one", app_images["v1"], 'K = "1"') + app_toml("two", app_images["v1"])
+    config = write_config(tmp_path, port, apps)
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+        await wait_serving(daemon.client(), "one", 2)
+        await wait_serving(daemon.client(), "two", 2)
+        before = {r["app"]: r["release"] for r in daemon.client().get("/v1/routes")}
+        two_ids = {r["id"] for r in daemon.client().get("/v1/ps?app=two")}
+        config.write_text(config.read_text().replace('K = "1"', 'K = "2"'))
+        async with Load(f"http://127.0.0.1:{port}/", "one.test", rate=100) as load:
+            result = daemon.client().post("/v1/reload")
+        assert result["plan"]["changed"] == ["one"]
+        assert result["deploys"]["one"]["ok"]
+        after = {r["app"]: r["release"] for r in daemon.client().get("/v1/routes")}
+        assert after == {"one": before["one"] + 1, "two": before["two"]}
+        assert {r["id"] for r in daemon.client().get("/v1/ps?app=two")} == two_ids
+        assert load.failures == []
+        # A broken file changes nothing and says why.
+        config.write_text(config.read_text() + "\n[apps.one.processes.web]\nscale = 'many'\n")
+        with pytest.raises(Exception, match="invalid config|scale"):
+            daemon.client().post("/v1/reload")
+        assert {r["app"]: r["release"] for r in daemon.client().get("/v1/routes")} == after
+        daemon.signal(signal.SIGTERM)
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+        cleanup(docker_client, config)
