@@ -13,9 +13,13 @@ from .spec import AppSpec, HealthCheckSpec
 LABEL_PORT = "dockyard.port"  # the port the app listens on inside (host network: on the host)
 
 
-def container_name(app: str, process: str, index: int, release: int) -> str:
-    """Readable and unique per release: hello.web.1.r7."""
-    return f"{app}.{process}.{index}.r{release}"
+def container_name(app: str, process: str, index: int, release: int, instance: str = "") -> str:
+    """Readable and unique per release: hello.web.1.r7. Docker names are global to the engine,
+    so a daemon with a non-default `instance` prefixes it: staging.hello.web.1.r7."""
+    name = f"{app}.{process}.{index}.r{release}"
+    if instance and instance != defaults.INSTANCE:
+        name = f"{instance}.{name}"
+    return name
 
 
 def base_labels(instance: str, app: str, release: int, process: str, role: str) -> dict[str, str]:
@@ -76,7 +80,7 @@ def process_spec(
     if is_web and app.network == "bridge":
         ports = check_ports(app.healthchecks.get(process, ()), app.port)
     return ContainerSpec(
-        name=container_name(app.name, process, index, release),
+        name=container_name(app.name, process, index, release, instance),
         image=image,
         command=proc.command,
         env=MappingProxyType(app_env(app, release, process, port, index)),
@@ -96,8 +100,9 @@ def oneoff_spec(
 ) -> ContainerSpec:
     """A one-off container (predeploy, postdeploy, cron) with the app's env, limits and network."""
     labels = base_labels(instance, app.name, release, role, "oneoff")
+    prefix = f"{instance}." if instance and instance != defaults.INSTANCE else ""
     return ContainerSpec(
-        name=f"{app.name}.{role}.{suffix}",
+        name=f"{prefix}{app.name}.{role}.{suffix}",
         image=image,
         command=command,
         env=MappingProxyType(app_env(app, release, role, app.port, 1)),
