@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -277,3 +278,66 @@ async def test_deploy_build_from_a_local_directory(daemon: Daemon) -> None:
     assert (await get(d.s.base + "/cgi-bin/slow?ms=1", HOST))[0] == 404  # .dockerignore applied
     release = d.s.state.current("web")
     assert release is not None and release.kind == "build" and release.image.startswith("web:local-")
+
+
+RUNNER = """\
+import argparse, sys
+sys.path.insert(0, {root!r})
+from supervisor.config import load_config
+from supervisor.errors import DockyardError
+from supervisor.gitcli import add_commands
+common = argparse.ArgumentParser(add_help=False)
+common.add_argument("-c", "--config", default=argparse.SUPPRESS)
+parser = argparse.ArgumentParser(parents=[common])
+add_commands(parser.add_subparsers(), common, lambda args: load_config(args.config))
+args = parser.parse_args(sys.argv[1:])
+try:
+    sys.exit(args.func(args))
+except DockyardError as exc:  # as supervisor.cli.main does
+    sys.exit(f"dockyard: {{exc}}")
+"""
+
+
+async def test_push_over_ssh_command_entry(daemon: Daemon) -> None:
+    """`git push dokku@host:web main` through an authorized_keys `command="dockyard
+    git-receive-pack web"` entry, with a fake ssh that sets SSH_ORIGINAL_COMMAND as sshd does."""
+    d = daemon
+    server = d.s.config.server
+    toml = d.tmp / "dockyard.toml"
+    toml.write_text(
+        f'[server]\nstate_dir = "{server.state_dir}"\ncontrol_socket = "{server.control_socket}"\n'
+        '[apps.web]\nbuild = "git"\n[apps.procs]\nbuild = "git"\n'
+    )
+    runner = d.tmp / "dockyard_cli.py"
+    runner.write_text(RUNNER.format(root=str(Path(__file__).resolve().parents[2])))
+    fake_ssh = d.tmp / "fake-ssh"
+
+    def key_for(app: str) -> None:  # what `command="..."` in authorized_keys runs for this key
+        fake_ssh.write_text(
+            f'#!/bin/sh\n# args: HOST COMMAND\nSSH_ORIGINAL_COMMAND="$2" exec {sys.executable} '
+            f'{runner} -c {toml} git-receive-pack {app}\n'
+        )
+        fake_ssh.chmod(0o755)
+
+    work = make_work(d.tmp)
+    rev = commit(work, "v1")
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "GIT_SSH_COMMAND": str(fake_ssh),
+           "GIT_SSH_VARIANT": "simple"}
+
+    async def ssh_push(remote: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "git", "push", remote, "HEAD:main", cwd=work, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    key_for("procs")
+    code, out = await ssh_push("dokku@host:web")
+    assert code != 0 and "this key may push to 'procs' only, not 'web'" in out, out
+    key_for("web")
+    code, out = await ssh_push("dokku@host:web")
+    assert code == 0, out
+    assert "=====> deployed web release 1" in out
+    assert branch_rev(d.repo("web")) == rev
+    assert await serving_version(d) == "v1"
