@@ -58,7 +58,8 @@ def app_images(docker_client: Any) -> dict[str, str]:
 
     tags = {}
     for version in ("v1", "v2", "v3"):
-        tag = f"dockyard-test-app:{version}"
+        # A tag per test session: concurrent sessions on one engine never remove each other's.
+        tag = f"dockyard-test-app-{os.getpid()}:{version}"
         build_app_image(tag, version, labels={TEST_LABEL: "1"}, client=docker_client)
         tags[version] = tag
     return tags
