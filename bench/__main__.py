@@ -1,0 +1,72 @@
+"""python -m bench swap [--quick] [--saturation] [--rate R] [--swaps K] [--interval S] [--out DIR]
+
+Request latency during swaps: direct / dockyard / nginx under the same open-loop load (see
+bench/swap.py). Prints the markdown report; writes summary.json, report.md and, when matplotlib
+is importable (the `bench` extra), one PNG per system to bench/out/<stamp>/ or --out.
+Exit status: 0 when dockyard failed no request and every swap succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .swap import SYSTEMS, SwapOptions, run_swap_bench
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("swap", help="latency during swaps: direct / dockyard / nginx")
+    p.add_argument("--quick", action="store_true", help="CI smoke test: 200 req/s, 3 swaps, ~20 s")
+    p.add_argument("--saturation", action="store_true", help="add the wrk saturation table")
+    p.add_argument("--rate", type=float, help="requests per second (default 1000; quick 200)")
+    p.add_argument("--swaps", type=int, help="swaps per swapping system (default 20; quick 3)")
+    p.add_argument("--interval", type=float, help="seconds between swaps (default 2; quick 1.5)")
+    p.add_argument("--timeout", type=float, help="client timeout per request, s (default 5; quick 15)")
+    p.add_argument("--workers", type=int, help="load generator processes (default: 1 per 600 req/s)")
+    p.add_argument("--no-keepalive", action="store_true", help="a new client connection per request")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
+    p.add_argument("--keep-images", action="store_true", help="keep the dockyard-bench images")
+    p.add_argument("--out", type=Path, help="output directory (default bench/out/<stamp>)")
+    return parser
+
+
+def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
+    overrides: dict[str, Any] = {
+        key: value for key, value in (
+            ("rate", args.rate), ("swaps", args.swaps), ("interval", args.interval),
+            ("timeout", args.timeout), ("workers", args.workers),
+        ) if value is not None
+    }
+    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"python -m bench: unknown systems {sorted(unknown)}")
+    overrides.update(
+        saturation=args.saturation, keepalive=not args.no_keepalive, systems=systems,
+        keep_images=args.keep_images, out=args.out,
+        command=shlex.join(["python", "-m", "bench", *argv]),
+    )
+    return SwapOptions.quick(**overrides) if args.quick else SwapOptions(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from . import report
+
+    summary = run_swap_bench(options(args, argv))
+    print(report.markdown(summary), end="")
+    print(f"\nwritten to {summary['meta']['out']}", file=sys.stderr)
+    dockyard = [s for s in summary["systems"] if s["system"] == "dockyard"]
+    failed = any(s["errors"]["total"] or s["swaps"]["ok"] < s["swaps"]["planned"] for s in dockyard)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,439 @@
+"""Open-loop, constant-rate HTTP load: sends at fixed times, latency from the scheduled time.
+
+Request i of a run is due at ``t0 + i / rate``. It is sent at that time whether or not earlier
+requests have answered (open loop), on an idle keep-alive connection or a new one, and its
+latency is ``completion - due time``. A stall in the server or in the generator therefore shows
+up as latency of every request that was due during it: no coordinated omission.
+
+The schedule is dealt round-robin to `workers` processes (multiprocessing, spawn), each running
+its own event loop (uvloop when importable) with a small HTTP/1.1 client on asyncio protocols.
+Every worker records, per request: due time, latency, outcome, and how late it was actually
+sent (the generator's own lag), so the parent can verify the rate it achieved.
+
+Outcomes: ``ok`` (2xx), ``connect`` (refused, reset or closed before any response byte),
+``5xx``, ``timeout`` (no full response `timeout` seconds after it was sent), ``other``
+(any other status, a malformed or cut response). A request on a reused keep-alive connection
+that the server closed before answering is retried once on a new connection (what HTTP clients
+do for idempotent requests; counted in ``retries``), still timed from its due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import time
+from array import array
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+Outcome = Literal["ok", "connect", "5xx", "timeout", "other"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "connect", "5xx", "timeout", "other")
+ERROR_KINDS: tuple[Outcome, ...] = OUTCOMES[1:]
+_CODE = {name: i for i, name in enumerate(OUTCOMES)}
+
+DEFAULT_TIMEOUT = 5.0
+PER_WORKER_RATE = 600.0  # req/s one worker process is asked to carry (auto worker count)
+START_MARGIN = 0.5  # seconds between the workers being ready and the first send
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the load goes: always a TCP address on 127.0.0.1."""
+
+    port: int
+    host_header: str = "localhost"
+    path: str = "/"
+    address: str = "127.0.0.1"
+
+    def request(self, keepalive: bool) -> bytes:
+        conn = "" if keepalive else "Connection: close\r\n"
+        return (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+            f"User-Agent: dockyard-bench\r\n{conn}\r\n"
+        ).encode()
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Per-request samples of one run, merged over the workers and sorted by due time.
+
+    `due` and `sent` are seconds on time.monotonic() (system-wide on Linux, so comparable with
+    the parent's timestamps); `latency_ms` is NaN for failed requests.
+    """
+
+    rate: float
+    duration: float
+    workers: int
+    t0: float
+    due: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    outcome: list[Outcome] = field(default_factory=list)
+    retries: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return len(self.due)
+
+    def errors(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(ERROR_KINDS, 0)
+        for outcome in self.outcome:
+            if outcome != "ok":
+                counts[outcome] += 1
+        return counts
+
+    def achieved_rate(self) -> float:
+        """Requests sent per second of actual sending (first to last send)."""
+        if len(self.sent) < 2:
+            return 0.0
+        span = max(self.sent) - min(self.sent)
+        return (len(self.sent) - 1) / span if span > 0 else 0.0
+
+    def send_lag_ms(self) -> list[float]:
+        return [(s - d) * 1000.0 for s, d in zip(self.sent, self.due, strict=True)]
+
+
+def auto_workers(rate: float) -> int:
+    return max(1, math.ceil(rate / PER_WORKER_RATE))
+
+
+class LoadRun:
+    """A load run in worker processes: `start()` returns the due time of request 0, `join()`
+    waits for the end and returns the merged LoadResult. `stop()` kills the workers."""
+
+    def __init__(
+        self,
+        target: Target,
+        rate: float,
+        duration: float,
+        *,
+        workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        keepalive: bool = True,
+    ) -> None:
+        if rate <= 0 or duration <= 0:
+            raise ValueError("rate and duration must be positive")
+        self.target, self.rate, self.duration = target, rate, duration
+        self.workers = workers or auto_workers(rate)
+        self.timeout, self.keepalive = timeout, keepalive
+        self.t0 = 0.0
+        self._procs: list[Any] = []
+        self._pipes: list[Connection] = []
+
+    def start(self, ready_timeout: float = 30.0) -> float:
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(self.workers):
+            parent, child = ctx.Pipe()
+            args = (child, self.target, self.rate, index, self.workers, self.duration,
+                    self.timeout, self.keepalive)
+            proc = ctx.Process(target=_worker_main, args=args, name=f"bench-load-{index}", daemon=True)
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._pipes.append(parent)
+        for pipe in self._pipes:
+            if not pipe.poll(ready_timeout):
+                self.stop()
+                raise RuntimeError("a load worker did not start")
+            pipe.recv()  # "ready"
+        self.t0 = time.monotonic() + START_MARGIN
+        for pipe in self._pipes:
+            pipe.send(self.t0)
+        return self.t0
+
+    def join(self) -> LoadResult:
+        result = LoadResult(self.rate, self.duration, self.workers, self.t0)
+        rows: list[tuple[float, float, float, int]] = []
+        wait = self.duration + START_MARGIN + self.timeout * 2 + 30.0
+        try:
+            for pipe in self._pipes:
+                if not pipe.poll(wait):
+                    raise RuntimeError("a load worker did not finish")
+                part = pipe.recv()
+                due, sent, lat = (array("d", part[k]) for k in ("due", "sent", "lat"))
+                codes = array("b", part["codes"])
+                rows.extend(zip(due, sent, lat, codes, strict=True))
+                result.retries += part["retries"]
+                result.error_samples.extend(part["errors"])
+        finally:
+            self.stop()
+        rows.sort()
+        result.due = [r[0] for r in rows]
+        result.sent = [r[1] for r in rows]
+        result.latency_ms = [r[2] for r in rows]
+        result.outcome = [OUTCOMES[r[3]] for r in rows]
+        result.error_samples = result.error_samples[:20]
+        return result
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self._procs:
+            proc.join(5)
+        for pipe in self._pipes:
+            pipe.close()
+        self._procs, self._pipes = [], []
+
+
+def run_load(target: Target, rate: float, duration: float, **kwargs: Any) -> LoadResult:
+    run = LoadRun(target, rate, duration, **kwargs)
+    run.start()
+    return run.join()
+
+
+# ---- the worker process -------------------------------------------------------------------
+
+
+def _worker_main(
+    pipe: Connection, target: Target, rate: float, index: int, workers: int,
+    duration: float, timeout: float, keepalive: bool,
+) -> None:
+    try:
+        import uvloop
+
+        new_loop: Any = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        new_loop = asyncio.new_event_loop
+    try:
+        os.nice(-5)  # the generator must not be the bottleneck; ignored without privilege
+    except OSError:
+        pass
+    pipe.send("ready")
+    t0 = pipe.recv()
+    loop = new_loop()
+    try:
+        client = _Client(loop, target, keepalive, timeout)
+        loop.run_until_complete(client.run(t0, rate, index, workers, duration))
+        pipe.send({
+            "due": client.due.tobytes(), "sent": client.sent.tobytes(),
+            "lat": client.lat.tobytes(), "codes": client.codes.tobytes(),
+            "retries": client.retries, "errors": client.error_samples,
+        })
+    finally:
+        loop.close()
+        pipe.close()
+
+
+class _Request:
+    __slots__ = ("slot", "due", "sent", "reused", "retried", "timer", "done")
+
+    def __init__(self, slot: int, due: float) -> None:
+        self.slot, self.due = slot, due
+        self.sent = 0.0
+        self.reused = self.retried = self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Client:
+    """Sends the worker's share of the schedule; records one row per request in arrays."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Target, keepalive: bool, timeout: float) -> None:
+        self.loop, self.target, self.keepalive, self.timeout = loop, target, keepalive, timeout
+        self.payload = target.request(keepalive)
+        self.idle: list[_Conn] = []
+        self.due, self.sent, self.lat = array("d"), array("d"), array("d")
+        self.codes = array("b")
+        self.retries = 0
+        self.error_samples: list[str] = []
+        self.pending = 0
+        self.all_sent = False
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    async def run(self, t0: float, rate: float, index: int, workers: int, duration: float) -> None:
+        period = workers / rate
+        first = t0 + index / rate
+        count = max(0, math.ceil((t0 + duration - first) / period))
+        for i in range(count):
+            due = first + i * period
+            delay = due - time.monotonic()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            slot = len(self.due)
+            self.due.append(due)
+            self.sent.append(0.0)
+            self.lat.append(math.nan)
+            self.codes.append(0)
+            self.pending += 1
+            self.send(_Request(slot, due))
+        self.all_sent = True
+        if self.pending:
+            await self.finished
+        for conn in self.idle:
+            conn.close()
+
+    def send(self, req: _Request) -> None:
+        now = time.monotonic()
+        if not req.sent:
+            req.sent = now
+            self.sent[req.slot] = now
+            req.timer = self.loop.call_at(now + self.timeout, self._expire, req)
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.usable():
+                req.reused = True
+                conn.begin(req)
+                return
+        req.reused = False
+        self.loop.create_task(self._connect(req))
+
+    async def _connect(self, req: _Request) -> None:
+        try:
+            _, conn = await self.loop.create_connection(
+                lambda: _Conn(self), self.target.address, self.target.port
+            )
+        except OSError as exc:
+            self.finish(req, "connect", f"connect: {exc!r}")
+            return
+        except Exception as exc:  # never lose a request: anything else is an "other" error
+            self.finish(req, "other", f"connect: {exc!r}")
+            return
+        if req.done:  # timed out while connecting
+            conn.close()
+            return
+        conn.begin(req)
+
+    def _expire(self, req: _Request) -> None:
+        self.finish(req, "timeout", f"timeout after {self.timeout:g}s")
+
+    def lost_before_response(self, req: _Request, why: str) -> None:
+        """The server closed or reset the connection before any byte of the response."""
+        if req.reused and not req.retried and not req.done:
+            req.retried = True
+            self.retries += 1
+            self.send(req)
+            return
+        self.finish(req, "connect", why)
+
+    def finish(self, req: _Request, outcome: Outcome, detail: str = "") -> None:
+        if req.done:
+            return
+        req.done = True
+        if req.timer is not None:
+            req.timer.cancel()
+        now = time.monotonic()
+        if outcome == "ok":
+            self.lat[req.slot] = (now - req.due) * 1000.0
+        self.codes[req.slot] = _CODE[outcome]
+        if outcome != "ok" and len(self.error_samples) < 10:
+            self.error_samples.append(f"{outcome}: {detail} (due +{req.due:.3f})")
+        self.pending -= 1
+        if self.all_sent and self.pending == 0 and not self.finished.done():
+            self.finished.set_result(None)
+
+    def release(self, conn: _Conn) -> None:
+        if self.keepalive and conn.usable():
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+
+class _Conn(asyncio.Protocol):
+    """One HTTP/1.1 connection carrying one request at a time."""
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.transport: Any = None  # uvloop's transports do not subclass asyncio.Transport
+        self.req: _Request | None = None
+        self.buf = bytearray()
+        self.closed = False
+        self.reusable = True
+        self.head_end = -1
+        self.status = 0
+        self.length = -1  # -1: until EOF; -2: chunked
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def usable(self) -> bool:
+        return not self.closed and self.reusable and self.transport is not None \
+            and not self.transport.is_closing()
+
+    def begin(self, req: _Request) -> None:
+        self.req = req
+        self.buf.clear()
+        self.head_end, self.status, self.length = -1, 0, -1
+        assert self.transport is not None
+        self.transport.write(self.client.payload)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        req = self.req
+        if req is None:  # unsolicited bytes: this connection is no good any more
+            self.close()
+            return
+        self.buf += data
+        if self.head_end < 0 and not self._parse_head():
+            return
+        if self._complete():
+            self._done()
+
+    def _parse_head(self) -> bool:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        self.head_end = end + 4
+        head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        try:
+            self.status = int(head[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            self.status = -1
+        if not head[0].startswith("HTTP/1.1"):
+            self.reusable = False
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                self.length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value:
+                self.length = -2
+            elif name == "connection" and "close" in value:
+                self.reusable = False
+        if self.length == -1:
+            self.reusable = False
+        return True
+
+    def _complete(self) -> bool:
+        body = len(self.buf) - self.head_end
+        if self.length >= 0:
+            return body >= self.length
+        if self.length == -2:
+            return self.buf.endswith(b"0\r\n\r\n")
+        return False  # until EOF
+
+    def _done(self) -> None:
+        req, self.req = self.req, None
+        assert req is not None
+        status = self.status
+        if 200 <= status < 300:
+            self.client.finish(req, "ok")
+        elif status >= 500:
+            self.client.finish(req, "5xx", f"status {status}")
+        else:
+            self.client.finish(req, "other", f"status {status}")
+        self.client.release(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        req, self.req = self.req, None
+        if req is None or req.done:
+            return
+        if not self.buf:
+            self.client.lost_before_response(req, f"closed before response: {exc!r}")
+        elif self.head_end >= 0 and self.length == -1:
+            self.req = req
+            self._done()
+        else:
+            self.client.finish(req, "other", f"response cut: {exc!r}")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost decides
+

@@ -1,0 +1,374 @@
+"""The swap scenario: the same open-loop load at three systems, one after the other.
+
+    direct    straight at one container published on 127.0.0.1 (the floor; no swaps)
+    dockyard  `dockyard serve` with a generated config; `dockyard deploy --image` alternating
+              between two image tags, K times at fixed intervals while the load runs
+    nginx     nginx-light with upstream keepalive; each swap starts a new container, waits for
+              /health, rewrites the upstream, `nginx -s reload`, and stops the old container
+              after the retire wait (the way Dokku deploys)
+
+Every container and image made here carries BENCH_LABEL; the daemon's containers carry its
+`dockyard.instance` label. All of them are removed at the end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .images import build_app_image
+from .load import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
+from .nginx import NginxProxy
+from .report import Swap
+from .throughput import free_port
+
+BENCH_LABEL = "dockyard.bench"
+APP = "bench"
+HOST = "bench.localhost"
+TAGS = ("dockyard-bench:v1", "dockyard-bench:v2")
+REPO = Path(__file__).resolve().parent.parent
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+SYSTEMS = ("direct", "dockyard", "nginx")
+
+
+@dataclass(frozen=True, slots=True)
+class SwapOptions:
+    rate: float = 1000.0
+    swaps: int = 20  # per swapping system (dockyard and nginx)
+    interval: float = 2.0
+    lead: float = 5.0  # steady load before the first swap
+    tail: float = 4.0  # after the last swap's retire
+    direct_duration: float = 10.0
+    retire_after: float = 1.0
+    timeout: float = DEFAULT_TIMEOUT
+    workers: int | None = None
+    keepalive: bool = True
+    saturation: bool = False
+    saturation_duration: float = 5.0
+    systems: tuple[str, ...] = SYSTEMS
+    out: Path | None = None
+    keep_images: bool = False
+    command: str = "python -m bench swap"
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> SwapOptions:
+        """The CI smoke test: ~20 s of load, generous client timeout for a loaded machine."""
+        base: dict[str, Any] = dict(rate=200.0, swaps=3, interval=1.5, lead=2.5, tail=2.5,
+                                    direct_duration=3.0, timeout=15.0, saturation_duration=2.0)
+        base.update(overrides)
+        return cls(**base)
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
+
+class Bench:
+    """Owns every resource of a run, so `close()` can remove all of them."""
+
+    def __init__(self, opts: SwapOptions, client: Any = None) -> None:
+        import docker
+
+        self.opts = opts
+        self.client = client or docker.from_env()
+        self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.instance = f"bench-{self.stamp}-{os.getpid()}"
+        self.labels = {BENCH_LABEL: self.instance, **opts.labels}  # containers of this run
+        self.image_labels = {BENCH_LABEL: "1", **opts.labels}
+        self.tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.nginx: NginxProxy | None = None
+        self.load: LoadRun | None = None
+        self.timers: list[threading.Thread] = []
+
+    # ---- containers ----------------------------------------------------------------------
+
+    def build_images(self) -> None:
+        for tag in TAGS:
+            build_app_image(tag, tag.rsplit(":", 1)[1], labels=self.image_labels, client=self.client)
+
+    def remove_images(self) -> None:
+        """Remove the bench images unless a container (another run's) still uses them."""
+        for tag in TAGS:
+            try:
+                self.client.images.remove(tag)
+            except Exception as exc:
+                log(f"kept image {tag}: {exc}")
+
+    def run_container(self, tag: str) -> tuple[Any, int]:
+        container = self.client.containers.run(
+            tag, detach=True, labels=self.labels, ports={"5000/tcp": ("127.0.0.1", None)},
+            name=f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}",
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            container.reload()
+            bindings = (container.ports or {}).get("5000/tcp")
+            if bindings:
+                port = int(bindings[0]["HostPort"])
+                wait_http(port, "/health", "127.0.0.1", deadline - time.monotonic())
+                return container, port
+            time.sleep(0.02)
+        raise RuntimeError(f"container {container.short_id} published no port")
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        for t in self.timers:
+            t.join(10)
+        if self.nginx is not None:
+            self.nginx.close()
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        for key in (BENCH_LABEL, "dockyard.instance"):
+            for c in self.client.containers.list(all=True, filters={"label": f"{key}={self.instance}"}):
+                try:
+                    c.remove(force=True)
+                except Exception as exc:  # keep cleaning the rest
+                    log(f"could not remove container {c.short_id}: {exc}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---- the three systems ---------------------------------------------------------------
+
+    def start_load(self, port: int, duration: float) -> LoadRun:
+        o = self.opts
+        self.load = LoadRun(Target(port, HOST), o.rate, duration, workers=o.workers,
+                            timeout=o.timeout, keepalive=o.keepalive)
+        self.load.start()
+        return self.load
+
+    def finish_load(self) -> LoadResult:
+        assert self.load is not None
+        result = self.load.join()
+        self.load = None
+        return result
+
+    def run_direct(self) -> tuple[LoadResult, list[Swap]]:
+        container, port = self.run_container(TAGS[0])
+        try:
+            self.start_load(port, self.opts.direct_duration)
+            return self.finish_load(), []
+        finally:
+            container.remove(force=True)
+
+    def swap_duration(self) -> float:
+        o = self.opts
+        return o.lead + o.swaps * o.interval + o.retire_after + o.tail
+
+    def run_dockyard(self) -> tuple[LoadResult, list[Swap]]:
+        port = free_port()
+        config = self.write_config(port)
+        self.daemon = subprocess.Popen(
+            [DOCKYARD, "serve", "-c", str(config)], cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=open(self.tmp / "daemon.log", "wb"),  # noqa: SIM115
+        )
+        wait_http(port, "/", HOST, 60, daemon=self.daemon)
+        run = self.start_load(port, self.swap_duration())
+
+        def swap(i: int) -> Swap:
+            return self.dockyard_deploy(config, TAGS[(i + 1) % 2])
+
+        swaps = drive_swaps(run.t0, self.opts, swap)
+        return self.finish_load(), swaps
+
+    def write_config(self, port: int) -> Path:
+        o = self.opts
+        path = self.tmp / "dockyard.toml"
+        path.write_text(f"""\
+[server]
+listen = "127.0.0.1:{port}"
+state_dir = "{self.tmp / 'state'}"
+instance = "{self.instance}"
+
+[apps.{APP}]
+image = "{TAGS[0]}"
+hosts = ["{HOST}"]
+port = 5000
+retire_after = {o.retire_after}
+stop_timeout = 5
+drain_timeout = 5
+
+[apps.{APP}.processes.web]
+scale = 1
+
+[[apps.{APP}.healthchecks.web]]
+type = "startup"
+name = "health"
+path = "/health"
+content = "ok"
+attempts = 50
+timeout = 2
+wait = 0.1
+""")
+        return path
+
+    def dockyard_deploy(self, config: Path, tag: str) -> Swap:
+        started = time.monotonic()
+        swapped = float("nan")
+        proc = subprocess.Popen(
+            [DOCKYARD, "deploy", APP, "--image", tag, "-c", str(config)], cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            if "swap done" in line:
+                swapped = time.monotonic()
+            lines.append(line.rstrip())
+        code = proc.wait()
+        ok = code == 0 and swapped == swapped
+        return Swap(started, swapped, time.monotonic(), ok, "" if ok else " | ".join(lines[-3:]))
+
+    def run_nginx(self) -> tuple[LoadResult, list[Swap]]:
+        port = free_port()
+        current, upstream = self.run_container(TAGS[0])
+        self.nginx = NginxProxy(self.tmp / "nginx", port)
+        self.nginx.start(upstream)
+        wait_http(port, "/", HOST, 30)
+        run = self.start_load(port, self.swap_duration())
+        state = {"current": current}
+
+        def swap(i: int) -> Swap:
+            started = time.monotonic()
+            try:
+                new, new_port = self.run_container(TAGS[(i + 1) % 2])
+                assert self.nginx is not None
+                swapped = self.nginx.swap(new_port)
+            except Exception as exc:
+                return Swap(started, float("nan"), time.monotonic(), False, repr(exc))
+            old, state["current"] = state["current"], new
+            retire = threading.Thread(target=self.retire, args=(old,), daemon=True)
+            retire.start()
+            self.timers.append(retire)
+            return Swap(started, swapped, time.monotonic(), True)
+
+        swaps = drive_swaps(run.t0, self.opts, swap)
+        result = self.finish_load()
+        self.nginx.close()
+        self.nginx = None
+        return result, swaps
+
+    def retire(self, container: Any) -> None:
+        """Dokku's retire: wait, then stop (SIGTERM, SIGKILL after the timeout) and remove."""
+        time.sleep(self.opts.retire_after)
+        try:
+            container.stop(timeout=5)
+            container.remove(force=True)
+        except Exception as exc:
+            log(f"retiring {container.short_id}: {exc}")
+
+
+def drive_swaps(t0: float, opts: SwapOptions, swap: Callable[[int], Swap]) -> list[Swap]:
+    """Run swap(i) at t0 + lead + i * interval (later if the previous one overran)."""
+    swaps = []
+    for i in range(opts.swaps):
+        delay = t0 + opts.lead + i * opts.interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        s = swap(i)
+        if not s.ok:
+            log(f"swap {i + 1} failed: {s.detail}")
+        swaps.append(s)
+    return swaps
+
+
+def wait_http(port: int, path: str, host: str, timeout: float,
+              daemon: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + max(timeout, 0.1)
+    last = ""
+    while time.monotonic() < deadline:
+        if daemon is not None and daemon.poll() is not None:
+            raise RuntimeError(f"dockyard serve exited with {daemon.returncode}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                return
+            last = f"status {resp.status}"
+        except OSError as exc:
+            last = repr(exc)
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    raise RuntimeError(f"127.0.0.1:{port}{path} not ready: {last}")
+
+
+def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
+    """Run the scenario; write summary.json, report.md and PNGs to `opts.out`; return the summary."""
+    bench = Bench(opts, client)
+    out = opts.out or REPO / "bench" / "out" / bench.stamp
+    out.mkdir(parents=True, exist_ok=True)
+    systems: list[dict[str, Any]] = []
+    plots: list[str] = []
+    summary: dict[str, Any] = {}
+    try:
+        log("building images")
+        bench.build_images()
+        runners = {"direct": bench.run_direct, "dockyard": bench.run_dockyard, "nginx": bench.run_nginx}
+        for name in opts.systems:
+            log(f"{name}: {opts.rate:g} req/s")
+            result, swaps = runners[name]()
+            busy_after = opts.retire_after + 1.0
+            s = report.summarize(name, result, swaps, busy_after)
+            systems.append(s)
+            log(f"{name}: {s['requests']} requests, {s['errors']['total']} failed, "
+                f"{s['achieved_rate']:.0f} req/s achieved, swaps {s['swaps']['ok']}/{s['swaps']['planned']}")
+            if report.plot(name, result, swaps, out / f"{name}.png"):
+                plots.append(f"{name}.png")
+        saturation = None
+        if opts.saturation:
+            from .throughput import run_throughput
+
+            log("saturation (wrk)")
+            saturation = run_throughput(opts.saturation_duration, 50)
+        summary = {
+            "meta": {
+                "stamp": bench.stamp, "command": opts.command, "machine": machine(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                **{k: v for k, v in asdict(opts).items() if k not in ("out", "labels")},
+                "windows": f"[swap - {report.WINDOW_BEFORE} s, swap + {report.WINDOW_AFTER} s]",
+                "plots": plots, "out": str(out),
+            },
+            "systems": systems,
+            "saturation": saturation,
+        }
+        report.write_json(summary, out / "summary.json")
+        (out / "report.md").write_text(report.markdown(summary))
+        return summary
+    finally:
+        bench.close()
+        if not opts.keep_images:
+            bench.remove_images()
