@@ -13,6 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "dokku-app-json"
 TEST_LABEL = "dockyard.test"  # every container and image the tests create carries it
+SESSION = str(os.getpid())  # its value: the session that made it (sessions may run concurrently)
+TEST_LABELS = {TEST_LABEL: SESSION}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -39,12 +41,13 @@ def docker_client() -> Iterator[Any]:
 
 def _cleanup(client: Any) -> None:
     """Remove every container and image labelled by the tests, even after failures."""
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    mine = {"label": f"{TEST_LABEL}={SESSION}"}
+    for container in client.containers.list(all=True, filters=mine):
         try:
             container.remove(force=True)
         except Exception:
             pass
-    for image in client.images.list(filters={"label": TEST_LABEL}):
+    for image in client.images.list(filters=mine):
         try:
             client.images.remove(image.id, force=True)
         except Exception:
@@ -60,7 +63,7 @@ def app_images(docker_client: Any) -> dict[str, str]:
     for version in ("v1", "v2", "v3"):
         # A tag per test session: concurrent sessions on one engine never remove each other's.
         tag = f"dockyard-test-app-{os.getpid()}:{version}"
-        build_app_image(tag, version, labels={TEST_LABEL: "1"}, client=docker_client)
+        build_app_image(tag, version, labels=TEST_LABELS, client=docker_client)
         tags[version] = tag
     return tags
 

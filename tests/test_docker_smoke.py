@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_LABEL
+from tests.conftest import TEST_LABELS
 
 pytestmark = pytest.mark.docker
 
@@ -30,7 +30,7 @@ def test_busybox_app_serves_on_loopback(docker_client: Any, app_images: dict[str
     container = docker_client.containers.run(
         app_images["v1"],
         detach=True,
-        labels={TEST_LABEL: "1"},
+        labels=TEST_LABELS,
         ports={"5000/tcp": ("127.0.0.1", None)},
     )
     try:
@@ -53,7 +53,7 @@ def test_never_healthy_and_crash_switches(docker_client: Any, app_images: dict[s
     container = docker_client.containers.run(
         app_images["v1"],
         detach=True,
-        labels={TEST_LABEL: "1"},
+        labels=TEST_LABELS,
         environment={"NEVER_HEALTHY": "1", "CRASH_AFTER": "1"},
         ports={"5000/tcp": ("127.0.0.1", None)},
     )
@@ -72,7 +72,7 @@ def test_never_healthy_and_crash_switches(docker_client: Any, app_images: dict[s
 
 def test_worker_variant_logs(docker_client: Any, app_images: dict[str, str]) -> None:
     container = docker_client.containers.run(
-        app_images["v2"], ["/bin/app-worker"], detach=True, labels={TEST_LABEL: "1"},
+        app_images["v2"], ["/bin/app-worker"], detach=True, labels=TEST_LABELS,
         environment={"TICK": "0.2"},
     )
     try:

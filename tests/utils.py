@@ -19,7 +19,7 @@ from supervisor.docker_runtime import DockerRuntime
 from supervisor.spec import Config
 from supervisor.state import StateStore
 
-from .conftest import TEST_LABEL
+from .conftest import TEST_LABELS
 
 
 def make_config(tmp_path: Path, apps: dict[str, Any], **server: Any) -> Config:
@@ -38,7 +38,7 @@ class LabellingRuntime(DockerRuntime):
         import dataclasses
 
         labels = dict(spec.labels)
-        labels[TEST_LABEL] = "1"
+        labels.update(TEST_LABELS)
         return await super().run(dataclasses.replace(spec, labels=labels))
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from proxy.options import ProxyOptions
 from supervisor.spec import AppSpec, Config, CronSpec, ServerSpec
-from tests.conftest import TEST_LABEL
+from tests.conftest import TEST_LABELS
 
-EXTRA_LABELS = {TEST_LABEL: "1"}
+EXTRA_LABELS = TEST_LABELS
 
 
 def make_config(

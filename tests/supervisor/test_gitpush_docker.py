@@ -29,7 +29,7 @@ from supervisor import gitcontrol, gitrepo
 from supervisor.control import make_app
 from supervisor.gitcli import deploy_build
 from supervisor.spec import AppSpec
-from tests.conftest import TEST_LABEL
+from tests.conftest import TEST_LABELS
 from tests.utils import Load, Stack, get, make_config, stack
 
 pytestmark = pytest.mark.docker
@@ -78,7 +78,7 @@ async def daemon(tmp_path: Path, docker_client: Any) -> AsyncIterator[Daemon]:
     config = make_config(tmp_path, apps, control_socket=str(sock_dir / "c.sock"))
     async with stack(config, docker_client) as s:
         app = make_app(s.sup)
-        gitcontrol.add_routes(app, lambda: s.sup, image_labels={TEST_LABEL: "1"})
+        gitcontrol.add_routes(app, lambda: s.sup, image_labels=TEST_LABELS)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.UnixSite(runner, str(config.server.control_socket)).start()
