@@ -527,3 +527,35 @@ async def test_metrics_move_after_a_deploy_and_requests(tmp_path: Path, docker_c
         pytest.skip("supervisor.core/deploy do not call metrics.deploy_finished yet")
     assert value(after, deploys[0], **deploys[1]) == value(before, deploys[0], **deploys[1]) + 1
     assert value(after, "dockyard_deploy_duration_seconds_count", app=name, result="ok") == 1
+
+
+# structured logs --------------------------------------------------------------------------
+
+
+def _record(message: str, *args: Any, name: str = "dockyard.supervisor") -> Any:
+    import logging
+
+    return logging.LogRecord(name, logging.INFO, __file__, 1, message, args, None)
+
+
+def test_json_logs_split_paired_messages_into_typed_fields() -> None:
+    import orjson
+
+    from supervisor.logs import JsonFormatter, KeyValueFormatter, split_message
+
+    fmt = JsonFormatter()
+    deploying = orjson.loads(fmt.format(_record("deploying app=%s release=%d image=%s kind=%s",
+                                                "hello", 3, "img:v1", "deploy")))
+    deployed = orjson.loads(fmt.format(_record("deployed app=%s release=%d duration=%.3f", "hello", 3, 1.5)))
+    assert {k: deploying[k] for k in ("msg", "app", "release", "image")} == {
+        "msg": "deploying", "app": "hello", "release": 3, "image": "img:v1"}
+    assert {k: deployed[k] for k in ("level", "logger", "msg", "duration")} == {
+        "level": "info", "logger": "dockyard.supervisor", "msg": "deployed", "duration": 1.5}
+    assert split_message("deploy failed app=x release=2 reason=check 'web' failed: 500") == (
+        "deploy failed", {"app": "x", "release": 2, "reason": "check 'web' failed: 500"})
+    assert split_message("config warning='a b'") == ("config", {"warning": "a b"})
+    assert split_message("no fields here") == ("no fields here", {})
+    access = orjson.loads(fmt.format(_record('{"app":"x","status":200}', name="dockyard.proxy.access")))
+    assert (access["msg"], access["app"], access["status"]) == ("request", "x", 200)
+    line = KeyValueFormatter().format(_record("deployed app=%s release=%d duration=%.3f", "h", 1, 0.5))
+    assert " level=info logger=dockyard.supervisor msg=deployed app=h release=1 duration=0.500" in line
