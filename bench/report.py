@@ -81,6 +81,7 @@ def summarize(name: str, result: LoadResult, swaps: Sequence[Swap], busy_after: 
         "errors": {**errors, "total": sum(errors.values())},
         "error_samples": result.error_samples,
         "retries": result.retries,
+        "duration": result.duration,
         "target_rate": result.rate,
         "achieved_rate": result.achieved_rate(),
         "workers": result.workers,

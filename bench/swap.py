@@ -38,7 +38,7 @@ from .throughput import free_port
 BENCH_LABEL = "dockyard.bench"
 APP = "bench"
 HOST = "bench.localhost"
-TAGS = ("dockyard-bench:v1", "dockyard-bench:v2")
+VERSIONS = ("v1", "v2")
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 SYSTEMS = ("direct", "dockyard", "nginx")
@@ -67,8 +67,8 @@ class SwapOptions:
     @classmethod
     def quick(cls, **overrides: Any) -> SwapOptions:
         """The CI smoke test: ~20 s of load, generous client timeout for a loaded machine."""
-        base: dict[str, Any] = dict(rate=200.0, swaps=3, interval=1.5, lead=2.5, tail=2.5,
-                                    direct_duration=3.0, timeout=15.0, saturation_duration=2.0)
+        base: dict[str, Any] = dict(rate=200.0, swaps=3, interval=1.5, lead=2.0, tail=2.0,
+                                    direct_duration=2.0, timeout=15.0, saturation_duration=2.0)
         base.update(overrides)
         return cls(**base)
 
@@ -101,6 +101,7 @@ class Bench:
         self.instance = f"bench-{self.stamp}-{os.getpid()}"
         self.labels = {BENCH_LABEL: self.instance, **opts.labels}  # containers of this run
         self.image_labels = {BENCH_LABEL: "1", **opts.labels}
+        self.tags = tuple(f"dockyard-bench:{self.instance}-{v}" for v in VERSIONS)  # per run
         self.tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
         self.daemon: subprocess.Popen[bytes] | None = None
         self.nginx: NginxProxy | None = None
@@ -110,12 +111,12 @@ class Bench:
     # ---- containers ----------------------------------------------------------------------
 
     def build_images(self) -> None:
-        for tag in TAGS:
-            build_app_image(tag, tag.rsplit(":", 1)[1], labels=self.image_labels, client=self.client)
+        for tag, version in zip(self.tags, VERSIONS, strict=True):
+            build_app_image(tag, version, labels=self.image_labels, client=self.client)
 
     def remove_images(self) -> None:
-        """Remove the bench images unless a container (another run's) still uses them."""
-        for tag in TAGS:
+        """Remove this run's image tags (the layers stay cached for the next build)."""
+        for tag in self.tags:
             try:
                 self.client.images.remove(tag)
             except Exception as exc:
@@ -175,7 +176,7 @@ class Bench:
         return result
 
     def run_direct(self) -> tuple[LoadResult, list[Swap]]:
-        container, port = self.run_container(TAGS[0])
+        container, port = self.run_container(self.tags[0])
         try:
             self.start_load(port, self.opts.direct_duration)
             return self.finish_load(), []
@@ -197,7 +198,7 @@ class Bench:
         run = self.start_load(port, self.swap_duration())
 
         def swap(i: int) -> Swap:
-            return self.dockyard_deploy(config, TAGS[(i + 1) % 2])
+            return self.dockyard_deploy(config, self.tags[(i + 1) % 2])
 
         swaps = drive_swaps(run.t0, self.opts, swap)
         return self.finish_load(), swaps
@@ -212,7 +213,7 @@ state_dir = "{self.tmp / 'state'}"
 instance = "{self.instance}"
 
 [apps.{APP}]
-image = "{TAGS[0]}"
+image = "{self.tags[0]}"
 hosts = ["{HOST}"]
 port = 5000
 retire_after = {o.retire_after}
@@ -252,7 +253,7 @@ wait = 0.1
 
     def run_nginx(self) -> tuple[LoadResult, list[Swap]]:
         port = free_port()
-        current, upstream = self.run_container(TAGS[0])
+        current, upstream = self.run_container(self.tags[0])
         self.nginx = NginxProxy(self.tmp / "nginx", port)
         self.nginx.start(upstream)
         wait_http(port, "/", HOST, 30)
@@ -262,7 +263,7 @@ wait = 0.1
         def swap(i: int) -> Swap:
             started = time.monotonic()
             try:
-                new, new_port = self.run_container(TAGS[(i + 1) % 2])
+                new, new_port = self.run_container(self.tags[(i + 1) % 2])
                 assert self.nginx is not None
                 swapped = self.nginx.swap(new_port)
             except Exception as exc:
@@ -356,7 +357,7 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
             saturation = run_throughput(opts.saturation_duration, 50)
         summary = {
             "meta": {
-                "stamp": bench.stamp, "command": opts.command, "machine": machine(),
+                "stamp": bench.stamp, "instance": bench.instance, "command": opts.command, "machine": machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 **{k: v for k, v in asdict(opts).items() if k not in ("out", "labels")},
                 "windows": f"[swap - {report.WINDOW_BEFORE} s, swap + {report.WINDOW_AFTER} s]",

@@ -1,0 +1,37 @@
+"""`python -m bench swap --quick` as a smoke test: dockyard fails no request across its swaps.
+
+Only failures are asserted, never timings: CI machines are too noisy for latency goals.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.swap import SwapOptions, run_swap_bench
+
+pytestmark = pytest.mark.docker
+
+
+def test_quick_swap_bench_fails_no_dockyard_request(tmp_path: Path, docker_client: Any) -> None:
+    # No TEST_LABEL: another test session's cleanup removes everything carrying it, even mid-run.
+    # The bench removes its own containers and images (labelled with its instance) at the end.
+    opts = SwapOptions.quick(out=tmp_path)
+    summary = run_swap_bench(opts, docker_client)
+
+    systems = {s["system"]: s for s in summary["systems"]}
+    assert set(systems) == {"direct", "dockyard", "nginx"}
+    dockyard = systems["dockyard"]
+    assert dockyard["swaps"]["ok"] == dockyard["swaps"]["planned"] == 3, dockyard["swaps"]
+    assert dockyard["requests"] > 0
+    assert dockyard["errors"]["total"] == 0, (dockyard["errors"], dockyard["error_samples"])
+    for s in systems.values():  # the whole schedule was sent, and nothing else
+        assert abs(s["requests"] - opts.rate * s["duration"]) <= 2, s
+    assert json.loads((tmp_path / "summary.json").read_text())["meta"]["swaps"] == 3
+    assert "| dockyard |" in (tmp_path / "report.md").read_text()
+    instance = summary["meta"]["instance"]
+    for key in ("dockyard.bench", "dockyard.instance"):
+        assert docker_client.containers.list(all=True, filters={"label": f"{key}={instance}"}) == []
