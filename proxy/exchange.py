@@ -68,6 +68,7 @@ class Exchange:
         self.host = ""
         self.t0 = 0.0
         self.stats: AppStats | None = None
+        self.extra_headers = b""  # response headers added by proxy.edge (HSTS)
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -97,11 +98,13 @@ class Exchange:
         Returns False when the request needs the coroutine (`run`): upgrades, unknown hosts,
         no target, or no idle pooled connection (a connect must be awaited).
         """
-        if self.head.upgrade is not None:
-            return False
         proxy = self.client.proxy
         self.t0 = proxy.loop.time()
         host = self.host = normalize_host(self.head.host.decode("latin-1"))
+        if proxy.edge is not None and proxy.edge.answer(self):
+            return True  # answered by the proxy itself (ACME challenge, https redirect)
+        if self.head.upgrade is not None:
+            return False
         service = proxy.table.lookup(host, self.path)
         if service is None:
             return False
@@ -356,8 +359,8 @@ class Exchange:
         peer = self.client.peer
         xff = peer if h.xff is None else h.xff + b", " + peer
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n", *h.lines,
-                 b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\nX-Request-Id: %s\r\n"
-                 % (xff, h.host, h.request_id)]
+                 b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\nX-Request-Id: %s\r\n"
+                 % (xff, self.client.scheme, h.host, h.request_id)]
         if h.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif h.content_length >= 0:
@@ -391,6 +394,8 @@ class Exchange:
             self.timer.cancel()
             self.timer = None
         lines, length, chunked = strip_response_headers(headers)
+        if self.extra_headers:
+            lines.append(self.extra_headers)
         client_ka = self.keep_alive and not self.client.closing
         if status == 101:
             upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), b"websocket")

@@ -9,12 +9,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .balancer import Balancer
+from .edge import Edge
 from .errors import ProxyStateError
 from .inflight import InflightTracker
 from .options import ProxyOptions
 from .routes import RouteTable, make_service
 from .server import ClientConnection
 from .stats import AppStats
+from .tls import CertStore, TlsClientConnection
 from .upstream import UpstreamPool
 
 log = logging.getLogger("dockyard.proxy")
@@ -38,6 +40,9 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        self.edge: Edge | None = None  # ACME challenges, https redirects, HSTS: set by start_tls
+        self._tls_server: asyncio.AbstractServer | None = None
+        self.tls_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -64,6 +69,29 @@ class Proxy:
         self._port = server.sockets[0].getsockname()[1]
         log.info("Started proxy host=%s port=%d", host, self._port)
 
+    async def start_tls(self, host: str, port: int, store: CertStore, *, sock: socket.socket | None = None) -> None:
+        """Also terminate TLS on host:port, choosing certificates from `store` by SNI (docs/tls.md)."""
+        if self._tls_server is not None:
+            raise ProxyStateError("TLS listener already started")
+        self._loop = asyncio.get_running_loop()
+        log.info("Starting TLS listener host=%s port=%s", host, port)
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port, "reuse_address": True}
+        self._tls_server = await self._loop.create_server(
+            lambda: TlsClientConnection(self), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0, **where
+        )
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+        if self.edge is None:
+            self.edge = Edge(self.tls_port)
+        else:
+            self.edge.tls_port = self.tls_port
+        log.info("Started TLS listener host=%s port=%d", host, self.tls_port)
+
+    def enable_edge(self, tls_port: int = 443) -> Edge:
+        """ACME challenges and https redirects on the plain listener, before (or without) start_tls."""
+        if self.edge is None:
+            self.edge = Edge(self.tls_port or tls_port)
+        return self.edge
+
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, cancel the rest, close."""
         server = self._server
@@ -71,6 +99,8 @@ class Proxy:
             return
         log.info("Stopping proxy port=%d inflight=%d", self._port, len(self.tasks))
         server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
         for conn in list(self.connections):
             conn.shutdown()
         loop = asyncio.get_running_loop()
@@ -92,6 +122,9 @@ class Proxy:
         self.pool.close()
         await server.wait_closed()
         self._server = None
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
+            self._tls_server = None
         log.info("Stopped proxy port=%d cancelled=%d", self._port, cancelled)
 
     # -- routes ---------------------------------------------------------------------------------
@@ -107,9 +140,11 @@ class Proxy:
         *,
         path_prefix: str = "/",
         balance: str = "round_robin",
+        tls_redirect: bool = False,
+        hsts: int | None = None,
     ) -> None:
         """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
-        service = make_service(app, hosts, targets, path_prefix, balance)
+        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
         self._table = self._table.with_service(service)
         self._stats.setdefault(app, AppStats())
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),

@@ -26,6 +26,8 @@ class Service:
     path_prefix: str
     targets: tuple[str, ...]
     balance: Balance = "round_robin"
+    tls_redirect: bool = False  # plain-listener requests get a 308 to https (see proxy/edge.py)
+    hsts: int | None = None  # Strict-Transport-Security max-age on TLS responses
 
     def matches_path(self, path: str) -> bool:
         prefix = self.path_prefix
@@ -59,6 +61,8 @@ def make_service(
     targets: Sequence[str],
     path_prefix: str = "/",
     balance: str = "round_robin",
+    tls_redirect: bool = False,
+    hsts: int | None = None,
 ) -> Service:
     """Validate and normalise the arguments of Proxy.set_app into a Service."""
     if not app:
@@ -74,6 +78,8 @@ def make_service(
             raise InvalidRouteError(f"host must be 'name' or '*.suffix', got {host!r}")
         if h not in norm:
             norm.append(h)
+    if hsts is not None and (isinstance(hsts, bool) or hsts < 0):
+        raise InvalidRouteError(f"hsts must be a max-age >= 0 or None, got {hsts!r}")
     if path_prefix != "/" and path_prefix.endswith("/"):
         path_prefix = path_prefix.rstrip("/") or "/"
     return Service(
@@ -82,6 +88,8 @@ def make_service(
         path_prefix=path_prefix,
         targets=tuple(_check_target(t) for t in targets),
         balance=cast(Balance, balance),
+        tls_redirect=tls_redirect,
+        hsts=hsts,
     )
 
 

@@ -25,6 +25,8 @@ WRITE_HIGH_WATER = 256 * 1024
 class ClientConnection(asyncio.Protocol):
     """Parses requests, hands each to an Exchange (one at a time; pipelined ones wait)."""
 
+    scheme = b"http"  # X-Forwarded-Proto; proxy.tls.TlsClientConnection says https
+
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.options = proxy.options
