@@ -17,6 +17,7 @@ from typing import Any, cast
 from . import defaults, validators
 from ._fields import Table, is_number, join, show
 from ._healthcheck import parse_healthchecks
+from ._tls import app_tls
 from .appjson import AppJson, cron_id, load_app_json
 from .errors import ConfigError
 from .spec import (
@@ -105,6 +106,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         predeploy=t.string("predeploy") or app_json.predeploy,
         postdeploy=t.string("postdeploy") or app_json.postdeploy,
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
+        **app_tls(t, base, hosts),
     )
     t.finish()
     return spec if len(t.out.problems) == before else None

@@ -16,6 +16,7 @@ from proxy.options import ProxyOptions
 from . import defaults, validators
 from ._apps import parse_app
 from ._fields import Collector, Table, is_int, is_number
+from ._tls import check_tls_listen, server_tls
 from .errors import ConfigError, Problem
 from .spec import AppSpec, Config, ServerSpec
 
@@ -86,6 +87,7 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
             apps[name] = app
     if apps_table is not None:
         _check_routes(apps, out)
+    check_tls_listen(apps, server.tls_listen, out)
     top.finish()
     return Config(
         path=path.absolute(),
@@ -107,9 +109,10 @@ def _server(t: Table, base: Path) -> ServerSpec:
     timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
     instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
     metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
+    tls = server_tls(t)
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
-                      instance=instance, metrics_listen=metrics_listen)
+                      instance=instance, metrics_listen=metrics_listen, **tls)
 
 
 def _proxy(t: Table) -> ProxyOptions:

@@ -36,6 +36,8 @@ class RouteSink(Protocol):
         *,
         path_prefix: str = "/",
         balance: str = "round_robin",
+        tls_redirect: bool = False,
+        hsts: int | None = None,
     ) -> None: ...
 
     def remove_app(self, app: str) -> None: ...
@@ -95,6 +97,8 @@ class Supervisor:
             self.targets(app.name),
             path_prefix=app.path_prefix,
             balance=app.balance,
+            tls_redirect=app.tls_redirect,
+            hsts=app.hsts,
         )
 
     def targets(self, app_name: str) -> list[str]:

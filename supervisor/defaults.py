@@ -13,6 +13,11 @@ TIMEZONE = "UTC"
 INSTANCE = "dockyard"  # value of the dockyard.instance label
 METRICS_LISTEN = None  # e.g. "127.0.0.1:9100"; /metrics is always on the control socket
 DEPLOY_BRANCHES = ("main", "master")
+TLS_LISTEN = None  # e.g. "0.0.0.0:443"; None: no TLS listener
+ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encrypt production
+ACME_EMAIL = None
+ACME_RENEW_DAYS = 30  # renew this many days before the certificate expires
+CERTS_DIR_NAME = "certs"  # under state_dir: ACME account key, keys and certificates (mode 0600)
 
 # [apps.X]
 PORT = 5000  # Dokku passes PORT=5000 to Dockerfile apps by default
@@ -25,6 +30,8 @@ NETWORK = "bridge"
 RESTART_POLICY = "on-failure:10"  # Dokku's default restart policy
 BALANCE = "round_robin"
 PATH_PREFIX = "/"
+TLS_MODE = "off"  # "off" | "manual" | "acme"
+HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
 
 # processes
 WEB_PROCESS = "web"

@@ -30,6 +30,10 @@ class ServerSpec:
     timezone: str = defaults.TIMEZONE
     instance: str = defaults.INSTANCE
     metrics_listen: str | None = defaults.METRICS_LISTEN  # host:port for GET /metrics; None: socket only
+    tls_listen: str | None = defaults.TLS_LISTEN  # host:port of the TLS listener; None: no TLS
+    acme_directory: str = defaults.ACME_DIRECTORY
+    acme_email: str | None = defaults.ACME_EMAIL
+    acme_renew_days: int = defaults.ACME_RENEW_DAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,11 @@ class AppSpec:
     predeploy: str | None = None  # app.json scripts.dokku.predeploy
     postdeploy: str | None = None  # app.json scripts.dokku.postdeploy
     deploy_branch: str | None = None  # None: main or master
+    tls: TlsMode = "off"
+    tls_cert: str | None = None  # manual mode: PEM certificate chain (absolute path)
+    tls_key: str | None = None  # manual mode: PEM private key (absolute path)
+    tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
+    hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
 
     def checks_for(self, process: str, kind: CheckType = "startup") -> tuple[HealthCheckSpec, ...]:
         return tuple(c for c in self.healthchecks.get(process, ()) if c.type == kind)

@@ -1,0 +1,131 @@
+"""Certificate files: checking a manual cert/key pair, reading expiry and names, writing 0600 files.
+
+`check_pair` is what `dockyard validate` runs for `tls = "manual"`: a missing or unreadable
+file, a file that is not PEM, an encrypted key, or a key that does not match the certificate
+is an error naming the file. An expired certificate or a host the certificate does not cover
+is a warning (the proxy still serves it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtensionOID
+
+SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass
+class PairCheck:
+    """Problems found in a cert/key pair: (config key, message) tuples."""
+
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _read(path: str, key: str, check: PairCheck) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        check.errors.append((key, f"{path!r} does not exist"))
+    except IsADirectoryError:
+        check.errors.append((key, f"{path!r} is a directory, not a PEM file"))
+    except OSError as e:
+        check.errors.append((key, f"cannot read {path!r}: {e.strerror or e}"))
+    return None
+
+
+def load_cert(data: bytes) -> x509.Certificate:
+    """The first (leaf) certificate of a PEM chain; ValueError when there is none."""
+    certs = x509.load_pem_x509_certificates(data)
+    if not certs:
+        raise ValueError("no certificate found")
+    return certs[0]
+
+
+def cert_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return []
+    return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+
+
+def not_after(cert: x509.Certificate) -> dt.datetime:
+    return cert.not_valid_after_utc
+
+
+def covers(names: list[str], host: str) -> bool:
+    """Whether a certificate with these SAN DNS names is valid for `host` (RFC 6125 wildcards)."""
+    host = host.lower()
+    if host in names:
+        return True
+    if host.startswith("*."):
+        return False
+    _, dot, rest = host.partition(".")
+    return bool(dot) and f"*.{rest}" in names
+
+
+def check_pair(cert_path: str, key_path: str, hosts: tuple[str, ...] = ()) -> PairCheck:
+    check = PairCheck()
+    cert_data = _read(cert_path, "tls_cert", check)
+    key_data = _read(key_path, "tls_key", check)
+    cert: x509.Certificate | None = None
+    key: PrivateKeyTypes | None = None
+    if cert_data is not None:
+        try:
+            cert = load_cert(cert_data)
+        except ValueError as e:
+            check.errors.append(("tls_cert", f"{cert_path!r} is not a PEM certificate ({e})"))
+    if key_data is not None:
+        try:
+            key = serialization.load_pem_private_key(key_data, password=None)
+        except TypeError:
+            check.errors.append(("tls_key", f"{key_path!r} is encrypted; dockyard needs an unencrypted key"))
+        except Exception as e:  # noqa: BLE001 - cryptography raises several types for junk
+            check.errors.append(("tls_key", f"{key_path!r} is not a PEM private key ({e})"))
+    if cert is None or key is None:
+        return check
+    if cert.public_key().public_bytes(*SPKI) != key.public_key().public_bytes(*SPKI):
+        check.errors.append(("tls_key", f"{key_path!r} does not match the certificate in {cert_path!r}"))
+        return check
+    expires = not_after(cert)
+    if expires < dt.datetime.now(dt.UTC):
+        check.warnings.append(("tls_cert", f"{cert_path!r} expired on {expires:%Y-%m-%d %H:%M} UTC"))
+    names = cert_names(cert)
+    missing = [h for h in hosts if not covers(names, h)]
+    if missing:
+        check.warnings.append(
+            ("tls_cert", f"{cert_path!r} does not cover host(s) {', '.join(missing)} (it names {', '.join(names) or 'none'})")
+        )
+    return check
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file with mode 0600: temporary file, fsync, os.replace (never a half-written key)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
