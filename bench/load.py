@@ -15,6 +15,10 @@ Outcomes: ``ok`` (2xx), ``connect`` (refused, reset or closed before any respons
 (any other status, a malformed or cut response). A request on a reused keep-alive connection
 that the server closed before answering is retried once on a new connection (what HTTP clients
 do for idempotent requests; counted in ``retries``), still timed from its due time.
+
+A worker keeps at most MAX_CONNECTIONS connections: when a server stalls, later requests wait
+for a free connection instead of opening thousands (that would exhaust the ephemeral ports and
+measure the generator). They are still timed from their due time, so the wait is in the numbers.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
-import os
 import time
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
@@ -37,6 +41,7 @@ _CODE = {name: i for i, name in enumerate(OUTCOMES)}
 DEFAULT_TIMEOUT = 5.0
 PER_WORKER_RATE = 600.0  # req/s one worker process is asked to carry (auto worker count)
 START_MARGIN = 0.5  # seconds between the workers being ready and the first send
+MAX_CONNECTIONS = 512  # per worker; beyond it requests wait for a connection (timed from due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +204,6 @@ def _worker_main(
         new_loop: Any = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency
         new_loop = asyncio.new_event_loop
-    try:
-        os.nice(-5)  # the generator must not be the bottleneck; ignored without privilege
-    except OSError:
-        pass
     pipe.send("ready")
     t0 = pipe.recv()
     loop = new_loop()
@@ -236,6 +237,9 @@ class _Client:
         self.loop, self.target, self.keepalive, self.timeout = loop, target, keepalive, timeout
         self.payload = target.request(keepalive)
         self.idle: list[_Conn] = []
+        self.queue: deque[_Request] = deque()  # waiting for a connection (MAX_CONNECTIONS)
+        self.open = 0  # connections open or connecting
+        self.tasks: set[asyncio.Task[None]] = set()
         self.due, self.sent, self.lat = array("d"), array("d"), array("d")
         self.codes = array("b")
         self.retries = 0
@@ -265,6 +269,10 @@ class _Client:
             await self.finished
         for conn in self.idle:
             conn.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.sleep(0.05)  # let the closed connections' callbacks run
 
     def send(self, req: _Request) -> None:
         now = time.monotonic()
@@ -279,7 +287,27 @@ class _Client:
                 conn.begin(req)
                 return
         req.reused = False
-        self.loop.create_task(self._connect(req))
+        if self.open >= MAX_CONNECTIONS:
+            self.queue.append(req)
+            return
+        self.open += 1
+        task = self.loop.create_task(self._connect(req))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def next_queued(self) -> _Request | None:
+        while self.queue:
+            req = self.queue.popleft()
+            if not req.done:
+                return req
+        return None
+
+    def closed(self) -> None:
+        """A connection closed (or failed to open): its slot goes to a waiting request."""
+        self.open -= 1
+        req = self.next_queued()
+        if req is not None:
+            self.send(req)
 
     async def _connect(self, req: _Request) -> None:
         try:
@@ -288,12 +316,14 @@ class _Client:
             )
         except OSError as exc:
             self.finish(req, "connect", f"connect: {exc!r}")
+            self.closed()
             return
         except Exception as exc:  # never lose a request: anything else is an "other" error
             self.finish(req, "other", f"connect: {exc!r}")
+            self.closed()
             return
         if req.done:  # timed out while connecting
-            conn.close()
+            self.release(conn)
             return
         conn.begin(req)
 
@@ -327,7 +357,12 @@ class _Client:
 
     def release(self, conn: _Conn) -> None:
         if self.keepalive and conn.usable():
-            self.idle.append(conn)
+            req = self.next_queued()
+            if req is not None:
+                req.reused = True
+                conn.begin(req)
+            else:
+                self.idle.append(conn)
         else:
             conn.close()
 
@@ -423,6 +458,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.client.loop.call_soon(self.client.closed)
         req, self.req = self.req, None
         if req is None or req.done:
             return
