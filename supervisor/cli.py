@@ -69,7 +69,7 @@ def _print_json(data: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .daemon import serve
 
-    return serve(_load(args), log_format=args.log_format)
+    return serve(_load(args), log_format=args.log_format, takeover=args.takeover)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -114,6 +114,10 @@ def _follow(events: Any) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.build:
+        from .gitcli import deploy_build
+
+        return int(deploy_build(args))
     body = {"image": args.image} if args.image else {}
     return _follow(_client(args).stream(f"/v1/apps/{args.app}/deploy", body))
 
@@ -232,11 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", cmd_serve, "run the daemon (supervisor, proxy, scheduler) in the foreground")
     p.add_argument("--log-format", choices=("kv", "json"), default="kv")
+    p.add_argument(
+        "--takeover", action="store_true",
+        help="take the listening sockets over from a running daemon without a gap, then it exits",
+    )
     p = add("validate", cmd_validate, "check a config file and print a summary")
     p.add_argument("file", nargs="?", help="the config file (same as -c FILE)")
     p = add("deploy", cmd_deploy, "deploy an app (the configured image, or --image)")
     p.add_argument("app")
-    p.add_argument("--image", help="image to deploy instead of the configured one")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--image", help="image to deploy instead of the configured one")
+    how.add_argument("--build", metavar="PATH", help="build PATH's Dockerfile, then deploy it")
     p = add("rollback", cmd_rollback, "go back to the previous successful release")
     p.add_argument("app")
     p = add("restart", cmd_restart, "zero-downtime restart of an app on the same image")
@@ -252,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scheduler.cli import add_commands as add_cron_commands
 
     add_cron_commands(sub, common, _client)
+    from .gitcli import add_commands as add_git_commands
+
+    add_git_commands(sub, common, _load)
     p = add("ps", cmd_ps, "list the containers")
     p.add_argument("app", nargs="?")
     p.add_argument("--json", action="store_true")

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from proxy import Proxy
 from scheduler import Scheduler
+from scheduler.control import add_routes as add_cron_routes
 
-from . import logs, reconcile
+from . import gitcontrol, gitrepo, logs, reconcile
 from .config import load_config
 from .control import make_app, prepare_socket_path
 from .core import Supervisor
@@ -26,6 +27,7 @@ from .docker_runtime import DockerRuntime
 from .errors import ConfigError, DockyardError
 from .spec import Config
 from .state import StateStore
+from .takeover import TakeoverServer, request_handoff, systemd_sockets
 from .watch import Watcher
 
 log = logging.getLogger("dockyard.supervisor")
@@ -38,8 +40,10 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, takeover: bool = False) -> None:
         self.config = config
+        self.takeover = takeover
+        self.handed_over = False
         self.should_exit = asyncio.Event()
         self.should_reload = asyncio.Event()
         self._signals = 0
@@ -73,13 +77,30 @@ class Daemon:
         sched = self.sched = Scheduler(self.config, runtime, image_of)
         watcher = Watcher(sup)
 
-        prepare_socket_path(server.control_socket)
+        takeover_path = server.state_dir / "takeover.sock"
+        handoff = await request_handoff(takeover_path) if self.takeover else None
+        if self.takeover and handoff is None:
+            log.info("takeover: no running daemon answers on %s; starting normally", takeover_path)
+        inherited = handoff.sockets if handoff else systemd_sockets()
+        if handoff is None:
+            prepare_socket_path(server.control_socket)
         host, port = split_listen(server.listen)
-        await proxy.start(host, port)
-        control = make_app(sup, self.reload)
-        from scheduler.control import add_routes as add_cron_routes
+        try:
+            await asyncio.to_thread(gitrepo.ensure_repos, self.config)
+            await sup.adopt()  # the route table is complete before the first accept
+            await proxy.start(host, port, sock=inherited[0] if inherited else None)
+            watcher.start()
+        except BaseException:
+            if handoff is not None:
+                handoff.abandon()  # the old daemon keeps serving
+            raise
+        if handoff is not None:
+            await handoff.release()  # the old daemon stops accepting only now
+            log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
 
+        control = make_app(sup, self.reload)
         add_cron_routes(control, lambda: sched)
+        gitcontrol.add_routes(control, lambda: sup)
         runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         old_umask = os.umask(0o177)
@@ -89,12 +110,27 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(server.control_socket, 0o600)
+
+        async def release() -> None:
+            """A new daemon took the listeners: stop accepting and hand everything over."""
+            self.handed_over = True
+            proxy.stop_accepting()
+            await site.stop()
+            await takeovers.close(unlink=False)
+            await sched.stop()
+            await watcher.close()
+            await sup.retirer.close()
+            self.should_exit.set()
+
+        def busy() -> str | None:
+            running = [name for name in self.config.apps if sup.lock(name).locked()]
+            return f"a deploy of {', '.join(running)} is running" if running else None
+
+        takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
+        await takeovers.start()
         log.info(
             "serving listen=%s control=%s pid=%d", server.listen, server.control_socket, os.getpid()
         )
-
-        await sup.adopt()
-        watcher.start()
         await sched.start()
         starting = asyncio.ensure_future(sup.start_apps())
         reloads = asyncio.ensure_future(self._reload_on_signal())
@@ -113,10 +149,11 @@ class Daemon:
             await proxy.stop(SHUTDOWN_GRACE)
             await sup.retirer.close()
             state.close()
-            with suppress(FileNotFoundError):
-                server.control_socket.unlink()
-            log.info("stopped pid=%d", os.getpid())
-
+            if not self.handed_over:
+                await takeovers.close()
+                with suppress(FileNotFoundError):
+                    server.control_socket.unlink()
+            log.info("stopped pid=%d handed_over=%s", os.getpid(), self.handed_over)
 
     async def _reload_on_signal(self) -> None:
         while True:
@@ -139,14 +176,14 @@ class Daemon:
             return result
 
 
-def serve(config: Config, log_format: str = "kv") -> int:
+def serve(config: Config, log_format: str = "kv", takeover: bool = False) -> int:
     logs.setup(log_format)
     for warning in config.warnings:
         log.warning("config warning=%r", warning)
     try:
         import uvloop
 
-        uvloop.run(Daemon(config).run())
+        uvloop.run(Daemon(config, takeover).run())
     except DockyardError as exc:
         log.error("cannot serve: %s", exc)
         return 1

@@ -16,6 +16,7 @@ import pytest
 
 from supervisor.client import ControlClient
 from supervisor.config import load_config
+from supervisor.errors import ControlError
 from supervisor.scale import scale
 from supervisor.watch import Watcher
 from tests.supervisor.test_deploy_docker import HOST, app_def
@@ -200,7 +201,11 @@ def cleanup(docker_client: Any, config: Path) -> None:
 async def wait_serving(client: ControlClient, app: str, n: int, timeout: float = 30) -> list[Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        routes = {r["app"]: r for r in client.get("/v1/routes")}
+        try:
+            routes = {r["app"]: r for r in client.get("/v1/routes")}
+        except ControlError:  # the daemon is still starting
+            await asyncio.sleep(0.05)
+            continue
         if len(routes.get(app, {}).get("targets") or []) == n:
             return list(routes[app]["targets"])
         await asyncio.sleep(0.1)
