@@ -20,6 +20,7 @@ from .tls import CertStore, TlsClientConnection
 from .upstream import UpstreamPool
 
 log = logging.getLogger("dockyard.proxy")
+STOP_IDLE_LINGER = 0.5  # seconds idle keep-alive connections stay open when the proxy stops
 
 
 class Proxy:
@@ -69,6 +70,16 @@ class Proxy:
         self._port = server.sockets[0].getsockname()[1]
         log.info("Started proxy host=%s port=%d", host, self._port)
 
+    @property
+    def listeners(self) -> list[socket.socket]:
+        """The listening sockets, e.g. to hand to a new daemon (dockyard serve --takeover)."""
+        return list(getattr(self._server, "sockets", None) or ())
+
+    def stop_accepting(self) -> None:
+        """Close the listeners in this process (another may hold the same sockets); serve on."""
+        if self._server is not None:
+            self._server.close()
+
     async def start_tls(self, host: str, port: int, store: CertStore, *, sock: socket.socket | None = None) -> None:
         """Also terminate TLS on host:port, choosing certificates from `store` by SNI (docs/tls.md)."""
         if self._tls_server is not None:
@@ -99,16 +110,24 @@ class Proxy:
             return
         log.info("Stopping proxy port=%d inflight=%d", self._port, len(self.tasks))
         server.close()
-        if self._tls_server is not None:
-            self._tls_server.close()
-        for conn in list(self.connections):
-            conn.shutdown()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        # Every connection closes after its current response (Connection: close). Idle ones
+        # linger a moment first: a request already on its way is served rather than meeting a
+        # closed socket, which a client could not tell from a failure.
+        for conn in list(self.connections):
+            conn.closing = True
+        await asyncio.sleep(min(STOP_IDLE_LINGER, timeout / 2))
+        for conn in list(self.connections):
+            conn.shutdown()
+        # In-flight requests finish; targets are not marked draining, so a request that was
+        # still arriving is served too.
+        while any(self.tracker.snapshot().values()) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         cancelled = 0
-        busy = list(self.tracker.snapshot())
-        if busy:  # requests and WebSockets in flight: the drain policy, on every target
-            cancelled = await self.tracker.drain(busy, timeout)
+        busy = [t for t, n in self.tracker.snapshot().items() if n]
+        if busy:  # past the deadline: the drain policy (504, abort, WebSocket 1001)
+            cancelled = await self.tracker.drain(busy, 0.0)
         pending = {t for t in self.tasks if not t.done()}
         if pending:  # e.g. requests still connecting
             _, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
