@@ -39,5 +39,9 @@ bench: venv docker
 bench-quick: venv docker
 	$(PY) -m bench swap --quick
 
+## Single-file build: dist/dockyard.pyz (stdlib zipapp; needs the dependencies installed, see docs/operations.md)
+dist: venv
+	$(PY) -m supervisor.pyz -o dist/dockyard.pyz
+
 clean:
 	rm -rf $(VENV) .dockyard dist build *.egg-info

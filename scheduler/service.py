@@ -25,7 +25,7 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervisor import defaults
+from supervisor import defaults, metrics
 from supervisor.containers import oneoff_spec
 from supervisor.errors import DockyardError
 from supervisor.runtime import OneOffResult, Runtime
@@ -404,6 +404,7 @@ class Scheduler:
             else:
                 status = "ok" if exit_code == 0 else "failed"
         record = self._store.finish(run_id, status, exit_code, output)
+        metrics.cron_run(app.name, task.id, status, time.monotonic() - started)
         log.info("cron finished app=%s task=%s run=%d status=%s exit_code=%s seconds=%.2f",
                  app.name, task.id, run_id, status, exit_code, time.monotonic() - started)
         return record

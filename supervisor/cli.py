@@ -204,16 +204,6 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    data = _client(args).get("/v1/status")
-    if args.json:
-        _print_json(data)
-    else:
-        print(f"dockyard {data['version']} pid {data['pid']} up {data['uptime']:.0f}s ({data['config']})")
-        print(_table(data["apps"], ("app", "hosts", "release", "targets")))
-    return EXIT_OK
-
-
 # parser -----------------------------------------------------------------------------
 
 
@@ -265,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .gitcli import add_commands as add_git_commands
 
     add_git_commands(sub, common, _load)
+    from .opscli import add_commands as add_ops_commands
+
+    add_ops_commands(sub, common, _client)
     p = add("ps", cmd_ps, "list the containers")
     p.add_argument("app", nargs="?")
     p.add_argument("--json", action="store_true")
@@ -272,8 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("releases", cmd_releases, "show an app's releases and their history")
     p.add_argument("app")
-    p.add_argument("--json", action="store_true")
-    p = add("status", cmd_status, "daemon uptime, version and apps")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -19,7 +19,7 @@ from proxy import Proxy
 from scheduler import Scheduler
 from scheduler.control import add_routes as add_cron_routes
 
-from . import gitcontrol, gitrepo, logs, reconcile
+from . import gitcontrol, gitrepo, logs, metrics, reconcile
 from .config import load_config
 from .control import make_app, prepare_socket_path
 from .core import Supervisor
@@ -101,6 +101,11 @@ class Daemon:
         control = make_app(sup, self.reload)
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
+        metrics.add_routes(control, lambda: sup, lambda: proxy)
+        metrics_runner = (
+            await metrics.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
+            if server.metrics_listen else None
+        )
         runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         old_umask = os.umask(0o177)
@@ -146,6 +151,8 @@ class Daemon:
             await sched.stop()
             sched.close()
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await proxy.stop(SHUTDOWN_GRACE)
             await sup.retirer.close()
             state.close()

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import defaults
+from . import defaults, metrics
 from .checks import CheckContext, run_checks
 from .containers import oneoff_spec, process_spec, scales
 from .errors import DeployError, DeployInProgress, RuntimeFailure
@@ -113,6 +113,7 @@ async def deploy(
             await _discard(sup, new)
             sup.state.fail(app.name, release.number, reason, report.steps)
             report.reason = reason
+            metrics.deploy_finished(app.name, False, time.monotonic() - started, kind)
             log.warning("deploy failed app=%s release=%d reason=%s", app.name, release.number, reason)
             report.emit("failed", reason=reason, seconds=round(time.monotonic() - started, 3))
             return report
@@ -133,6 +134,7 @@ async def deploy(
                 report.warnings.append(f"postdeploy failed: {exc}")
         report.ok = True
         seconds = round(time.monotonic() - started, 3)
+        metrics.deploy_finished(app.name, True, seconds, kind)
         log.info("deployed app=%s release=%d duration=%.3f", app.name, release.number, seconds)
         report.emit("deployed", seconds=seconds, warnings=report.warnings)
         return report
@@ -183,6 +185,7 @@ async def _check_all(sup: Supervisor, app: AppSpec, containers: list[ContainerIn
         ctx = CheckContext(info, app.port, host, app.network)
         result = await run_checks(sup.runtime, ctx, checks, app.default_checks_wait)
         if not result.ok:
+            metrics.check_failed(app.name, result.name, info.process, "startup")
             raise DeployError(f"check {result.name!r} failed on {info.name}: {result.error}")
 
     try:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from . import defaults
+from . import defaults, metrics
 from .checks import CheckContext, attempt_once, run_checks
 from .runtime import ContainerInfo
 
@@ -119,6 +119,7 @@ class Watcher:
             if fresh is None:
                 return
             log.info("restarted app=%s container=%s restarts=%d", app.name, info.name, restarts + 1)
+            metrics.container_restarted(app.name, info.process)
             checks = app.checks_for(info.process, "startup") + app.checks_for(info.process, "readiness")
             ctx = CheckContext(fresh, app.port, check_host(app), app.network)
             result = await run_checks(self.sup.runtime, ctx, checks, app.default_checks_wait)
@@ -169,6 +170,7 @@ class Watcher:
                         log.info("ready again app=%s container=%s", app.name, info.name)
                         self.sup.mark_up(app, info)
                 continue
+            metrics.check_failed(app.name, check.name or check.type, info.process, check.type)
             streak = self._failures[key] = self._failures.get(key, 0) + 1
             if streak < check.attempts:
                 continue

@@ -72,7 +72,7 @@ async def test_scheduled_task_runs_and_is_recorded(
     assert record.output.strip() == "hi from greet"
     assert record.scheduled is not None and not record.manual
     assert record.image.endswith(":v1") and record.release == 1
-    assert record.container.startswith("hello.cron.greet.")
+    assert record.container.split(".", 1)[1].startswith("hello.cron.greet.")
     await sched.stop()
     await asyncio.sleep(0.2)
     assert cron_containers(docker_client, config) == []  # removed after each run
