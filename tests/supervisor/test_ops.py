@@ -559,3 +559,22 @@ def test_json_logs_split_paired_messages_into_typed_fields() -> None:
     assert (access["msg"], access["app"], access["status"]) == ("request", "x", 200)
     line = KeyValueFormatter().format(_record("deployed app=%s release=%d duration=%.3f", "h", 1, 0.5))
     assert " level=info logger=dockyard.supervisor msg=deployed app=h release=1 duration=0.500" in line
+
+
+def test_socket_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    fake = tmp_path / "bin" / "dockyard"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    (tmp_path / "dockyard.service").write_text(
+        (REPO / "configs/dockyard.service").read_text().replace("/usr/local/bin/dockyard", str(fake))
+    )
+    socket_unit = tmp_path / "dockyard.socket"
+    socket_unit.write_text((REPO / "configs/dockyard.socket").read_text())
+    result = subprocess.run([analyze, "verify", str(socket_unit)], capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "dockyard.socket" not in result.stderr, result.stderr
