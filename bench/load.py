@@ -150,6 +150,14 @@ class LoadRun:
             pipe.send(self.t0)
         return self.t0
 
+    def end_at(self, when: float) -> None:
+        """Send nothing due at or after `when` (time.monotonic()); shortens the run's duration."""
+        when = max(self.t0, when)
+        if when < self.t0 + self.duration:
+            self.duration = when - self.t0
+            for pipe in self._pipes:
+                pipe.send(when)
+
     def join(self) -> LoadResult:
         result = LoadResult(self.rate, self.duration, self.workers, self.t0)
         rows: list[tuple[float, float, float, int]] = []
@@ -209,7 +217,15 @@ def _worker_main(
     loop = new_loop()
     try:
         client = _Client(loop, target, keepalive, timeout)
-        loop.run_until_complete(client.run(t0, rate, index, workers, duration))
+        client.end = t0 + duration
+
+        def end_at() -> None:  # the parent may end the run early (LoadRun.end_at)
+            if pipe.poll():
+                client.end = min(client.end, pipe.recv())
+
+        loop.add_reader(pipe.fileno(), end_at)
+        loop.run_until_complete(client.run(t0, rate, index, workers))
+        loop.remove_reader(pipe.fileno())
         pipe.send({
             "due": client.due.tobytes(), "sent": client.sent.tobytes(),
             "lat": client.lat.tobytes(), "codes": client.codes.tobytes(),
@@ -246,17 +262,25 @@ class _Client:
         self.error_samples: list[str] = []
         self.pending = 0
         self.all_sent = False
+        self.end = math.inf
         self.finished: asyncio.Future[None] = loop.create_future()
 
-    async def run(self, t0: float, rate: float, index: int, workers: int, duration: float) -> None:
+    async def run(self, t0: float, rate: float, index: int, workers: int) -> None:
         period = workers / rate
         first = t0 + index / rate
-        count = max(0, math.ceil((t0 + duration - first) / period))
-        for i in range(count):
+        i = 0
+        while True:
             due = first + i * period
+            if due >= self.end:
+                break
+            i += 1
             delay = due - time.monotonic()
             if delay > 0.0005:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, 0.05))  # wake up to notice an earlier end
+                delay = due - time.monotonic()
+                if delay > 0.0005:
+                    i -= 1
+                    continue
             slot = len(self.due)
             self.due.append(due)
             self.sent.append(0.0)

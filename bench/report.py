@@ -90,6 +90,9 @@ def summarize(name: str, result: LoadResult, swaps: Sequence[Swap], busy_after: 
                   "failed": [s.detail for s in swaps if not s.ok]},
         "steady": steady_p,
         "swap_window": swap_p,
+        "swap_times": [{"started": round(s.started - result.t0, 3),
+                        "swapped": round(s.swapped - result.t0, 3) if s.ok else None,
+                        "finished": round(s.finished - result.t0, 3)} for s in swaps],
         "windows": [{"at": round(s.swapped - result.t0, 3), **_short(percentiles(w))}
                     for s, w in zip(ok_swaps, per_window, strict=True)],
         "ratio_p99": ratio,
@@ -110,6 +113,10 @@ def _ms(v: float) -> str:
     if math.isnan(v):
         return "-"
     return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def _x(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.2f}"
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -148,7 +155,7 @@ def markdown(summary: dict[str, Any]) -> str:
         if s["swaps"]["planned"]:
             lines.append(
                 f"| {s['system']} | {_ms(s['steady']['p99'])} | {_ms(s['swap_window']['p99'])} | "
-                f"{s['ratio_p99']:.2f} | {_ms(s['swap_window']['max'])} | {s['errors_in_windows']} |"
+                f"{_x(s['ratio_p99'])} | {_ms(s['swap_window']['max'])} | {s['errors_in_windows']} |"
             )
     lines += ["", *goals(summary)]
     if summary.get("saturation"):
@@ -176,7 +183,7 @@ def goals(summary: dict[str, Any]) -> list[str]:
         ratio_ok = d["ratio_p99"] <= n["ratio_p99"]
         max_ok = d["swap_window"]["max"] <= n["swap_window"]["max"]
         out.append(f"- swap-window/steady p99 no higher than nginx's: {'met' if ratio_ok else 'NOT met'} "
-                   f"(dockyard {d['ratio_p99']:.2f}, nginx {n['ratio_p99']:.2f})")
+                   f"(dockyard {_x(d['ratio_p99'])}, nginx {_x(n['ratio_p99'])})")
         out.append(f"- swap-window max no higher than nginx's: {'met' if max_ok else 'NOT met'} "
                    f"(dockyard {_ms(d['swap_window']['max'])} ms, nginx {_ms(n['swap_window']['max'])} ms)")
     sat = summary.get("saturation")
@@ -184,6 +191,17 @@ def goals(summary: dict[str, Any]) -> list[str]:
         out.append(f"- saturation >= 0.5 x nginx: {'met' if sat['ratio'] >= 0.5 else 'NOT met'} "
                    f"({sat['ratio']:.2f})")
     return out
+
+
+def write_samples(result: LoadResult, path: Path) -> None:
+    """Every request as CSV (gzip): due time since start (s), send lag (ms), latency (ms), outcome."""
+    import gzip
+
+    with gzip.open(path, "wt") as fh:
+        fh.write("due_s,send_lag_ms,latency_ms,outcome\n")
+        for due, sent, lat, outcome in zip(result.due, result.sent, result.latency_ms,
+                                           result.outcome, strict=True):
+            fh.write(f"{due - result.t0:.4f},{(sent - due) * 1000:.3f},{lat:.3f},{outcome}\n")
 
 
 def write_json(summary: dict[str, Any], path: Path) -> None:
@@ -226,4 +244,5 @@ def plot(name: str, result: LoadResult, swaps: Sequence[Swap], path: Path) -> bo
     return True
 
 
-__all__ = ["ERROR_KINDS", "Swap", "goals", "markdown", "percentiles", "plot", "summarize", "write_json"]
+__all__ = ["ERROR_KINDS", "Swap", "goals", "markdown", "percentiles", "plot", "summarize", "write_json",
+           "write_samples"]

@@ -183,9 +183,15 @@ class Bench:
         finally:
             container.remove(force=True)
 
-    def swap_duration(self) -> float:
+    def max_duration(self) -> float:
+        """An upper bound for a swapping run; it ends `tail` s after the last retire (end_load)."""
         o = self.opts
-        return o.lead + o.swaps * o.interval + o.retire_after + o.tail
+        return o.lead + o.swaps * (o.interval + 30.0) + o.retire_after + o.tail + 30.0
+
+    def end_load(self) -> LoadResult:
+        assert self.load is not None
+        self.load.end_at(time.monotonic() + self.opts.retire_after + 1.0 + self.opts.tail)
+        return self.finish_load()
 
     def run_dockyard(self) -> tuple[LoadResult, list[Swap]]:
         port = free_port()
@@ -195,13 +201,13 @@ class Bench:
             stdout=subprocess.DEVNULL, stderr=open(self.tmp / "daemon.log", "wb"),  # noqa: SIM115
         )
         wait_http(port, "/", HOST, 60, daemon=self.daemon)
-        run = self.start_load(port, self.swap_duration())
+        run = self.start_load(port, self.max_duration())
 
         def swap(i: int) -> Swap:
             return self.dockyard_deploy(config, self.tags[(i + 1) % 2])
 
         swaps = drive_swaps(run.t0, self.opts, swap)
-        return self.finish_load(), swaps
+        return self.end_load(), swaps
 
     def write_config(self, port: int) -> Path:
         o = self.opts
@@ -257,7 +263,7 @@ wait = 0.1
         self.nginx = NginxProxy(self.tmp / "nginx", port)
         self.nginx.start(upstream)
         wait_http(port, "/", HOST, 30)
-        run = self.start_load(port, self.swap_duration())
+        run = self.start_load(port, self.max_duration())
         state = {"current": current}
 
         def swap(i: int) -> Swap:
@@ -275,7 +281,7 @@ wait = 0.1
             return Swap(started, swapped, time.monotonic(), True)
 
         swaps = drive_swaps(run.t0, self.opts, swap)
-        result = self.finish_load()
+        result = self.end_load()
         self.nginx.close()
         self.nginx = None
         return result, swaps
@@ -347,6 +353,7 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
             systems.append(s)
             log(f"{name}: {s['requests']} requests, {s['errors']['total']} failed, "
                 f"{s['achieved_rate']:.0f} req/s achieved, swaps {s['swaps']['ok']}/{s['swaps']['planned']}")
+            report.write_samples(result, out / f"{name}-samples.csv.gz")
             if report.plot(name, result, swaps, out / f"{name}.png"):
                 plots.append(f"{name}.png")
         saturation = None
