@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from .balancer import Balancer
@@ -88,7 +89,8 @@ class Proxy:
         log.info("Starting TLS listener host=%s port=%s", host, port)
         where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port, "reuse_address": True}
         self._tls_server = await self._loop.create_server(
-            lambda: TlsClientConnection(self), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0, **where
+            lambda: TlsClientConnection(self), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0,
+            ssl_shutdown_timeout=5.0, **where
         )
         self.tls_port = self._tls_server.sockets[0].getsockname()[1]
         if self.edge is None:
@@ -142,7 +144,10 @@ class Proxy:
         await server.wait_closed()
         self._server = None
         if self._tls_server is not None:
-            await self._tls_server.wait_closed()
+            # A TLS transport can outlive our protocol while it waits for the peer's close_notify;
+            # the listener is closed already, so do not wait for those.
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._tls_server.wait_closed(), 1.0)
             self._tls_server = None
         log.info("Stopped proxy port=%d cancelled=%d", self._port, cancelled)
 
