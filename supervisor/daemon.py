@@ -20,6 +20,7 @@ from scheduler import Scheduler
 from scheduler.control import add_routes as add_cron_routes
 
 from . import gitcontrol, gitrepo, logs, metrics, reconcile
+from .acme import start_tls
 from .config import load_config
 from .control import make_app, prepare_socket_path
 from .core import Supervisor
@@ -97,6 +98,7 @@ class Daemon:
         if handoff is not None:
             await handoff.release()  # the old daemon stops accepting only now
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
+        self.acme = await start_tls(self.config, proxy)  # TLS listener, manual certs, ACME (docs/tls.md)
 
         control = make_app(sup, self.reload)
         add_cron_routes(control, lambda: sched)
@@ -153,6 +155,8 @@ class Daemon:
             await runner.cleanup()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
+            if self.acme is not None:
+                await self.acme.close()
             await proxy.stop(SHUTDOWN_GRACE)
             await sup.retirer.close()
             state.close()
