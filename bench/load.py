@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
 import time
 from array import array
 from collections import deque
@@ -226,6 +227,7 @@ def _worker_main(
         loop.add_reader(pipe.fileno(), end_at)
         loop.run_until_complete(client.run(t0, rate, index, workers))
         loop.remove_reader(pipe.fileno())
+        os.set_blocking(pipe.fileno(), True)  # the event loop made it non-blocking; results are big
         pipe.send({
             "due": client.due.tobytes(), "sent": client.sent.tobytes(),
             "lat": client.lat.tobytes(), "codes": client.codes.tobytes(),
