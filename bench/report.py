@@ -128,7 +128,8 @@ def markdown(summary: dict[str, Any]) -> str:
         f"`{meta['command']}`: {meta['rate']:g} req/s open loop per system, {meta['swaps']} swaps "
         f"each for dockyard and nginx every {meta['interval']:g} s, retire after "
         f"{meta['retire_after']:g} s, client keep-alive {'on' if meta['keepalive'] else 'off'}, "
-        f"timeout {meta['timeout']:g} s. Machine: {meta['machine']}.",
+        f"timeout {meta['timeout']:g} s. Machine: {meta['machine']}; 1-min load average "
+        f"{meta['loadavg_1min']['before']:.1f} before, {meta['loadavg_1min']['after']:.1f} after.",
         "",
         "| system | requests | connect | 5xx | timeout | other | retried | achieved req/s | send lag p99 ms | swaps ok |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

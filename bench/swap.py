@@ -340,6 +340,7 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     systems: list[dict[str, Any]] = []
     plots: list[str] = []
+    load_before = os.getloadavg()[0]
     summary: dict[str, Any] = {}
     try:
         log("building images")
@@ -369,6 +370,7 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
                 **{k: v for k, v in asdict(opts).items() if k not in ("out", "labels")},
                 "windows": f"[swap - {report.WINDOW_BEFORE} s, swap + {report.WINDOW_AFTER} s]",
                 "plots": plots, "out": str(out),
+                "loadavg_1min": {"before": load_before, "after": os.getloadavg()[0]},
             },
             "systems": systems,
             "saturation": saturation,
