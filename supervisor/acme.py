@@ -229,7 +229,9 @@ class AcmeManager:
 
 
 # -- the daemon's entry point ------------------------------------------------------------------------
-async def start_tls(config: Config, proxy: Any, *, ca_bundle: str | None = None) -> AcmeManager | None:
+async def start_tls(
+    config: Config, proxy: Any, *, ca_bundle: str | None = None, sock: Any = None
+) -> AcmeManager | None:
     """Start the TLS listener with the manual certificates, and the ACME manager when needed."""
     server = config.server
     if server.tls_listen is None:
@@ -239,7 +241,7 @@ async def start_tls(config: Config, proxy: Any, *, ca_bundle: str | None = None)
         if app.tls == "manual" and app.tls_cert and app.tls_key:
             store.install(name, app.hosts, app.tls_cert, app.tls_key)
     host, _, port = server.tls_listen.rpartition(":")
-    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), store)
+    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), store, sock=sock)
     acme_apps = {name: app.hosts for name, app in config.apps.items() if app.tls == "acme"}
     if not acme_apps:
         return None

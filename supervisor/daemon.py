@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from contextlib import suppress
+from typing import Any
 
 from aiohttp import web
 
@@ -45,6 +46,7 @@ class Daemon:
         self.config = config
         self.takeover = takeover
         self.handed_over = False
+        self.acme: Any = None
         self.should_exit = asyncio.Event()
         self.should_reload = asyncio.Event()
         self._signals = 0
@@ -90,6 +92,10 @@ class Daemon:
             await asyncio.to_thread(gitrepo.ensure_repos, self.config)
             await sup.adopt()  # the route table is complete before the first accept
             await proxy.start(host, port, sock=inherited[0] if inherited else None)
+            # TLS listener (the second inherited socket, if any), manual certs, ACME: docs/tls.md
+            self.acme = await start_tls(
+                self.config, proxy, sock=inherited[1] if len(inherited) > 1 else None
+            )
             watcher.start()
         except BaseException:
             if handoff is not None:
@@ -98,7 +104,6 @@ class Daemon:
         if handoff is not None:
             await handoff.release()  # the old daemon stops accepting only now
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
-        self.acme = await start_tls(self.config, proxy)  # TLS listener, manual certs, ACME (docs/tls.md)
 
         control = make_app(sup, self.reload)
         add_cron_routes(control, lambda: sched)
