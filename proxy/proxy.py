@@ -74,12 +74,15 @@ class Proxy:
     @property
     def listeners(self) -> list[socket.socket]:
         """The listening sockets, e.g. to hand to a new daemon (dockyard serve --takeover)."""
-        return list(getattr(self._server, "sockets", None) or ())
+        plain = list(getattr(self._server, "sockets", None) or ())
+        return plain + list(getattr(self._tls_server, "sockets", None) or ())
 
     def stop_accepting(self) -> None:
         """Close the listeners in this process (another may hold the same sockets); serve on."""
         if self._server is not None:
             self._server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
 
     async def start_tls(self, host: str, port: int, store: CertStore, *, sock: socket.socket | None = None) -> None:
         """Also terminate TLS on host:port, choosing certificates from `store` by SNI (docs/tls.md)."""
