@@ -311,10 +311,14 @@ async def test_reload_changing_one_apps_env_redeploys_only_that_app(
         assert {r["id"] for r in daemon.client().get("/v1/ps?app=two")} == two_ids
         assert load.failures == []
         # A broken file changes nothing and says why.
-        config.write_text(config.read_text() + "\n[apps.one.processes.web]\nscale = 'many'\n")
-        with pytest.raises(Exception, match="invalid config|scale"):
-            daemon.client().post("/v1/reload")
-        assert {r["app"]: r["release"] for r in daemon.client().get("/v1/routes")} == after
+        client = daemon.client()  # (reads the config: before it breaks)
+        good = config.read_text()
+        config.write_text(good + "\n[apps.one.processes.web]\nscale = 'many'\n")
+        with pytest.raises(ControlError, match="invalid config") as err:
+            client.post("/v1/reload")
+        assert "Cannot declare" in str(err.value) and str(config) in str(err.value)
+        assert {r["app"]: r["release"] for r in client.get("/v1/routes")} == after
+        config.write_text(good)
         daemon.signal(signal.SIGTERM)
     finally:
         if daemon.proc and daemon.proc.poll() is None:
