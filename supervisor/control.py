@@ -25,6 +25,7 @@ VERSION = "0.1.0"
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
 STARTED_KEY = web.AppKey("started", float)
 RELOAD_KEY = web.AppKey("reload", object)
+TLS_STATUS_KEY = web.AppKey("tls_status", object)  # () -> {app: ACME certificate state}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -184,6 +185,7 @@ async def status(request: web.Request) -> web.Response:
             "uptime": round(time.time() - request.app[STARTED_KEY], 3),
             "config": str(sup.config.path),
             "apps": sup.route_rows(),
+            "tls": request.app[TLS_STATUS_KEY](),  # type: ignore[operator]
         }
     )
 
@@ -192,6 +194,7 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app = web.Application(middlewares=[errors_middleware])
     app[SUPERVISOR_KEY] = sup
     app[RELOAD_KEY] = reloader or _no_reload
+    app[TLS_STATUS_KEY] = dict
     app[STARTED_KEY] = time.time()
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/ps", ps)

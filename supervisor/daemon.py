@@ -23,7 +23,7 @@ from scheduler.control import add_routes as add_cron_routes
 from . import gitcontrol, gitrepo, logs, metrics, reconcile
 from .acme import start_tls
 from .config import load_config
-from .control import make_app, prepare_socket_path
+from .control import TLS_STATUS_KEY, make_app, prepare_socket_path
 from .core import Supervisor
 from .docker_runtime import DockerRuntime
 from .errors import ConfigError, DockyardError
@@ -106,6 +106,7 @@ class Daemon:
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
 
         control = make_app(sup, self.reload)
+        control[TLS_STATUS_KEY] = lambda: self.acme.status() if self.acme is not None else {}
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
         metrics.add_routes(control, lambda: sup, lambda: proxy)

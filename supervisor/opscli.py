@@ -143,6 +143,7 @@ def status_report(client: Any) -> dict[str, Any]:
         "uptime": status.get("uptime"),
         "config": status.get("config"),
         "apps": apps,
+        "tls": status.get("tls") or {},
     }
 
 
@@ -192,6 +193,9 @@ def render_status(report: Mapping[str, Any]) -> str:
             nxt = "suspended" if task["suspended"] else task["next_run"] or "-"
             lines.append(f"  cron {task['id']}  {task['schedule']}  next {nxt}"
                          f"  last {task['last'] or '-'}")
+        tls = (report.get("tls") or {}).get(app["app"])
+        if tls:
+            lines.append("  tls " + "  ".join(f"{k} {v}" for k, v in tls.items() if v is not None))
     return "\n".join(lines)
 
 
