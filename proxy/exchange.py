@@ -58,7 +58,7 @@ class Exchange:
         self.out: list[bytes] = []
         self.sent = 0
         self.done: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # response head due (loop.time()), 0.0: none; checked by DeadlineSweep
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason = ""
         self.tunnel_closed: asyncio.Future[None] | None = None
@@ -172,9 +172,7 @@ class Exchange:
     def _fast_done(self) -> None:
         conn = self.upstream
         self.sink = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         self.client.resume("upstream")
         if self.flight is not None:
             self.client.proxy.tracker.release(self.flight)
@@ -192,9 +190,7 @@ class Exchange:
             return
         self.fast = False
         self.sink = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         self.client.resume("upstream")
         conn = self.upstream
         if self.flight is not None:
@@ -222,9 +218,7 @@ class Exchange:
             return
         self.fast = False
         self.cancel_reason = reason
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         if self.upstream is not None:
             self.upstream.handler = None
         self._cancelled()
@@ -313,9 +307,7 @@ class Exchange:
             raise
         finally:
             self.sink = None
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.deadline = 0.0
             self.client.resume("upstream")
         if self.tunnel_closed is not None:
             await self._tunnel()
@@ -371,14 +363,12 @@ class Exchange:
         return b"".join(parts)
 
     def _arm_response_timer(self) -> None:
-        if self.timer is None and not self.started and (
+        if not self.deadline and not self.started and (
             self.fast or (self.done is not None and not self.done.done())
         ):
-            loop = self.client.proxy.loop
-            self.timer = loop.call_later(self.client.proxy.options.upstream_response_timeout, self._timed_out)
+            self.deadline = self.client.loop.time() + self.client.options.upstream_response_timeout
 
     def _timed_out(self) -> None:
-        self.timer = None
         if self.fast and not self.started:
             self._fast_failed(UpstreamTimeoutError(self.target or "?", "no response head in time"))
             return
@@ -390,9 +380,7 @@ class Exchange:
                          keep_alive: bool) -> None:
         self.started = True
         self.status = status
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         lines, length, chunked = strip_response_headers(headers)
         if self.extra_headers:
             lines.append(self.extra_headers)

@@ -10,6 +10,7 @@ from contextlib import suppress
 from typing import Any
 
 from .balancer import Balancer
+from .deadlines import DeadlineSweep, sweep_interval
 from .edge import Edge
 from .errors import ProxyStateError
 from .inflight import InflightTracker
@@ -38,6 +39,7 @@ class Proxy:
         self.pool = UpstreamPool(self.options.upstream_connect_timeout, self.options.upstream_idle_timeout)
         self._stats: dict[str, AppStats] = {}
         self.connections: set[ClientConnection] = set()
+        self.sweep = DeadlineSweep(self.connections, sweep_interval(self.options))
         self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,6 +145,7 @@ class Proxy:
                 await asyncio.wait(pending, timeout=1.0)
         for conn in list(self.connections):
             conn.abort()
+        self.sweep.close()
         self.pool.close()
         await server.wait_closed()
         self._server = None

@@ -48,7 +48,8 @@ class ClientConnection(asyncio.Protocol):
         self.upgrade_tail: list[bytes] = []
         self.tunnel: asyncio.Transport | None = None
         self.tunnel_exchange: Exchange | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # header or idle timeout as loop.time(), 0.0: none (deadlines.py)
+        self.loop = proxy.loop
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -58,6 +59,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer_str = str(peer[0]) if isinstance(peer, tuple) else ""
         self.peer = self.peer_str.encode()
         self.proxy.connections.add(self)
+        self.proxy.sweep.ensure(self.loop)
         self._set_timer(self.options.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -187,6 +189,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.parsing is None and self.head_bytes == 0:
             self._set_timer(self.options.client_idle_timeout)
+        else:  # the next head is partly here
+            self._set_timer(self.options.client_header_timeout)
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -244,19 +248,24 @@ class ClientConnection(asyncio.Protocol):
         if self.active is None and self.parsing is None and self.tunnel is None:
             self.close()
 
-    # -- timers ---------------------------------------------------------------------------------
+    # -- timeouts (checked by the proxy's DeadlineSweep) ----------------------------------------
     def _set_timer(self, seconds: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.proxy.loop.call_later(seconds, self._timed_out)
+        self.deadline = self.loop.time() + seconds
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
+
+    def check_deadlines(self, now: float) -> None:
+        active = self.active
+        if active is not None:
+            if active.deadline and active.deadline <= now:
+                active.deadline = 0.0
+                active._timed_out()
+        elif self.deadline and self.deadline <= now:
+            self.deadline = 0.0
+            self._timed_out()
 
     def _timed_out(self) -> None:
-        self.timer = None
         if self.active is not None or self.tunnel is not None or self.closed:
             return
         if self.head_bytes or self.parsing is not None:
