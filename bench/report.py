@@ -158,6 +158,12 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| {s['system']} | {_ms(s['steady']['p99'])} | {_ms(s['swap_window']['p99'])} | "
                 f"{_x(s['ratio_p99'])} | {_ms(s['swap_window']['max'])} | {s['errors_in_windows']} |"
             )
+    for s in systems:
+        if s["achieved_rate"] < 0.98 * s["target_rate"] or s["send_lag_ms"]["p99"] > 50:
+            lines.append(f"\nWarning: the load generator fell behind for {s['system']} "
+                         f"({s['achieved_rate']:.0f} of {s['target_rate']:g} req/s, send lag p99 "
+                         f"{_ms(s['send_lag_ms']['p99'])} ms): the machine is overloaded; the lag "
+                         "is in the latencies (timed from the schedule), try --workers or a lower --rate.")
     lines += ["", *goals(summary)]
     if summary.get("saturation"):
         from .throughput import markdown as saturation_markdown
