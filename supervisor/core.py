@@ -8,6 +8,7 @@ containers that serve.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -206,10 +207,33 @@ class Supervisor:
                     await self.runtime.remove(info.id)
             if current and keep and app is not None:
                 self.serving[app_name] = Serving(current.number, tuple(keep))
+                await self._quick_probe(app, keep)
                 self._install_routes(app)
                 log.info("adopted app=%s release=%d containers=%d", app_name, current.number, len(keep))
         for cid in retiring:  # containers already gone
             self.state.done_retiring(cid)
+
+    async def _quick_probe(self, app: AppSpec, containers: list[ContainerInfo]) -> None:
+        """Adoption: a container that is not running, or fails one quick attempt of its checks,
+        starts out of rotation; the watcher restarts it or re-checks it (supervisor/watch.py)."""
+        from .checks import CheckContext, attempt_once
+
+        host = app.hosts[0].replace("*.", "www.", 1) if app.hosts else None
+
+        async def probe(info: ContainerInfo) -> None:
+            if not info.running:
+                self.down.add(info.id)
+                return
+            checks = app.checks_for(info.process, "startup") + app.checks_for(info.process, "readiness")
+            quick = [dataclasses.replace(c, timeout=min(c.timeout, 2.0)) for c in checks if not c.uptime]
+            ctx = CheckContext(info, app.port, host, app.network)
+            errors = await asyncio.gather(*(attempt_once(self.runtime, ctx, c) for c in quick))
+            if any(errors):
+                log.warning("adopted container not ready app=%s container=%s error=%s",
+                            app.name, info.name, next(e for e in errors if e))
+                self.down.add(info.id)
+
+        await asyncio.gather(*(probe(c) for c in containers))
 
     async def start_apps(self, progress: Progress | None = None) -> None:
         """Deploy every configured app that does not run yet (apps with an image)."""

@@ -64,6 +64,18 @@ class Watcher:
     def start(self) -> None:
         self._spawn(self._events())
         self._spawn(self._probe_loop())
+        self._recover_adopted()
+
+    def _recover_adopted(self) -> None:
+        """Containers found dead at adoption (they died while no daemon ran): the policy."""
+        for name, serving in self.sup.serving.items():
+            app = self.sup.config.apps.get(name)
+            for info in serving.containers:
+                if app is None or info.id not in self.sup.down or info.running:
+                    continue
+                if should_restart(app.restart, info.exit_code, 0):
+                    self._restarting.add(info.id)
+                    self._spawn(self._restart(app, info, 0))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -153,10 +165,21 @@ class Watcher:
             for info in serving.containers:
                 if info.id in self._restarting:
                     continue
+                if info.id in self.sup.down and info.running and not app.checks_for(info.process, "readiness"):
+                    jobs.append(self._recheck(app, info))  # adopted but not ready: back when it is
+                    continue
                 checks = app.checks_for(info.process, "readiness") + app.checks_for(info.process, "liveness")
                 if checks:
                     jobs.append(self._probe(app, info, checks))
         await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _recheck(self, app: AppSpec, info: ContainerInfo) -> None:
+        ctx = CheckContext(info, app.port, check_host(app), app.network)
+        checks = app.checks_for(info.process, "startup")
+        errors = await asyncio.gather(*(attempt_once(self.sup.runtime, ctx, c) for c in checks))
+        if not any(errors):
+            log.info("ready again app=%s container=%s", app.name, info.name)
+            self.sup.mark_up(app, info)
 
     async def _probe(self, app: AppSpec, info: ContainerInfo, checks: tuple[Any, ...]) -> None:
         ctx = CheckContext(info, app.port, check_host(app), app.network)

@@ -324,3 +324,32 @@ async def test_reload_changing_one_apps_env_redeploys_only_that_app(
         if daemon.proc and daemon.proc.poll() is None:
             daemon.proc.kill()
         cleanup(docker_client, config)
+
+
+async def test_container_that_died_while_the_daemon_was_down_is_restarted_on_start(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        rows = daemon.client().get("/v1/ps")
+        ids = {r["id"] for r in rows}
+        daemon.signal(signal.SIGTERM)
+        victim = docker_client.containers.get(rows[0]["id"])
+        victim.kill()
+        daemon.start()
+        # It starts out of rotation (the quick probe), then the restart policy brings it back.
+        await wait_serving(daemon.client(), "web", 2, timeout=20)
+        after = {r["id"]: r for r in daemon.client().get("/v1/ps")}
+        assert set(after) == ids
+        assert after[rows[0]["id"]]["status"] == "running"
+        assert after[rows[0]["id"]]["restarts"] >= 1
+        assert (await get(f"http://127.0.0.1:{port}/", "web.test"))[0] == 200
+        daemon.signal(signal.SIGTERM)
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+        cleanup(docker_client, config)
