@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -15,6 +16,10 @@ import docker.errors
 
 from .errors import RuntimeFailure
 from .runtime import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
+
+PORT_RETRIES = 3
+PORT_RACE_MESSAGES = ("address already in use", "port is already allocated")
+log = logging.getLogger("dockyard.supervisor")
 
 
 def _command(command: str | tuple[str, ...] | None) -> list[str] | None:
@@ -117,11 +122,23 @@ class DockerRuntime:
         return _info(container.attrs)
 
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
-        try:
-            info: ContainerInfo = await self._call(self._run_sync, spec)
-        except docker.errors.NotFound as exc:
-            raise RuntimeFailure(f"image {spec.image!r} not found: {exc.explanation}") from exc
-        return info
+        """Create and start a container. Docker allocates published host ports from the same
+        ephemeral range as outgoing connections, so a start can lose a race for a port ("address
+        already in use"): the container is removed and started again, up to PORT_RETRIES times."""
+        for attempt in range(PORT_RETRIES + 1):
+            try:
+                info: ContainerInfo = await self._call(self._run_sync, spec)
+            except docker.errors.NotFound as exc:
+                raise RuntimeFailure(f"image {spec.image!r} not found: {exc.explanation}") from exc
+            except RuntimeFailure as exc:
+                text = str(exc)
+                if attempt < PORT_RETRIES and any(m in text for m in PORT_RACE_MESSAGES):
+                    log.warning("port race container=%s attempt=%d: retrying", spec.name, attempt + 1)
+                    await self.remove(spec.name)
+                    continue
+                raise
+            return info
+        raise AssertionError("unreachable")
 
     def _inspect_sync(self, container_id: str) -> ContainerInfo | None:
         try:
