@@ -107,6 +107,7 @@ class Bench:
         self.nginx: NginxProxy | None = None
         self.load: LoadRun | None = None
         self.timers: list[threading.Thread] = []
+        self.out = opts.out or REPO / "bench" / "out" / self.stamp
 
     # ---- containers ----------------------------------------------------------------------
 
@@ -196,10 +197,11 @@ class Bench:
     def run_dockyard(self) -> tuple[LoadResult, list[Swap]]:
         port = free_port()
         config = self.write_config(port)
-        self.daemon = subprocess.Popen(
-            [DOCKYARD, "serve", "-c", str(config)], cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=open(self.tmp / "daemon.log", "wb"),  # noqa: SIM115
-        )
+        with open(self.out / "dockyard-daemon.log", "wb") as daemon_log:  # kept for diagnosis
+            self.daemon = subprocess.Popen(
+                [DOCKYARD, "serve", "-c", str(config)], cwd=REPO,
+                stdout=subprocess.DEVNULL, stderr=daemon_log,
+            )
         wait_http(port, "/", HOST, 60, daemon=self.daemon)
         run = self.start_load(port, self.max_duration())
 
@@ -336,7 +338,7 @@ def wait_http(port: int, path: str, host: str, timeout: float,
 def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
     """Run the scenario; write summary.json, report.md and PNGs to `opts.out`; return the summary."""
     bench = Bench(opts, client)
-    out = opts.out or REPO / "bench" / "out" / bench.stamp
+    out = bench.out
     out.mkdir(parents=True, exist_ok=True)
     systems: list[dict[str, Any]] = []
     plots: list[str] = []
