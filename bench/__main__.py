@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,19 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
     return SwapOptions.quick(**overrides) if args.quick else SwapOptions(**overrides)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from . import report
+
+    # SIGTERM cleans up like Ctrl-C does (the runner's `finally` removes every container).
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
+        signal.signal(signal.SIGINT, _interrupt)
 
     summary = run_swap_bench(options(args, argv))
     print(report.markdown(summary), end="")
