@@ -5,6 +5,7 @@ Phases of a run (all by each request's due time):
     steady  no deploy is running: before the first deploy starts and after the last retire
     swap    2-s windows around each route switch: [swap - 0.5 s, swap + 1.5 s], so the retire of
             the old container (retire_after <= 1 s) falls inside the window
+Percentiles cover successful requests only; failures are counted by kind next to them.
 """
 
 from __future__ import annotations
