@@ -11,7 +11,7 @@ from .headers import NO_BODY_STATUSES, strip_response_headers
 from .inflight import Flight
 from .pages import error_response
 from .request import IDEMPOTENT, RequestHead
-from .routes import Service, normalize_host
+from .routes import Service, host_key
 from .stats import AppStats, log_access
 from .upstream import UpstreamConnection
 
@@ -29,6 +29,14 @@ WS_CLOSE_GOING_AWAY_TO_UPSTREAM = b"\x88\x82\x00\x00\x00\x00\x03\xe9"  # masked 
 class Exchange:
     """Created by the client connection when a request head is complete."""
 
+    __slots__ = (
+        "client", "method", "url", "version", "keep_alive", "head", "path", "has_body", "body_buf",
+        "body_buffered", "body_received", "body_complete", "body_sent_any", "sink", "upstream", "app",
+        "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
+        "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
+        "stats", "extra_headers",
+    )
+
     def __init__(self, client: ClientConnection, method: bytes, url: bytes, version: str,
                  keep_alive: bool, head: RequestHead) -> None:
         self.client = client
@@ -39,11 +47,11 @@ class Exchange:
         self.head = head
         q = url.find(b"?")
         self.path = (url if q < 0 else url[:q]).decode("latin-1")
-        self.has_body = head.chunked or head.content_length > 0
+        self.has_body = has_body = head.chunked or head.content_length > 0
         self.body_buf: list[bytes] = []
         self.body_buffered = 0
         self.body_received = 0
-        self.body_complete = not self.has_body
+        self.body_complete = not has_body
         self.body_sent_any = False
         self.sink: UpstreamConnection | None = None
         self.upstream: UpstreamConnection | None = None
@@ -98,9 +106,10 @@ class Exchange:
         Returns False when the request needs the coroutine (`run`): upgrades, unknown hosts,
         no target, or no idle pooled connection (a connect must be awaited).
         """
-        proxy = self.client.proxy
-        self.t0 = proxy.loop.time()
-        host = self.host = normalize_host(self.head.host.decode("latin-1"))
+        client = self.client
+        proxy = client.proxy
+        self.t0 = client.loop.time()
+        host = self.host = host_key(self.head.host)
         if proxy.edge is not None and proxy.edge.answer(self):
             return True  # answered by the proxy itself (ACME challenge, https redirect)
         if self.head.upgrade is not None:
@@ -111,15 +120,15 @@ class Exchange:
         target = proxy.balancer.pick(service)
         if target is None:
             return False
-        self.app = service.app
-        stats = self.stats = proxy.app_stats(service.app)
+        app = self.app = service.app
+        stats = self.stats = proxy.app_stats(app)
         stats.inflight += 1
         conn = proxy.pool.take(target)
         if conn is None:
             self.preferred = target
             return False
         self.target = target
-        self.flight = proxy.tracker.claim(target, service.app, self.cancel_flight)
+        self.flight = proxy.tracker.claim(target, app, self.cancel_flight)
         self.fast = True
         self._send(conn)
         return True
@@ -128,7 +137,7 @@ class Exchange:
         proxy = self.client.proxy
         if not self.t0:
             self.t0 = proxy.loop.time()
-            self.host = normalize_host(self.head.host.decode("latin-1"))
+            self.host = host_key(self.head.host)
         host = self.host
         try:
             service = proxy.table.lookup(host, self.path)
@@ -155,33 +164,35 @@ class Exchange:
         if self.completed:
             return
         self.completed = True
-        proxy = self.client.proxy
-        elapsed = proxy.loop.time() - self.t0
+        client = self.client
+        elapsed = client.loop.time() - self.t0
         status = self.status or 499
         stats = self.stats
         if stats is not None:
             stats.inflight -= 1
             stats.record(status, elapsed)
-        if proxy.options.access_log:
+        if client.options.access_log:
             log_access(app=self.app, method=self.method, host=self.host, path=self.url, status=status,
-                       seconds=elapsed, target=self.target, client=self.client.peer_str,
+                       seconds=elapsed, target=self.target, client=client.peer_str,
                        request_id=self.head.request_id, sent=self.sent)
-        self.client.exchange_finished(self)
+        client.exchange_finished(self)
 
     # -- fast path completion (callbacks) -------------------------------------------------------
     def _fast_done(self) -> None:
         conn = self.upstream
+        client = self.client
         self.sink = None
         self.deadline = 0.0
-        self.client.resume("upstream")
+        if client.paused:
+            client.resume("upstream")
         if self.flight is not None:
-            self.client.proxy.tracker.release(self.flight)
+            client.proxy.tracker.release(self.flight)
             self.flight = None
         if conn is not None:
             if not self.body_complete:
                 conn.reusable = False
                 self.keep_alive = False
-            self.client.proxy.pool.put(conn)
+            client.proxy.pool.put(conn)
             self.upstream = None
         self._finish()
 
@@ -341,7 +352,10 @@ class Exchange:
             if self.head.chunked:
                 head += b"0\r\n\r\n"
             conn.write(head)
-            self._arm_response_timer()
+            if self.fast:
+                self.deadline = self.t0 + self.client.options.upstream_response_timeout
+            else:
+                self._arm_response_timer()
         else:
             conn.write(head)
             self.sink = conn

@@ -26,13 +26,18 @@ class RequestHead:
     expect_continue: bool
 
 
-def parse_head(headers: list[tuple[bytes, bytes]], version: str, max_body: int) -> RequestHead:
-    """Validate the headers. Raises ClientRequestError(400|413) for what the proxy refuses.
+def parse_head(
+    headers: list[tuple[bytes, bytes]], version: str, max_body: int, max_head: int = 0, head_size: int = 0
+) -> RequestHead:
+    """Validate the headers. Raises ClientRequestError(400|413|431) for what the proxy refuses.
 
-    Stricter than RFC 9112 on purpose: Content-Length with Transfer-Encoding, a repeated
-    Content-Length (even with equal values), a Transfer-Encoding other than exactly
+    431 when `max_head` is set and `head_size` (the request line's share) plus the headers
+    exceed it. Stricter than RFC 9112 on purpose: Content-Length with Transfer-Encoding, a
+    repeated Content-Length (even with equal values), a Transfer-Encoding other than exactly
     `chunked`, a repeated Host or a missing Host on HTTP/1.1 are all answered 400.
     """
+    size = head_size
+    bad: str | None = None  # raised after the size check: a too large head is 431 first
     lines: list[bytes] = []
     host: bytes | None = None
     cl: bytes | None = None
@@ -44,25 +49,27 @@ def parse_head(headers: list[tuple[bytes, bytes]], version: str, max_body: int) 
     accept: bytes | None = None
     expect = False
     for name, value in headers:
+        line = b"%s: %s\r\n" % (name, value)
+        size += len(line)
         lname = name.lower()
         if lname not in _SPECIAL:
-            lines.append(b"%s: %s\r\n" % (name, value))
+            lines.append(line)
             continue
         if lname == b"host":
             if host is not None:
-                raise ClientRequestError(400, "repeated Host header")
+                bad = bad or "repeated Host header"
             host = value
-            lines.append(b"%s: %s\r\n" % (name, value))
+            lines.append(line)
         elif lname == b"accept":
             accept = value
-            lines.append(b"%s: %s\r\n" % (name, value))
+            lines.append(line)
         elif lname == b"content-length":
             if cl is not None:
-                raise ClientRequestError(400, "repeated Content-Length")
+                bad = bad or "repeated Content-Length"
             cl = value
         elif lname == b"transfer-encoding":
             if te is not None:
-                raise ClientRequestError(400, "repeated Transfer-Encoding")
+                bad = bad or "repeated Transfer-Encoding"
             te = value
         elif lname == b"connection":
             if conn_values is None:
@@ -77,6 +84,10 @@ def parse_head(headers: list[tuple[bytes, bytes]], version: str, max_body: int) 
         elif lname == b"expect":
             expect = value.strip().lower() == b"100-continue"
         # other hop-by-hop and replaced headers are dropped
+    if max_head and size > max_head:
+        raise ClientRequestError(431, "request head too large")
+    if bad is not None:
+        raise ClientRequestError(400, bad)
     if cl is not None and te is not None:
         raise ClientRequestError(400, "Content-Length together with Transfer-Encoding")
     length = -1
@@ -104,14 +115,5 @@ def parse_head(headers: list[tuple[bytes, bytes]], version: str, max_body: int) 
             lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in listed]
     elif upgrade is not None:
         upgrade = None
-    return RequestHead(
-        lines=lines,
-        host=host,
-        content_length=length,
-        chunked=chunked,
-        upgrade=upgrade,
-        xff=xff,
-        request_id=rid if rid else new_request_id(),
-        accept=accept,
-        expect_continue=expect,
-    )
+    # positional: lines, host, content_length, chunked, upgrade, xff, request_id, accept, expect_continue
+    return RequestHead(lines, host, length, chunked, upgrade, xff, rid or new_request_id(), accept, expect)

@@ -48,6 +48,20 @@ def normalize_host(host: str) -> str:
     return host.rstrip(".")
 
 
+_HOST_KEYS: dict[bytes, str] = {}
+HOST_KEYS_MAX = 4096
+
+
+def host_key(raw: bytes) -> str:
+    """normalize_host of a raw Host header value, memoised (bounded: cleared when full)."""
+    key = _HOST_KEYS.get(raw)
+    if key is None:
+        if len(_HOST_KEYS) >= HOST_KEYS_MAX:
+            _HOST_KEYS.clear()
+        key = _HOST_KEYS[raw] = normalize_host(raw.decode("latin-1"))
+    return key
+
+
 def _check_target(target: str) -> str:
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -114,11 +114,7 @@ class ClientConnection(asyncio.Protocol):
             self.active.client_resume_writing()
 
     # -- httptools callbacks --------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.in_head = True
-
+    # (no on_message_begin: url and headers are reset once the head is complete, one call less)
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -126,22 +122,24 @@ class ClientConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + 16
-        for name, value in self.headers:
-            size += len(name) + len(value) + 4
-        if size > self.options.max_header_size:
-            raise ClientRequestError(431, "request head too large")
-        self.in_head = False
-        self.head_bytes = 0
-        self._cancel_timer()
+        url = self.url
+        headers = self.headers
+        self.url = b""
+        self.headers = []
+        options = self.options
         parser = self.parser
         version = parser.get_http_version()
-        head = parse_head(self.headers, version, self.options.max_body_size)
+        head = parse_head(headers, version, options.max_body_size, options.max_header_size, len(url) + 16)
+        self.in_head = False
+        self.head_bytes = 0
+        self.deadline = 0.0
         keep_alive = parser.should_keep_alive() and not self.closing
-        ex = Exchange(self, parser.get_method(), self.url, version, keep_alive, head)
+        ex = Exchange(self, parser.get_method(), url, version, keep_alive, head)
         self.parsing = ex
         if self.active is None:
-            self._start(ex)
+            self.active = ex
+            if not ex.start():
+                self._run(ex)
         else:
             self.queue.append(ex)
             self.pause("pipeline")
@@ -164,9 +162,11 @@ class ClientConnection(asyncio.Protocol):
     # -- used by exchanges ---------------------------------------------------------------------
     def _start(self, ex: Exchange) -> None:
         self.active = ex
-        if ex.start():
-            return
-        ex.task = self.proxy.loop.create_task(ex.run())
+        if not ex.start():
+            self._run(ex)
+
+    def _run(self, ex: Exchange) -> None:
+        ex.task = self.loop.create_task(ex.run())
         self.track(ex.task)
 
     def track(self, task: asyncio.Task[None]) -> None:
