@@ -22,20 +22,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from supervisor.validators import CRON_ALIASES as ALIASES
+from supervisor.validators import CRON_DAYS as _DAYS
+from supervisor.validators import CRON_MONTHS as _MONTHS
+
 from .errors import ScheduleError
 
-ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 # name, low, high, value names (index 0 = low)
 _FIELDS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     "second": (0, 59, ()),

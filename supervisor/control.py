@@ -52,7 +52,7 @@ async def errors_middleware(
         return _error(str(exc), 404 if "unknown app" in str(exc) else 400)
 
 
-async def _body(request: web.Request) -> Mapping[str, Any]:
+async def json_body(request: web.Request) -> Mapping[str, Any]:
     raw = await request.read()
     if not raw:
         return {}
@@ -93,7 +93,7 @@ async def _stream(
 async def deploy(request: web.Request) -> web.StreamResponse:
     sup = request.app[SUPERVISOR_KEY]
     app = request.match_info["app"]
-    body = await _body(request)
+    body = await json_body(request)
     image = body.get("image")
     if image is not None and not isinstance(image, str):
         raise web.HTTPBadRequest(text="image must be a string")
@@ -144,7 +144,7 @@ async def scale(request: web.Request) -> web.Response:
     from .scale import scale as do_scale
 
     sup = request.app[SUPERVISOR_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     counts = body.get("counts")
     if not isinstance(counts, dict) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0

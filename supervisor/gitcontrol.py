@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from . import builds, defaults, gitrepo
+from .control import json_body
 from .core import Supervisor
 from .deploy import DeployReport, Progress, deploy
 from .errors import ConfigError, DeployError, DeployInProgress
@@ -124,7 +125,7 @@ def routes(
         return await _stream(request, sup, prepared, building, image_labels or {})
 
     async def git_push(request: web.Request) -> web.StreamResponse:
-        body = await _body(request)
+        body = await json_body(request)
 
         async def prepare(sup: Supervisor, app: AppSpec) -> Prepared:
             updates = parse_updates(body)
@@ -149,7 +150,7 @@ def routes(
     async def build_deploy(request: web.Request) -> web.StreamResponse:
         is_tar = request.content_type in TAR_TYPES
         data = await _read_limited(request) if is_tar else b""
-        body = {} if is_tar else await _body(request)
+        body = {} if is_tar else await json_body(request)
 
         async def prepare(sup: Supervisor, app: AppSpec) -> Prepared:
             tag = builds.image_tag(app.name)
@@ -175,19 +176,6 @@ def add_routes(
     app: web.Application, get_supervisor: GetSupervisor, *, image_labels: Mapping[str, str] | None = None
 ) -> None:
     app.router.add_routes(routes(get_supervisor, image_labels=image_labels))
-
-
-async def _body(request: web.Request) -> Mapping[str, Any]:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="request body must be a JSON object")
-    return data
 
 
 async def _read_limited(request: web.Request) -> bytes:

@@ -20,6 +20,7 @@ CRON_ALIASES = {
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+CRON_MONTHS, CRON_DAYS = _MONTHS, _DAYS  # the scheduler builds its triggers with the same names
 # (field name, lowest, highest, names) -- the ranges of robfig/cron, which Dokku uses.
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("minute", 0, 59, ()),
