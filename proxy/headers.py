@@ -27,6 +27,9 @@ REPLACED_REQUEST = frozenset(
 
 NO_BODY_STATUSES = frozenset({204, 304})
 
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 
 def connection_tokens(values: list[bytes]) -> set[bytes]:
     """The lower-cased tokens of every Connection header value."""
@@ -58,20 +61,21 @@ def strip_response_headers(
     conn_values: list[bytes] | None = None
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
+        if lname in _RESPONSE_SPECIAL:
+            if lname == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+                    continue
+                lines.append(b"%s: %s\r\n" % (name, value))
+            elif lname == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
-            elif lname == b"connection":
+            elif lname == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
                 if conn_values is None:
                     conn_values = []
                 conn_values.append(value)
             continue
-        if lname == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                length = -1
-                continue
         lines.append(b"%s: %s\r\n" % (name, value))
     if conn_values:
         listed = connection_tokens(conn_values)

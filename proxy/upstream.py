@@ -97,10 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.handler.upstream_resume_writing()
 
     # -- httptools callbacks -------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.headers = []
-        self.reason = b""
-
+    # (no on_message_begin: headers and reason are reset when the head is complete, one call less)
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
@@ -108,14 +105,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        headers = self.headers
+        reason = self.reason
+        self.headers = []
+        self.reason = b""
+        parser = self.parser
+        status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self.interim = True  # 100 Continue, 103 Early Hints: not forwarded
             return
-        if not self.parser.should_keep_alive():
+        if not parser.should_keep_alive():
             self.reusable = False
         assert self.handler is not None
-        self.handler.on_response_head(status, self.reason, self.headers, self.reusable)
+        self.handler.on_response_head(status, reason, headers, self.reusable)
 
     def on_body(self, body: bytes) -> None:
         assert self.handler is not None
