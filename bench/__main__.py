@@ -1,9 +1,12 @@
-"""python -m bench swap [--quick] [--saturation] [--rate R] [--swaps K] [--interval S] [--out DIR]
+"""python -m bench swap [--quick] [--saturation] [--app py|busybox] [--rate R] [--swaps K] [--out DIR]
+python -m bench restart [--quick] [--app py|busybox] [--rate R] [--restarts K] [--out DIR]
 
-Request latency during swaps: direct / dockyard / nginx under the same open-loop load (see
-bench/swap.py). Prints the markdown report; writes summary.json, report.md and, when matplotlib
-is importable (the `bench` extra), one PNG per system to bench/out/<stamp>/ or --out.
-Exit status: 0 when dockyard failed no request and every swap succeeded, 1 otherwise.
+swap: request latency during swaps, direct / dockyard / nginx under the same open-loop load
+(see bench/swap.py). restart: the same load while dockyard replaces itself with
+`dockyard serve --takeover`, next to `nginx -s reload` with an unchanged conf (bench/restart.py).
+Prints the markdown report; writes summary.json, report.md and, when matplotlib is importable
+(the `bench` extra), one PNG per system to bench/out/<stamp>/ or --out.
+Exit status: 0 when dockyard failed no request and every swap (restart) succeeded, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .swap import SYSTEMS, SwapOptions, run_swap_bench
+from .swap import APPS, SYSTEMS, SwapOptions, run_swap_bench
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,25 +26,36 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("swap", help="latency during swaps: direct / dockyard / nginx")
-    p.add_argument("--quick", action="store_true", help="CI smoke test: 200 req/s, 3 swaps, ~20 s")
+    p.add_argument("--quick", action="store_true", help="CI smoke test: 200 req/s, 3 swaps, busybox app, ~20 s")
     p.add_argument("--saturation", action="store_true", help="add the wrk saturation table")
-    p.add_argument("--rate", type=float, help="requests per second (default 1000; quick 200)")
     p.add_argument("--swaps", type=int, help="swaps per swapping system (default 20; quick 3)")
     p.add_argument("--interval", type=float, help="seconds between swaps (default 2; quick 1.5)")
+    common(p)
+    r = sub.add_parser("restart", help="latency while dockyard restarts itself (--takeover) / nginx -s reload")
+    r.add_argument("--quick", action="store_true", help="smoke test: 200 req/s, 3 restarts, busybox app")
+    r.add_argument("--restarts", dest="swaps", type=int, help="restarts per system (default 10; quick 3)")
+    r.add_argument("--interval", type=float, help="at most one restart per S seconds (default 3)")
+    common(r)
+    return parser
+
+
+def common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", choices=APPS, help="fixture app: py (aiohttp, keep-alive; the default) "
+                   "or busybox (a process per connection; the default with --quick)")
+    p.add_argument("--rate", type=float, help="requests per second (default 1000; quick 200)")
     p.add_argument("--timeout", type=float, help="client timeout per request, s (default 5; quick 15)")
     p.add_argument("--workers", type=int, help="load generator processes (default: 1 per 600 req/s)")
     p.add_argument("--no-keepalive", action="store_true", help="a new client connection per request")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
     p.add_argument("--keep-images", action="store_true", help="keep the dockyard-bench images")
     p.add_argument("--out", type=Path, help="output directory (default bench/out/<stamp>)")
-    return parser
 
 
 def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
     overrides: dict[str, Any] = {
         key: value for key, value in (
             ("rate", args.rate), ("swaps", args.swaps), ("interval", args.interval),
-            ("timeout", args.timeout), ("workers", args.workers),
+            ("timeout", args.timeout), ("workers", args.workers), ("app", args.app),
         ) if value is not None
     }
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
@@ -49,10 +63,14 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
     if unknown:
         raise SystemExit(f"python -m bench: unknown systems {sorted(unknown)}")
     overrides.update(
-        saturation=args.saturation, keepalive=not args.no_keepalive, systems=systems,
+        saturation=getattr(args, "saturation", False), keepalive=not args.no_keepalive, systems=systems,
         keep_images=args.keep_images, out=args.out,
         command=shlex.join(["python", "-m", "bench", *argv]),
     )
+    if args.command == "restart":
+        from .restart import restart_options
+
+        return restart_options(args.quick, **overrides)
     return SwapOptions.quick(**overrides) if args.quick else SwapOptions(**overrides)
 
 
@@ -70,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, _interrupt)
 
-    summary = run_swap_bench(options(args, argv))
+    if args.command == "restart":
+        from .restart import run_restart_bench
+
+        summary = run_restart_bench(options(args, argv))
+    else:
+        summary = run_swap_bench(options(args, argv))
     print(report.markdown(summary), end="")
     print(f"\nwritten to {summary['meta']['out']}", file=sys.stderr)
     dockyard = [s for s in summary["systems"] if s["system"] == "dockyard"]

@@ -5,6 +5,9 @@ Phases of a run (all by each request's due time):
     steady  no deploy is running: before the first deploy starts and after the last retire
     swap    2-s windows around each route switch: [swap - 0.5 s, swap + 1.5 s], so the retire of
             the old container (retire_after <= 1 s) falls inside the window
+    restart (the restart scenario, `from_start`) from the start of each restart (the new daemon
+            launched, or `nginx -s reload` run) to 1.5 s after its switch (the old daemon released
+            its listeners, or the reload returned), so the new daemon's start-up is inside
 Percentiles cover successful requests only; failures are counted by kind next to them.
 """
 
@@ -47,12 +50,21 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
     return out
 
 
-def summarize(name: str, result: LoadResult, swaps: Sequence[Swap], busy_after: float) -> dict[str, Any]:
-    """The summary of one system. `busy_after`: seconds after a swap until its retire is over."""
+def window_text(scenario: str) -> str:
+    if scenario == "restart":
+        return f"[restart started, switch + {WINDOW_AFTER} s]"
+    return f"[swap - {WINDOW_BEFORE} s, swap + {WINDOW_AFTER} s]"
+
+
+def summarize(name: str, result: LoadResult, swaps: Sequence[Swap], busy_after: float,
+              from_start: bool = False) -> dict[str, Any]:
+    """The summary of one system. `busy_after`: seconds after a swap until its retire is over.
+    `from_start`: windows open when each swap (restart) starts, not WINDOW_BEFORE before it."""
     start = result.t0 + WARMUP
     end = result.t0 + result.duration
     ok_swaps = [s for s in swaps if s.ok]
-    windows = [(s.swapped - WINDOW_BEFORE, s.swapped + WINDOW_AFTER) for s in ok_swaps]
+    windows = [(s.started if from_start else s.swapped - WINDOW_BEFORE, s.swapped + WINDOW_AFTER)
+               for s in ok_swaps]
     if swaps:
         quiet_until = swaps[0].started - QUIET_MARGIN
         quiet_from = max(max(s.finished for s in swaps),
@@ -123,16 +135,22 @@ def _x(v: float) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     systems: list[dict[str, Any]] = summary["systems"]
     meta = summary["meta"]
+    scenario = meta.get("scenario", "swap")
+    what = ("restarts (dockyard: `serve --takeover`; nginx: `nginx -s reload`, conf unchanged)"
+            if scenario == "restart" else
+            f"swaps each for dockyard and nginx every {meta['interval']:g} s, retire after "
+            f"{meta['retire_after']:g} s")
     lines = [
-        f"### Swap bench {meta['stamp']}",
+        f"### {scenario.capitalize()} bench {meta['stamp']}",
         "",
-        f"`{meta['command']}`: {meta['rate']:g} req/s open loop per system, {meta['swaps']} swaps "
-        f"each for dockyard and nginx every {meta['interval']:g} s, retire after "
-        f"{meta['retire_after']:g} s, client keep-alive {'on' if meta['keepalive'] else 'off'}, "
-        f"timeout {meta['timeout']:g} s. Machine: {meta['machine']}; 1-min load average "
-        f"{meta['loadavg_1min']['before']:.1f} before, {meta['loadavg_1min']['after']:.1f} after.",
+        f"`{meta['command']}`: {meta['rate']:g} req/s open loop per system, app "
+        f"{meta.get('app', 'busybox')}, {meta['swaps']} {what}, at most one every "
+        f"{meta['interval']:g} s, client keep-alive {'on' if meta['keepalive'] else 'off'}, "
+        f"timeout {meta['timeout']:g} s. Windows: {meta.get('windows', '')}. Machine: {meta['machine']}; "
+        f"1-min load average {meta['loadavg_1min']['before']:.1f} before, "
+        f"{meta['loadavg_1min']['after']:.1f} after.",
         "",
-        "| system | requests | connect | 5xx | timeout | other | retried | achieved req/s | send lag p99 ms | swaps ok |",
+        f"| system | requests | connect | 5xx | timeout | other | retried | achieved req/s | send lag p99 ms | {scenario}s ok |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in systems:
@@ -149,10 +167,11 @@ def markdown(summary: dict[str, Any]) -> str:
         for phase in ("steady", "swap_window"):
             p = s[phase]
             if p["n"]:
-                lines.append(f"| {phase.replace('_', ' ')} | {p['n']:.0f} | " +
+                label = f"{scenario} window" if phase == "swap_window" else phase
+                lines.append(f"| {label} | {p['n']:.0f} | " +
                              " | ".join(_ms(p[k]) for k in ("p50", "p90", "p99", "p99.9", "max")) + " |")
-    lines += ["", "| system | steady p99 ms | swap-window p99 ms | ratio | swap-window max ms | errors in windows |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", f"| system | steady p99 ms | {scenario}-window p99 ms | ratio | {scenario}-window max ms "
+              "| errors in windows |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for s in systems:
         if s["swaps"]["planned"]:
             lines.append(
@@ -165,7 +184,12 @@ def markdown(summary: dict[str, Any]) -> str:
                          f"({s['achieved_rate']:.0f} of {s['target_rate']:g} req/s, send lag p99 "
                          f"{_ms(s['send_lag_ms']['p99'])} ms): the machine is overloaded; the lag "
                          "is in the latencies (timed from the schedule), try --workers or a lower --rate.")
-    lines += ["", *goals(summary)]
+    for s in systems:
+        if "containers_unchanged" in s:
+            lines.append(f"\n{s['system']}: app container ids unchanged across the restarts: "
+                         f"{'yes' if s['containers_unchanged'] else 'NO'}; every restart's old daemon "
+                         f"exited 0: {'yes' if s.get('old_exit_ok') else 'NO'}")
+    lines += ["", *(restart_goals(summary) if scenario == "restart" else goals(summary))]
     if summary.get("saturation"):
         from .throughput import markdown as saturation_markdown
 
@@ -198,6 +222,26 @@ def goals(summary: dict[str, Any]) -> list[str]:
     if sat:
         out.append(f"- saturation >= 0.5 x nginx: {'met' if sat['ratio'] >= 0.5 else 'NOT met'} "
                    f"({sat['ratio']:.2f})")
+    return out
+
+
+def restart_goals(summary: dict[str, Any]) -> list[str]:
+    """Issue 11's: no failed request across the restarts; and the same comparison as the swaps'."""
+    by = {s["system"]: s for s in summary["systems"]}
+    out = ["Goals:"]
+    d, n = by.get("dockyard"), by.get("nginx")
+    if d:
+        ok = d["errors"]["total"] == 0 and d["swaps"]["ok"] == d["swaps"]["planned"] > 0
+        out.append(f"- zero failed requests across the restarts: {'met' if ok else 'NOT met'} "
+                   f"({d['errors']['total']} failed of {d['requests']}, {d['swaps']['ok']}/"
+                   f"{d['swaps']['planned']} takeovers, {d['achieved_rate']:.0f} req/s achieved)")
+    if d and n:
+        ratio_ok = d["ratio_p99"] <= n["ratio_p99"]
+        max_ok = d["swap_window"]["max"] <= n["swap_window"]["max"]
+        out.append(f"- restart-window/steady p99 no higher than nginx reload's: {'met' if ratio_ok else 'NOT met'} "
+                   f"(dockyard {_x(d['ratio_p99'])}, nginx {_x(n['ratio_p99'])})")
+        out.append(f"- restart-window max no higher than nginx reload's: {'met' if max_ok else 'NOT met'} "
+                   f"(dockyard {_ms(d['swap_window']['max'])} ms, nginx {_ms(n['swap_window']['max'])} ms)")
     return out
 
 
@@ -252,5 +296,5 @@ def plot(name: str, result: LoadResult, swaps: Sequence[Swap], path: Path) -> bo
     return True
 
 
-__all__ = ["ERROR_KINDS", "Swap", "goals", "markdown", "percentiles", "plot", "summarize", "write_json",
-           "write_samples"]
+__all__ = ["ERROR_KINDS", "Swap", "goals", "markdown", "percentiles", "plot", "restart_goals", "summarize",
+           "window_text", "write_json", "write_samples"]

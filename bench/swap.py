@@ -7,6 +7,11 @@
               /health, rewrites the upstream, `nginx -s reload`, and stops the old container
               after the retire wait (the way Dokku deploys)
 
+The app is the aiohttp fixture (`--app py`, the default: keep-alive, one process, on the cached
+debootstrap base image) or the busybox one (`--app busybox`: a process per connection, every
+connection closed; `--quick` uses it so CI needs no debootstrap). The same image serves all
+three systems.
+
 Every container and image made here carries BENCH_LABEL; the daemon's containers carry its
 `dockyard.instance` label. All of them are removed at the end, also on failure or Ctrl-C.
 """
@@ -26,10 +31,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import report
-from .images import build_app_image
+from .images import build_app_image, build_python_app_image
 from .load import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
 from .nginx import NginxProxy
 from .report import Swap
@@ -42,6 +47,8 @@ VERSIONS = ("v1", "v2")
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 SYSTEMS = ("direct", "dockyard", "nginx")
+App = Literal["busybox", "py"]
+APPS: tuple[App, ...] = ("busybox", "py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +69,15 @@ class SwapOptions:
     out: Path | None = None
     keep_images: bool = False
     command: str = "python -m bench swap"
+    app: App = "py"
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
 
     @classmethod
     def quick(cls, **overrides: Any) -> SwapOptions:
         """The CI smoke test: ~20 s of load, generous client timeout for a loaded machine."""
         base: dict[str, Any] = dict(rate=200.0, swaps=3, interval=1.5, lead=2.0, tail=2.0,
-                                    direct_duration=2.0, timeout=15.0, saturation_duration=2.0)
+                                    direct_duration=2.0, timeout=15.0, saturation_duration=2.0,
+                                    app="busybox")
         base.update(overrides)
         return cls(**base)
 
@@ -107,13 +116,15 @@ class Bench:
         self.nginx: NginxProxy | None = None
         self.load: LoadRun | None = None
         self.timers: list[threading.Thread] = []
+        self.extra: dict[str, dict[str, Any]] = {}  # per system, merged into its summary
         self.out = opts.out or REPO / "bench" / "out" / self.stamp
 
     # ---- containers ----------------------------------------------------------------------
 
     def build_images(self) -> None:
+        build = build_python_app_image if self.opts.app == "py" else build_app_image
         for tag, version in zip(self.tags, VERSIONS, strict=True):
-            build_app_image(tag, version, labels=self.image_labels, client=self.client)
+            build(tag, version, labels=self.image_labels, client=self.client)
 
     def remove_images(self) -> None:
         """Remove this run's image tags (the layers stay cached for the next build)."""
@@ -337,7 +348,15 @@ def wait_http(port: int, path: str, host: str, timeout: float,
 
 def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
     """Run the scenario; write summary.json, report.md and PNGs to `opts.out`; return the summary."""
-    bench = Bench(opts, client)
+    return run_scenario(Bench(opts, client), "swap")
+
+
+def run_scenario(bench: Bench, scenario: str, **summarize_options: Any) -> dict[str, Any]:
+    """Build the images, run `bench`'s systems one after the other under the same load, summarize.
+
+    `bench.run_<system>()` returns the load result and the disruptions (swaps or restarts).
+    """
+    opts = bench.opts
     out = bench.out
     out.mkdir(parents=True, exist_ok=True)
     systems: list[dict[str, Any]] = []
@@ -345,17 +364,17 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     summary: dict[str, Any] = {}
     try:
-        log("building images")
+        log(f"building images (app {opts.app})")
         bench.build_images()
-        runners = {"direct": bench.run_direct, "dockyard": bench.run_dockyard, "nginx": bench.run_nginx}
         for name in opts.systems:
             log(f"{name}: {opts.rate:g} req/s")
-            result, swaps = runners[name]()
+            result, swaps = getattr(bench, f"run_{name}")()
             busy_after = opts.retire_after + 1.0
-            s = report.summarize(name, result, swaps, busy_after)
+            s = report.summarize(name, result, swaps, busy_after, **summarize_options)
+            s.update(bench.extra.pop(name, {}))
             systems.append(s)
             log(f"{name}: {s['requests']} requests, {s['errors']['total']} failed, "
-                f"{s['achieved_rate']:.0f} req/s achieved, swaps {s['swaps']['ok']}/{s['swaps']['planned']}")
+                f"{s['achieved_rate']:.0f} req/s achieved, {scenario}s {s['swaps']['ok']}/{s['swaps']['planned']}")
             report.write_samples(result, out / f"{name}-samples.csv.gz")
             if report.plot(name, result, swaps, out / f"{name}.png"):
                 plots.append(f"{name}.png")
@@ -367,10 +386,11 @@ def run_swap_bench(opts: SwapOptions, client: Any = None) -> dict[str, Any]:
             saturation = run_throughput(opts.saturation_duration, 50)
         summary = {
             "meta": {
+                "scenario": scenario,
                 "stamp": bench.stamp, "instance": bench.instance, "command": opts.command, "machine": machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 **{k: v for k, v in asdict(opts).items() if k not in ("out", "labels")},
-                "windows": f"[swap - {report.WINDOW_BEFORE} s, swap + {report.WINDOW_AFTER} s]",
+                "windows": report.window_text(scenario),
                 "plots": plots, "out": str(out),
                 "loadavg_1min": {"before": load_before, "after": os.getloadavg()[0]},
             },
