@@ -158,10 +158,23 @@ initialDelay = {delay}
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    """`dockyard serve` as a real process. As a context manager it kills the process and removes
+    its containers on the way out, even when the test failed."""
+
+    def __init__(self, config: Path, docker_client: Any = None) -> None:
         self.config = config
+        self.docker_client = docker_client
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = config.parent / "daemon.log"
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.docker_client is not None:
+            cleanup(self.docker_client, self.config)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -217,8 +230,7 @@ async def test_daemon_restart_keeps_containers_and_routes(
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    daemon = Daemon(config)
-    try:
+    with Daemon(config, docker_client) as daemon:
         daemon.start()
         targets = await wait_serving(daemon.client(), "web", 2)
         ids = {r["id"] for r in daemon.client().get("/v1/ps")}
@@ -237,10 +249,6 @@ async def test_daemon_restart_keeps_containers_and_routes(
         assert after and all(status == 200 for _, _, status, _ in after)
         assert (await get(base + "/", "web.test"))[0] == 200
         daemon.signal(signal.SIGINT)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)
 
 
 async def test_kill_9_during_checks_leaves_no_orphans_and_one_release(
@@ -249,8 +257,7 @@ async def test_kill_9_during_checks_leaves_no_orphans_and_one_release(
     port = free_port()
     # Checks that wait 3 s before their first attempt: kill -9 the daemon while v2's run.
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"], delay=3))
-    daemon = Daemon(config)
-    try:
+    with Daemon(config, docker_client) as daemon:
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         v1_ids = {r["id"] for r in daemon.client().get("/v1/ps")}
@@ -282,10 +289,6 @@ async def test_kill_9_during_checks_leaves_no_orphans_and_one_release(
         status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
         assert status == 200 and body.startswith("v1 ")
         daemon.signal(signal.SIGTERM)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)
 
 
 async def test_reload_changing_one_apps_env_redeploys_only_that_app(
@@ -294,8 +297,7 @@ async def test_reload_changing_one_apps_env_redeploys_only_that_app(
     port = free_port()
     apps = app_toml("one", app_images["v1"], 'K = "1"') + app_toml("two", app_images["v1"])
     config = write_config(tmp_path, port, apps)
-    daemon = Daemon(config)
-    try:
+    with Daemon(config, docker_client) as daemon:
         daemon.start()
         await wait_serving(daemon.client(), "one", 2)
         await wait_serving(daemon.client(), "two", 2)
@@ -320,10 +322,6 @@ async def test_reload_changing_one_apps_env_redeploys_only_that_app(
         assert {r["app"]: r["release"] for r in client.get("/v1/routes")} == after
         config.write_text(good)
         daemon.signal(signal.SIGTERM)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)
 
 
 async def test_container_that_died_while_the_daemon_was_down_is_restarted_on_start(
@@ -331,8 +329,7 @@ async def test_container_that_died_while_the_daemon_was_down_is_restarted_on_sta
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    daemon = Daemon(config)
-    try:
+    with Daemon(config, docker_client) as daemon:
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         rows = daemon.client().get("/v1/ps")
@@ -349,7 +346,3 @@ async def test_container_that_died_while_the_daemon_was_down_is_restarted_on_sta
         assert after[rows[0]["id"]]["restarts"] >= 1
         assert (await get(f"http://127.0.0.1:{port}/", "web.test"))[0] == 200
         daemon.signal(signal.SIGTERM)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)

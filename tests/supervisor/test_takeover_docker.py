@@ -47,8 +47,7 @@ async def test_ten_takeovers_under_load_fail_no_request(
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    daemon = TakeoverDaemon(config)
-    try:
+    with TakeoverDaemon(config, docker_client) as daemon:
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         ids = {r["id"] for r in daemon.client().get("/v1/ps")}
@@ -67,10 +66,6 @@ async def test_ten_takeovers_under_load_fail_no_request(
         assert {r["id"] for r in daemon.client().get("/v1/ps")} == ids
         assert daemon.client().get("/v1/status")["pid"] == daemon.proc.pid  # type: ignore[union-attr]
         daemon.signal(signal.SIGTERM)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)
 
 
 async def test_takeover_with_a_broken_config_is_refused_and_old_keeps_serving(
@@ -78,8 +73,7 @@ async def test_takeover_with_a_broken_config_is_refused_and_old_keeps_serving(
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    daemon = Daemon(config)
-    try:
+    with Daemon(config, docker_client) as daemon:
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         broken = tmp_path / "broken.toml"
@@ -94,10 +88,6 @@ async def test_takeover_with_a_broken_config_is_refused_and_old_keeps_serving(
         assert daemon.proc is not None and daemon.proc.poll() is None
         assert (await get(f"http://127.0.0.1:{port}/", "web.test"))[0] == 200
         daemon.signal(signal.SIGTERM)
-    finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-        cleanup(docker_client, config)
 
 
 async def test_systemd_socket_activation_keeps_connections_in_the_backlog(
