@@ -451,7 +451,10 @@ class Exchange:
     def flush(self) -> None:
         out = self.out
         if out:
-            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            client = self.client
+            transport = client.transport
+            if transport is not None and not client.closed:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if self.fast and self.finished and not self.completed:
             self.fast = False

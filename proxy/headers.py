@@ -54,8 +54,8 @@ def new_request_id() -> bytes:
 def strip_response_headers(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[bytes], int, bool]:
-    """Return (encoded header lines to forward, content-length or -1, chunked)."""
-    lines: list[bytes] = []
+    """Return (header bytes to forward, as fragments to join; content-length or -1; chunked)."""
+    parts: list[bytes] = []
     length = -1
     chunked = False
     conn_values: list[bytes] | None = None
@@ -68,19 +68,21 @@ def strip_response_headers(
                 except ValueError:
                     length = -1
                     continue
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lname == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif lname == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
-                if conn_values is None:
-                    conn_values = []
-                conn_values.append(value)
-            continue
-        lines.append(b"%s: %s\r\n" % (name, value))
+            else:
+                if lname == b"transfer-encoding":
+                    chunked = value.strip().lower().endswith(b"chunked")
+                elif lname == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
+                    if conn_values is None:
+                        conn_values = []
+                    conn_values.append(value)
+                continue
+        parts += (name, b": ", value, b"\r\n")
     if conn_values:
         listed = connection_tokens(conn_values)
         listed.discard(b"close")
         listed.discard(b"keep-alive")
         if listed:
-            lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in listed]
-    return lines, length, chunked
+            listed.add(b"connection")
+            kept = [(n, v) for n, v in headers if n.lower() not in listed]
+            return strip_response_headers(kept)[0], length, chunked
+    return parts, length, chunked

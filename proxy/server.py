@@ -156,7 +156,8 @@ class ClientConnection(asyncio.Protocol):
         ex = self.parsing
         if ex is not None:
             self.parsing = None
-            ex.body_done()
+            if ex.has_body:  # without one, body_complete was set at the head
+                ex.body_done()
         self.in_head = True
 
     # -- used by exchanges ---------------------------------------------------------------------
@@ -188,7 +189,7 @@ class ClientConnection(asyncio.Protocol):
                 self.resume("pipeline")
             return
         if self.parsing is None and self.head_bytes == 0:
-            self._set_timer(self.options.client_idle_timeout)
+            self.deadline = self.loop.time() + self.options.client_idle_timeout
         else:  # the next head is partly here
             self._set_timer(self.options.client_header_timeout)
 
