@@ -19,13 +19,13 @@ from supervisor.docker_runtime import DockerRuntime
 from supervisor.spec import Config
 from supervisor.state import StateStore
 
-from .conftest import TEST_LABELS
+from .conftest import SESSION, TEST_LABELS
 
 
 def make_config(tmp_path: Path, apps: dict[str, Any], **server: Any) -> Config:
     data = {
         "server": {"listen": "127.0.0.1:8080", "state_dir": str(tmp_path / "state"),
-                   "instance": f"test-{tmp_path.name[-20:]}", **server},
+                   "instance": f"t{SESSION}-{tmp_path.name[-20:]}", **server},
         "apps": apps,
     }
     return parse_config(data, tmp_path / "dockyard.toml")

@@ -19,6 +19,7 @@ from supervisor.config import load_config
 from supervisor.errors import ControlError
 from supervisor.scale import scale
 from supervisor.watch import Watcher
+from tests.conftest import SESSION
 from tests.supervisor.test_deploy_docker import HOST, app_def
 from tests.utils import Load, get, make_config, stack
 
@@ -134,7 +135,7 @@ def write_config(tmp_path: Path, port: int, apps: str) -> Path:
     path = tmp_path / "dockyard.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "state"\n'
-        f'instance = "t{tmp_path.name[-16:]}"\n\n{apps}'
+        f'instance = "t{SESSION}-{tmp_path.name[-16:]}"\n\n{apps}'
     )
     return path
 
