@@ -112,9 +112,10 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port: int, duration: float, connections: int) -> dict[str, float]:
+def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> dict[str, float]:
     out = subprocess.run(
-        [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", f"http://127.0.0.1:{port}/"],
+        [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+         f"{scheme}://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
