@@ -35,3 +35,23 @@ def test_quick_swap_bench_fails_no_dockyard_request(tmp_path: Path, docker_clien
     instance = summary["meta"]["instance"]
     for key in ("dockyard.bench", "dockyard.instance"):
         assert docker_client.containers.list(all=True, filters={"label": f"{key}={instance}"}) == []
+
+
+def test_quick_restart_bench_fails_no_request_and_keeps_the_containers(tmp_path: Path, docker_client: Any) -> None:
+    """`python -m bench restart --quick`, dockyard only: every takeover hands over, the old daemon
+    exits 0, the app container is the same one, and no request fails (no timing is asserted)."""
+    from bench.restart import restart_options, run_restart_bench
+
+    opts = restart_options(quick=True, systems=("dockyard",), out=tmp_path)
+    summary = run_restart_bench(opts, docker_client)
+
+    (dockyard,) = summary["systems"]
+    assert dockyard["swaps"]["ok"] == dockyard["swaps"]["planned"] == 3, dockyard["swaps"]
+    assert dockyard["containers_unchanged"] and dockyard["old_exit_ok"], dockyard
+    assert dockyard["errors"]["total"] == 0, (dockyard["errors"], dockyard["error_samples"])
+    assert abs(dockyard["requests"] - opts.rate * dockyard["duration"]) <= 2, dockyard
+    assert summary["meta"]["scenario"] == "restart"
+    assert "| dockyard |" in (tmp_path / "report.md").read_text()
+    instance = summary["meta"]["instance"]
+    for key in ("dockyard.bench", "dockyard.instance"):
+        assert docker_client.containers.list(all=True, filters={"label": f"{key}={instance}"}) == []
