@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test venv docker images lint bench bench-quick dist clean
+.PHONY: demo test venv docker images lint bench bench-quick bench-restart bench-tls dist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench: venv docker
 
 bench-quick: venv docker
 	$(PY) -m bench swap --quick
+
+bench-restart: venv docker
+	$(PY) -m bench restart
+
+bench-tls: venv
+	$(PY) -m bench.tls
 
 ## Single-file build: dist/dockyard.pyz (stdlib zipapp; needs the dependencies installed, see docs/operations.md)
 dist: venv
