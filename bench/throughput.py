@@ -186,14 +186,19 @@ def serve_proxy(port: int, target: str) -> None:
         proxy = Proxy(ProxyOptions())
         proxy.set_app("bench", ["127.0.0.1", "localhost"], [target])
         await proxy.start("127.0.0.1", port)
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, stop_event.set)
-        await stop_event.wait()
-        await proxy.stop(1.0)
+        await serve_until_signal(proxy)
 
     uvloop.run(main())
+
+
+async def serve_until_signal(proxy: Any) -> None:
+    """Child processes: serve until SIGTERM or SIGINT, then stop the proxy."""
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop_event.set)
+    loop.add_signal_handler(signal.SIGINT, stop_event.set)
+    await stop_event.wait()
+    await proxy.stop(1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

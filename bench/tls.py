@@ -12,15 +12,21 @@ this measures TLS record processing, not handshakes. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .throughput import BACKEND_BODY, free_port, start_nginx, stop, wait_port, wrk
+from .throughput import (
+    BACKEND_BODY,
+    free_port,
+    serve_until_signal,
+    start_nginx,
+    stop,
+    wait_port,
+    wrk,
+)
 
 NGINX_TLS_BODY = """
     upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
@@ -113,12 +119,7 @@ def serve_proxy(port: int, target: str, cert: str, key: str) -> None:
         store.install("bench", HOSTS, cert, key)
         await proxy.start("127.0.0.1", free_port())
         await proxy.start_tls("127.0.0.1", port, store)
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, stop_event.set)
-        await stop_event.wait()
-        await proxy.stop(1.0)
+        await serve_until_signal(proxy)
 
     uvloop.run(main())
 
