@@ -126,9 +126,13 @@ class Daemon:
 
         async def release() -> None:
             """A new daemon took the listeners: stop accepting and hand everything over."""
+            nonlocal metrics_runner
             self.handed_over = True
             proxy.stop_accepting()
             await site.stop()
+            if metrics_runner is not None:  # the new daemon binds metrics_listen next
+                await metrics_runner.cleanup()
+                metrics_runner = None
             await takeovers.close(unlink=False)
             await sched.stop()
             await watcher.close()
