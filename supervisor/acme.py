@@ -92,7 +92,8 @@ class AcmeManager:
     def start(self, apps: Mapping[str, tuple[str, ...]]) -> None:
         """Serve the certificates already on disk; schedule orders and renewals."""
         self.certs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._aps.start()
+        if not self._aps.running:
+            self._aps.start()
         for app, hosts in apps.items():
             self.apps[app] = tuple(hosts)
             self._status[app] = {"hosts": list(hosts), "state": "pending", "not_after": None,
@@ -101,6 +102,14 @@ class AcmeManager:
             due = _utcnow() if expires is None else expires - dt.timedelta(days=self.renew_days)
             self._schedule(app, max(due, _utcnow()))
         log.info("Started ACME directory=%s apps=%s", self.directory, ",".join(apps))
+
+    def forget(self, app: str) -> None:
+        """Config reload: `app` no longer uses ACME (its files stay, its renewals stop)."""
+        self.apps.pop(app, None)
+        self._status.pop(app, None)
+        if self._aps.get_job(f"acme:{app}") is not None:
+            self._aps.remove_job(f"acme:{app}")
+        self.store.remove(app)
 
     async def close(self) -> None:
         if self._aps.running:
@@ -229,24 +238,63 @@ class AcmeManager:
 
 
 # -- the daemon's entry point ------------------------------------------------------------------------
+class Tls:
+    """The daemon's TLS side: the certificate store behind the listener, and ACME when used."""
+
+    def __init__(self, config: Config, proxy: Any, store: CertStore, ca_bundle: str | None) -> None:
+        self.proxy = proxy
+        self.store = store
+        self.ca_bundle = ca_bundle
+        self.manager: AcmeManager | None = None
+        self.config = config
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return self.manager.status() if self.manager is not None else {}
+
+    def apply(self, config: Config) -> None:
+        """Install manual certificates (re-read from disk: a rotated file is picked up), drop
+        the ones of apps that left or turned TLS off, start or stop ACME per app."""
+        for name, app in config.apps.items():
+            if app.tls == "manual" and app.tls_cert and app.tls_key:
+                self.store.install(name, app.hosts, app.tls_cert, app.tls_key)
+        acme_apps = {name: app.hosts for name, app in config.apps.items() if app.tls == "acme"}
+        for name in self.store.names():
+            if name not in config.apps or config.apps[name].tls == "off":
+                self.store.remove(name)
+        if self.manager is not None:
+            for name in list(self.manager.apps):
+                if name not in acme_apps:
+                    self.manager.forget(name)
+        new = {n: h for n, h in acme_apps.items()
+               if self.manager is None or self.manager.apps.get(n) != tuple(h)}
+        if new:
+            if self.manager is None:
+                server = config.server
+                self.manager = AcmeManager(
+                    directory=server.acme_directory, email=server.acme_email,
+                    certs_dir=server.state_dir / defaults.CERTS_DIR_NAME, store=self.store,
+                    edge=self.proxy.enable_edge(), renew_days=server.acme_renew_days,
+                    ca_bundle=self.ca_bundle)
+            self.manager.start(new)
+        self.config = config
+
+    async def close(self) -> None:
+        if self.manager is not None:
+            await self.manager.close()
+
+
 async def start_tls(
     config: Config, proxy: Any, *, ca_bundle: str | None = None, sock: Any = None
-) -> AcmeManager | None:
+) -> Tls | None:
     """Start the TLS listener with the manual certificates, and the ACME manager when needed."""
     server = config.server
     if server.tls_listen is None:
         return None
-    store = CertStore()
-    for name, app in config.apps.items():
-        if app.tls == "manual" and app.tls_cert and app.tls_key:
-            store.install(name, app.hosts, app.tls_cert, app.tls_key)
+    tls = Tls(config, proxy, CertStore(), ca_bundle)
     host, _, port = server.tls_listen.rpartition(":")
-    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), store, sock=sock)
-    acme_apps = {name: app.hosts for name, app in config.apps.items() if app.tls == "acme"}
-    if not acme_apps:
-        return None
-    manager = AcmeManager(directory=server.acme_directory, email=server.acme_email,
-                          certs_dir=server.state_dir / defaults.CERTS_DIR_NAME, store=store,
-                          edge=proxy.enable_edge(), renew_days=server.acme_renew_days, ca_bundle=ca_bundle)
-    manager.start(acme_apps)
-    return manager
+    for name, app in config.apps.items():  # certificates before the first handshake
+        if app.tls == "manual" and app.tls_cert and app.tls_key:
+            tls.store.install(name, app.hosts, app.tls_cert, app.tls_key)
+    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), tls.store, sock=sock)
+    tls.apply(config)
+    return tls

@@ -193,6 +193,8 @@ class Daemon:
             new = load_config(self.config.path)
             self.sched.reload(new)  # raises on a bad schedule before anything changed
             result = await reconcile.apply(self.sup, new)
+            if self.acme is not None:
+                self.acme.apply(new)  # certificates follow the apps (docs/tls.md)
             self.config = new
             return result
 

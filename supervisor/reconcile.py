@@ -3,8 +3,8 @@
 `plan(old, new)` sorts every app into one of: added (deploy it), removed (drain and stop it),
 changed (anything a container is started with differs: image, env, command, limits, checks,
 ... -> redeploy that app alone, without downtime), scaled (only process counts differ ->
-scale), rerouted (only hosts, path_prefix or balance differ -> new routes, no container
-touched), unchanged. Server-level changes that need a restart are reported, not applied.
+scale), rerouted (only hosts, path_prefix, balance or TLS settings differ -> new routes and
+certificates, no container touched), unchanged. Server-level changes that need a restart are reported, not applied.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ if TYPE_CHECKING:
     from .core import Supervisor
 
 log = logging.getLogger("dockyard.supervisor")
-ROUTE_FIELDS = ("hosts", "path_prefix", "balance")
-RESTART_ONLY_SERVER_FIELDS = ("listen", "state_dir", "control_socket", "instance")
+ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
+RESTART_ONLY_SERVER_FIELDS = (
+    "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
+    "acme_directory", "acme_email",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ def _without_scale(app: AppSpec) -> AppSpec:
 
 
 def _without_routes(app: AppSpec) -> AppSpec:
-    return dataclasses.replace(app, hosts=(), path_prefix="/", balance="round_robin")
+    """The app as its containers see it: routes and TLS (the proxy's business) blanked."""
+    return dataclasses.replace(app, **{f: getattr(AppSpec(app.name), f) for f in ROUTE_FIELDS})
 
 
 def _scale_of(app: AppSpec) -> dict[str, int]:
