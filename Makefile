@@ -7,6 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: demo test venv docker images lint bench bench-quick bench-restart bench-tls dist clean
 
 $(VENV)/.installed: pyproject.toml
+	bash scripts/ensure-python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
