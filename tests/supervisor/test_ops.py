@@ -388,21 +388,29 @@ def test_unit_file_keeps_containers_across_restarts() -> None:
         assert line in text.splitlines()
 
 
-def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+def _systemd_analyze_verify(tmp_path: Path, unit: str) -> None:
+    """`systemd-analyze verify` on configs/<unit> beside the service unit, whose ExecStart points
+    at a stand-in dockyard (verify insists that ExecStart's binary exists)."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")
-    # verify insists that ExecStart's binary exists: point it at a stand-in dockyard
     fake = tmp_path / "bin" / "dockyard"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
-    unit = tmp_path / "dockyard.service"
-    unit.write_text((REPO / "configs/dockyard.service").read_text()
-                    .replace("/usr/local/bin/dockyard", str(fake)))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=30)
+    (tmp_path / "dockyard.service").write_text(
+        (REPO / "configs/dockyard.service").read_text().replace("/usr/local/bin/dockyard", str(fake))
+    )
+    if unit != "dockyard.service":
+        (tmp_path / unit).write_text((REPO / "configs" / unit).read_text())
+    result = subprocess.run([analyze, "verify", str(tmp_path / unit)], capture_output=True,
+                            text=True, timeout=30, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "dockyard.service" not in result.stderr, result.stderr
+    assert unit not in result.stderr, result.stderr
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    _systemd_analyze_verify(tmp_path, "dockyard.service")
 
 
 def test_pyz_build_runs_validate(tmp_path: Path) -> None:
@@ -562,19 +570,4 @@ def test_json_logs_split_paired_messages_into_typed_fields() -> None:
 
 
 def test_socket_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed here")
-    fake = tmp_path / "bin" / "dockyard"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    (tmp_path / "dockyard.service").write_text(
-        (REPO / "configs/dockyard.service").read_text().replace("/usr/local/bin/dockyard", str(fake))
-    )
-    socket_unit = tmp_path / "dockyard.socket"
-    socket_unit.write_text((REPO / "configs/dockyard.socket").read_text())
-    result = subprocess.run([analyze, "verify", str(socket_unit)], capture_output=True, text=True,
-                            timeout=30, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "dockyard.socket" not in result.stderr, result.stderr
+    _systemd_analyze_verify(tmp_path, "dockyard.socket")
