@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test venv docker images lint bench bench-quick bench-restart bench-tls dist clean
+.PHONY: demo test venv compiled docker images lint bench bench-quick bench-restart bench-tls dist clean
 
 $(VENV)/.installed: pyproject.toml
 	bash scripts/ensure-python-venv.sh $(PYTHON)
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The proxy compiled with mypyc (proxy/compiled.py): built when missing or older than its sources;
+# without a C compiler and Python headers it says so and the proxy stays pure Python.
+compiled: venv
+	$(PY) -m proxy.build ensure
+
 # Make sure a Docker engine answers (installs Debian's docker.io and starts dockerd when needed).
 docker:
 	bash scripts/ensure-docker.sh
@@ -23,7 +28,7 @@ images: venv docker
 	$(PY) -m bench.images
 
 ## Run the demo: set up, build the demo image, serve configs/demo.toml on 127.0.0.1:8080.
-demo: venv docker images
+demo: venv compiled docker images
 	$(VENV)/bin/dockyard serve -c configs/demo.toml
 
 lint: venv
@@ -31,19 +36,20 @@ lint: venv
 	$(VENV)/bin/mypy supervisor proxy scheduler
 
 ## Run the whole test suite (unit tests and the ones against a real Docker engine).
-test: venv docker lint
+test: venv compiled docker lint
 	$(PY) -m pytest -q
+	DOCKYARD_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/proxy tests/tls
 
-bench: venv docker
+bench: venv compiled docker
 	$(PY) -m bench swap
 
-bench-quick: venv docker
+bench-quick: venv compiled docker
 	$(PY) -m bench swap --quick
 
-bench-restart: venv docker
+bench-restart: venv compiled docker
 	$(PY) -m bench restart
 
-bench-tls: venv
+bench-tls: venv compiled
 	$(PY) -m bench.tls
 
 ## Single-file build: dist/dockyard.pyz (stdlib zipapp; needs the dependencies installed, see docs/operations.md)
@@ -51,4 +57,4 @@ dist: venv
 	$(PY) -m supervisor.pyz -o dist/dockyard.pyz
 
 clean:
-	rm -rf $(VENV) .dockyard dist build *.egg-info
+	rm -rf $(VENV) .dockyard dist build *.egg-info proxy/*.so 

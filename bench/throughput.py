@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,10 +94,12 @@ def start_nginx(prefix: Path, body: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def start_ours(port: int, backend: int) -> subprocess.Popen[bytes]:
+def start_ours(port: int, backend: int, *, pure: bool = False) -> subprocess.Popen[bytes]:
+    """Our proxy in a child process; `pure` forces the pure-Python modules (proxy/compiled.py)."""
     cmd = [sys.executable, "-m", "bench.throughput", "--serve-proxy", str(port), f"127.0.0.1:{backend}"]
     root = Path(__file__).resolve().parent.parent
-    return subprocess.Popen(cmd, cwd=root)
+    env = dict(os.environ, DOCKYARD_NO_EXTENSIONS="1") if pure else None
+    return subprocess.Popen(cmd, cwd=root, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -135,30 +138,47 @@ def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> d
 
 
 def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2) -> dict[str, Any]:
-    """Measure the three setups; returns {"direct"|"nginx"|"ours": {...}, "ratio": ours/nginx}.
+    """Measure the setups; returns {"direct"|"nginx"|"ours"[|"ours-pure"]: {...}, "ratio": ours/nginx}.
 
-    The setups are measured in `rounds` interleaved rounds and the best round of each is kept,
-    which damps noise from other load on the machine.
+    "ours" is the proxy as `dockyard serve` would import it: compiled when built (proxy/compiled.py).
+    When it is, "ours-pure" measures the pure-Python modules in the same run. The setups are
+    measured in `rounds` interleaved rounds and the best round of each is kept, which damps noise
+    from other load on the machine.
     """
+    from proxy import compiled
+
+    mode = compiled.describe()
+    with_pure = compiled.use_extensions()[0]
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         try:
-            backend, nginx_port, ours_port = free_port(), free_port(), free_port()
+            backend, nginx_port, ours_port, pure_port = free_port(), free_port(), free_port(), free_port()
             procs.append(start_nginx(Path(tmp) / "backend", BACKEND_BODY.format(port=backend)))
             procs.append(start_nginx(Path(tmp) / "proxy", PROXY_BODY.format(port=nginx_port, backend=backend)))
             procs.append(start_ours(ours_port, backend))
-            for port in (backend, nginx_port, ours_port):
+            setups = [("direct", backend), ("nginx", nginx_port), ("ours", ours_port)]
+            if with_pure:
+                procs.append(start_ours(pure_port, backend, pure=True))
+                setups.append(("ours-pure", pure_port))
+            for _, port in setups:
                 wait_port(port)
             results: dict[str, Any] = {}
-            setups = (("direct", backend), ("nginx", nginx_port), ("ours", ours_port))
+            rounds_rps: dict[str, list[float]] = {}
             for _, port in setups:
                 wrk(port, 1, connections)  # warm up pools
             for _ in range(max(1, rounds)):
                 for name, port in setups:
                     r = wrk(port, duration, connections)
+                    rounds_rps.setdefault(name, []).append(r["rps"])
                     if name not in results or r["rps"] > results[name]["rps"]:
                         results[name] = r
             results["ratio"] = results["ours"]["rps"] / results["nginx"]["rps"]
+            if with_pure:
+                results["ratio_pure"] = results["ours-pure"]["rps"] / results["nginx"]["rps"]
+            results["mode"] = mode
+            results["rounds"] = rounds_rps
+            results["median_ratio"] = statistics.median(
+                o / n for o, n in zip(rounds_rps["ours"], rounds_rps["nginx"], strict=True))
             results["duration"] = duration
             results["connections"] = connections
             return results
@@ -169,10 +189,19 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| setup | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name in ("direct", "nginx", "ours"):
+    for name in ("direct", "nginx", "ours", "ours-pure"):
+        if name not in results:
+            continue
         r = results[name]
         lines.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']:.0f} |")
-    lines.append(f"\nours/nginx = **{results['ratio']:.2f}** (wrk -t1 -c{results['connections']} -d{results['duration']:g}s)")
+    lines.append(f"\nours/nginx = **{results['ratio']:.2f}** (wrk -t1 -c{results['connections']} -d{results['duration']:g}s;"
+                 f" ours: {results.get('mode', '?')})")
+    if "rounds" in results:
+        lines.append("per round, req/s: " + "; ".join(
+            f"{name} " + " ".join(f"{v:.0f}" for v in values) for name, values in results["rounds"].items()))
+        lines.append(f"median of the per-round ours/nginx ratios: {results['median_ratio']:.2f}")
+    if "ratio_pure" in results:
+        lines.append(f"ours-pure/nginx = {results['ratio_pure']:.2f} (the same proxy with DOCKYARD_NO_EXTENSIONS=1)")
     return "\n".join(lines)
 
 

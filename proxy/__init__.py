@@ -5,7 +5,11 @@ It knows nothing about Docker: targets are "HOST:PORT" strings.
 
 from __future__ import annotations
 
-from .errors import (
+from . import compiled
+
+compiled.select()  # compiled modules when built and current, else the pure sources (compiled.py)
+
+from .errors import (  # noqa: E402
     InvalidRouteError,
     ProxyError,
     ProxyStateError,
@@ -15,10 +19,10 @@ from .errors import (
     UpstreamResetError,
     UpstreamTimeoutError,
 )
-from .options import ProxyOptions
-from .proxy import Proxy
-from .routes import RouteTable, Service
-from .stats import LATENCY_BUCKETS
+from .options import ProxyOptions  # noqa: E402
+from .proxy import Proxy  # noqa: E402
+from .routes import RouteTable, Service  # noqa: E402
+from .stats import LATENCY_BUCKETS  # noqa: E402
 
 __all__ = [
     "LATENCY_BUCKETS",

@@ -271,29 +271,31 @@ class Exchange:
             self.target = target
             # Claim and register together: nothing awaits between the lookup and this line.
             flight = self.flight = proxy.tracker.claim(target, service.app, self.cancel_flight)
+            retry = False
             try:
                 conn = proxy.pool.take(target)
                 if conn is None:
                     conn = await proxy.pool.connect(target)
                 await self._exchange(conn)
-                return
             except UpstreamError as exc:
                 if self._retryable(exc, tried):
                     log.info("Retrying request target=%s error=%s", target, exc)
                     tried.append(target)
-                    # A retry follows the current table: after a swap it never goes to old targets.
-                    service = proxy.table.lookup(host, self.path) or service
-                    continue
-                log.warning("Upstream failed app=%s %s", service.app, exc)
-                if self.started:
-                    self.client.abort()
-                    self.status = 502
+                    retry = True
                 else:
-                    self.send_error(exc.status)
-                return
+                    log.warning("Upstream failed app=%s %s", service.app, exc)
+                    if self.started:
+                        self.client.abort()
+                        self.status = 502
+                    else:
+                        self.send_error(exc.status)
             finally:
                 proxy.tracker.release(flight)
                 self.flight = None
+            if not retry:
+                return
+            # A retry follows the current table: after a swap it never goes to old targets.
+            service = proxy.table.lookup(host, self.path) or service
 
     def _retryable(self, exc: UpstreamError, tried: list[str]) -> bool:
         if tried or self.started or self.head.upgrade is not None:

@@ -25,6 +25,12 @@ log = logging.getLogger("dockyard.proxy")
 STOP_IDLE_LINGER = 0.5  # seconds idle keep-alive connections stay open when the proxy stops
 
 
+def bound_port(server: Any) -> int:
+    """The port a server listens on. (`Any`: uvloop's `sockets` is a list where typeshed says tuple,
+    which the compiled proxy would otherwise check and reject.)"""
+    return int(server.sockets[0].getsockname()[1])
+
+
 class Proxy:
     """An HTTP/1.1 reverse proxy whose routes change at run time (see docs/proxy.md)."""
 
@@ -70,7 +76,7 @@ class Proxy:
                 lambda: ClientConnection(self), host, port, reuse_address=True, backlog=1024
             )
         self._server = server
-        self._port = server.sockets[0].getsockname()[1]
+        self._port = bound_port(server)
         log.info("Started proxy host=%s port=%d", host, self._port)
 
     @property
@@ -97,7 +103,7 @@ class Proxy:
             lambda: TlsClientConnection(self), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0,
             ssl_shutdown_timeout=5.0, **where
         )
-        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+        self.tls_port = bound_port(self._tls_server)
         if self.edge is None:
             self.edge = Edge(self.tls_port)
         else:

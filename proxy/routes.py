@@ -130,15 +130,10 @@ class RouteTable:
                         )
                 bucket.append(svc)
 
-        def freeze(d: dict[str, list[Service]]) -> Mapping[str, tuple[Service, ...]]:
-            return MappingProxyType(
-                {k: tuple(sorted(v, key=lambda s: len(s.path_prefix), reverse=True)) for k, v in d.items()}
-            )
-
         return cls(
             services=MappingProxyType(dict(services)),
-            exact=freeze(exact),
-            wildcard=freeze(wildcard),
+            exact=_longest_prefix_first(exact),
+            wildcard=_longest_prefix_first(wildcard),
             suffixes=tuple(sorted(wildcard, key=len, reverse=True)),
         )
 
@@ -168,3 +163,11 @@ class RouteTable:
 
     def targets(self) -> frozenset[str]:
         return frozenset(t for svc in self.services.values() for t in svc.targets)
+
+
+def _prefix_length(service: Service) -> int:
+    return len(service.path_prefix)
+
+
+def _longest_prefix_first(d: dict[str, list[Service]]) -> Mapping[str, tuple[Service, ...]]:
+    return MappingProxyType({k: tuple(sorted(v, key=_prefix_length, reverse=True)) for k, v in d.items()})

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import Proxy
+from proxy import Proxy, compiled
 from scheduler import Scheduler
 from scheduler.control import add_routes as add_cron_routes
 
@@ -146,7 +146,8 @@ class Daemon:
         takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
         await takeovers.start()
         log.info(
-            "serving listen=%s control=%s pid=%d", server.listen, server.control_socket, os.getpid()
+            "serving listen=%s control=%s pid=%d proxy=%s", server.listen, server.control_socket, os.getpid(),
+            compiled.describe(),
         )
         await sched.start()
         starting = asyncio.ensure_future(sup.start_apps())

@@ -65,7 +65,7 @@ sys.exit(_run())
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
+    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo", ".so"))}
 
 
 def build(output: Path = DEFAULT_OUTPUT, repo: Path = REPO) -> Path:

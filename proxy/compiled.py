@@ -1,0 +1,105 @@
+"""The proxy's optional compiled form: its modules built with mypyc, pure Python as the fallback.
+
+Like aiohttp's and uvloop's C speedups, this is an accelerator, never a requirement. The same
+typed sources compile to C extension modules beside them (`python -m proxy.build`,
+run by `make`); CPython imports an extension in preference to its .py. The pure sources are used
+instead when:
+
+- nothing was built (no C compiler or Python headers: the build says so and carries on);
+- `DOCKYARD_NO_EXTENSIONS=1` is set (the test suite runs the proxy tests once this way too);
+- any source is newer than its extension (an edit or a checkout since the last build), so a
+  stale build never runs in place of the code you read.
+
+See docs/proxy.md ("Compiled proxy") for what it gains, measured by `python -m bench.throughput`.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+GROUP = "proxy.native"  # mypyc puts the shared runtime library in the package: proxy/native__mypyc.*.so
+# Not compiled: the package's __init__, this module, build.py and errors.py (exceptions subclassing
+# builtins must stay Python classes under mypyc).
+PURE = frozenset({"__init__", "build", "compiled", "errors"})
+ENV_DISABLE = "DOCKYARD_NO_EXTENSIONS"
+
+
+def modules() -> list[str]:
+    """Names of the modules that compile (sorted), e.g. `exchange`, `server`."""
+    return sorted(p.stem for p in PACKAGE_DIR.glob("*.py") if p.stem not in PURE)
+
+
+def extensions(name: str) -> list[Path]:
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    return [PACKAGE_DIR / f"{name}{s}" for s in suffixes if (PACKAGE_DIR / f"{name}{s}").exists()]
+
+
+def stale() -> list[str]:
+    """Modules whose source is newer than their extension (only those that have one)."""
+    out = []
+    for name in modules():
+        source = PACKAGE_DIR / f"{name}.py"
+        for ext in extensions(name):
+            if source.stat().st_mtime > ext.stat().st_mtime:
+                out.append(name)
+    return out
+
+
+def built() -> bool:
+    """Every module has an extension, and their shared runtime library is there."""
+    names = modules()
+    return bool(names) and all(extensions(n) for n in names) and any(PACKAGE_DIR.glob("native__mypyc.*"))
+
+
+def use_extensions() -> tuple[bool, str]:
+    """Whether the compiled modules will be imported, and why not when they won't."""
+    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+        return False, f"{ENV_DISABLE} is set"
+    if not built():
+        return False, "not built (python -m proxy.build)"
+    old = stale()
+    if old:
+        return False, f"sources changed since the build: {', '.join(old)} (rebuild with make)"
+    return True, ""
+
+
+def is_compiled() -> bool:
+    """True when the running proxy is the compiled one."""
+    mod = sys.modules.get(f"{__package__}.exchange")
+    return mod is not None and not (getattr(mod, "__file__", "") or "").endswith(".py")
+
+
+class _SourceFirst(importlib.abc.MetaPathFinder):
+    """Finds the proxy's modules as .py sources even where an extension sits beside them."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.names:
+            return None
+        source = PACKAGE_DIR / f"{fullname.rpartition('.')[2]}.py"
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def select() -> None:
+    """Called by the package's __init__ before anything else: pure sources unless compiled is usable."""
+    ok, _ = use_extensions()
+    if not ok:
+        sys.meta_path.insert(0, _SourceFirst(frozenset(f"{__package__}.{n}" for n in modules())))
+
+
+def describe() -> str:
+    ok, why = use_extensions()
+    return "compiled (mypyc)" if ok else f"pure Python ({why})"
