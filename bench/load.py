@@ -2,7 +2,8 @@
 
 Request i of a run is due at ``t0 + i / rate``. It is sent at that time whether or not earlier
 requests have answered (open loop), on an idle keep-alive connection or a new one, and its
-latency is ``completion - due time``. A stall in the server or in the generator therefore shows
+latency is ``completion - due time`` (or ``- send time`` for a request sent up to 0.5 ms early,
+which the schedule allows to avoid oversleeping). A stall in the server or in the generator therefore shows
 up as latency of every request that was due during it: no coordinated omission.
 
 The schedule is dealt round-robin to `workers` processes (multiprocessing, spawn), each running
@@ -373,7 +374,9 @@ class _Client:
             req.timer.cancel()
         now = time.monotonic()
         if outcome == "ok":
-            self.lat[req.slot] = (now - req.due) * 1000.0
+            # From the due time, or from the send when it went out early (the schedule allows
+            # up to 0.5 ms): a response can't come before its request.
+            self.lat[req.slot] = (now - max(req.due, req.sent)) * 1000.0
         self.codes[req.slot] = _CODE[outcome]
         if outcome != "ok" and len(self.error_samples) < 10:
             self.error_samples.append(f"{outcome}: {detail} (due +{req.due:.3f})")
