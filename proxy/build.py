@@ -26,7 +26,7 @@ def build() -> int:
     clean()
     sources = [f"proxy/{name}.py" for name in modules()]
     script = (
-        "import sys\nfrom setuptools import setup\nfrom mypyc.build import mypycify\n"
+        "from setuptools import setup\nfrom mypyc.build import mypycify\n"
         f"setup(name='dockyard-proxy', ext_modules=mypycify({sources!r}, opt_level='3', group_name={GROUP!r}),"
         " script_args=['build_ext', '--inplace', '--build-temp', 'build/mypyc'])\n"
     )
