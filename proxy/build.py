@@ -10,7 +10,17 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .compiled import ENV_DISABLE, GROUP, PACKAGE_DIR, ROOT, built, describe, extensions, modules, use_extensions
+from .compiled import (
+    ENV_DISABLE,
+    GROUP,
+    PACKAGE_DIR,
+    ROOT,
+    built,
+    describe,
+    extensions,
+    modules,
+    use_extensions,
+)
 
 
 def clean() -> None:
