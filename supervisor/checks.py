@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .containers import LABEL_PORT
 from .runtime import ContainerInfo, Runtime
 from .spec import HealthCheckSpec
 
@@ -46,9 +47,18 @@ class CheckContext:
     host_header: str | None  # the app's first host, sent when no httpHeaders set Host
     network: str  # bridge | host
 
+    def listen_port(self, port: int) -> int:
+        """The port the app listens on for the app's `port`: on host networking that is the
+        $PORT dockyard assigned (label dockyard.port); any other check port is taken as is."""
+        if self.network == "host" and port == self.app_port:
+            assigned = self.container.labels.get(LABEL_PORT, "")
+            if assigned.isdigit():
+                return int(assigned)
+        return port
+
     def address(self, port: int) -> tuple[str, int]:
         if self.network == "host":
-            return "127.0.0.1", port
+            return "127.0.0.1", self.listen_port(port)
         return "127.0.0.1", self.container.ports.get(port, 0)
 
 
@@ -132,7 +142,7 @@ async def _attempt(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) 
             if again is None or not again.running or again.started_at != info.started_at:
                 raise CheckFailed(f"container did not stay up for {check.uptime:g}s")
     if check.listening:
-        await _until(check.timeout, lambda: _listening(ctx.container.pid, port))
+        await _until(check.timeout, lambda: _listening(ctx.container.pid, ctx.listen_port(port)))
     if check.command:
         result = await runtime.exec(ctx.container.id, check.command, check.timeout)
         if result.exit_code != 0:

@@ -150,6 +150,29 @@ async def test_host_header_check_passes_with_the_apps_first_host(
         assert report.ok, report.reason
 
 
+async def test_host_network_checks_reach_the_assigned_port(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    # On host networking the app listens on the $PORT dockyard assigns, not on `port` (5000):
+    # HTTP and `listening` checks must go there (they went to 5000 and failed the deploy).
+    checks = {"web": [
+        {"type": "startup", "name": "listening", "listening": True, "attempts": 3, "timeout": 2, "wait": 0.2},
+        {"type": "startup", "name": "health", "path": "/health", "content": "ok", "attempts": 3, "timeout": 2,
+         "wait": 0.2},
+    ]}
+    config = make_config(tmp_path, {"web": app_def(app_images["v1"], network="host", healthchecks=checks)})
+    async with stack(config, docker_client) as s:
+        report = await s.sup.deploy("web")
+        assert report.ok, report.reason
+        targets = s.sup.targets("web")
+        assert len(targets) == 2 and all(not t.endswith(":5000") for t in targets)
+        assert (await get(s.base + "/", HOST))[1].startswith("v1 ")
+        report = await s.sup.deploy("web", app_images["v2"])
+        assert report.ok, report.reason
+        assert (await get(s.base + "/", HOST))[1].startswith("v2 ")
+        await s.sup.retirer.wait_idle()
+
+
 async def test_slow_request_in_flight_completes_across_swap(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
