@@ -11,14 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from .compiled import (
-    ENV_DISABLE,
     GROUP,
-    PACKAGE_DIR,
     ROOT,
     built,
     describe,
+    disabled,
     extensions,
     modules,
+    runtime_libraries,
     use_extensions,
 )
 
@@ -27,7 +27,7 @@ def clean() -> None:
     for name in modules():
         for ext in extensions(name):
             ext.unlink()
-    for lib in PACKAGE_DIR.glob("native__mypyc.*"):
+    for lib in runtime_libraries():
         lib.unlink()
 
 
@@ -60,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "build":
         return build()
     if command == "ensure":  # build unless a current build exists or extensions are switched off
-        ok, why = use_extensions()
-        if ok or why.startswith(ENV_DISABLE):
+        if disabled() or use_extensions()[0]:
             print(f"proxy.build: {describe()}", file=sys.stderr)
             return 0
         return build()

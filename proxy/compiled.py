@@ -54,15 +54,25 @@ def stale() -> list[str]:
     return out
 
 
+def runtime_libraries() -> list[Path]:
+    """The shared runtime library mypyc builds for the group (one file once built)."""
+    return list(PACKAGE_DIR.glob(f"{GROUP.rpartition('.')[2]}__mypyc.*"))
+
+
 def built() -> bool:
     """Every module has an extension, and their shared runtime library is there."""
     names = modules()
-    return bool(names) and all(extensions(n) for n in names) and any(PACKAGE_DIR.glob("native__mypyc.*"))
+    return bool(names) and all(extensions(n) for n in names) and bool(runtime_libraries())
+
+
+def disabled() -> bool:
+    """`DOCKYARD_NO_EXTENSIONS` is set (to anything but empty or 0)."""
+    return os.environ.get(ENV_DISABLE, "") not in ("", "0")
 
 
 def use_extensions() -> tuple[bool, str]:
     """Whether the compiled modules will be imported, and why not when they won't."""
-    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+    if disabled():
         return False, f"{ENV_DISABLE} is set"
     if not built():
         return False, "not built (python -m proxy.build)"
