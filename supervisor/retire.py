@@ -10,7 +10,6 @@ longer than that. Every timer is written to SQLite first, so a restarted daemon 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Iterable
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from .runtime import ContainerInfo, Runtime
 from .state import StateStore
+from .tasks import TaskSet
 
 log = logging.getLogger("dockyard.supervisor")
 
@@ -31,7 +31,7 @@ class Retirer:
         self._runtime = runtime
         self._drainer = drainer
         self._state = state
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(on_error=lambda exc: log.error("retire failed: %r", exc))
 
     def retire_web(
         self,
@@ -98,24 +98,12 @@ class Retirer:
             log.info("retired app=%s container=%s", app, cid[:12])
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("retire failed: %r", task.exception())
+        self._tasks.spawn(coro)
 
     async def close(self) -> None:
         """Daemon shutdown: stop the timers (they resume from SQLite on the next start)."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await self._tasks.close()
 
     async def wait_idle(self) -> None:
         """Tests: wait until every retire in progress has finished."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait_idle()

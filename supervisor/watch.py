@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import defaults, metrics
 from .checks import CheckContext, attempt_once, run_checks
 from .runtime import ContainerInfo
+from .tasks import TaskSet
 
 if TYPE_CHECKING:
     from .core import Supervisor
@@ -57,7 +58,7 @@ class Watcher:
     def __init__(self, sup: Supervisor, period: float = defaults.CHECK_PERIOD) -> None:
         self.sup = sup
         self.period = period
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         self._restarting: set[str] = set()
         self._failures: dict[tuple[str, str], int] = {}  # (container, check name) -> streak
 
@@ -78,16 +79,10 @@ class Watcher:
                     self._spawn(self._restart(app, info, 0))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await self._tasks.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # crashes ----------------------------------------------------------------------
 
