@@ -31,10 +31,15 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 COPY bin/ /bin/
 COPY www/ /www/
-ENV APP_VERSION={version} PORT=5000
+ENV APP_VERSION={version} PORT=5000{env}
 EXPOSE 5000
 CMD ["/bin/app-web"]
 """
+
+
+def dockerfile(version: str, env: str = "") -> str:
+    """The fixture app's Dockerfile; `env` adds ` NAME=value` pairs to its ENV line."""
+    return DOCKERFILE.format(version=version, env=env)
 
 
 class ImageBuildError(RuntimeError):
@@ -63,7 +68,7 @@ def build_context(version: str) -> bytes:
     """A tar of the Docker build context for the fixture app at `version`."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", DOCKERFILE.format(version=version).encode(), 0o644)
+        _add_bytes(tar, "Dockerfile", dockerfile(version).encode(), 0o644)
         tar.add(find_static_busybox(), arcname="busybox", filter=_executable)
         for sub in ("bin", "www"):
             for path in sorted((APP_DIR / sub).rglob("*")):

@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 
 from bench.images import APP_DIR, find_static_busybox
+from bench.images import dockerfile as fixture_dockerfile
 from supervisor import gitcontrol, gitrepo
 from supervisor.control import make_app
 from supervisor.gitcli import deploy_build
@@ -36,16 +37,6 @@ pytestmark = pytest.mark.docker
 HOST = "web.test"
 PROCS_HOST = "procs.test"
 
-DOCKERFILE = """\
-FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-COPY bin/ /bin/
-COPY www/ /www/
-ENV APP_VERSION={version} PORT=5000{env}
-EXPOSE 5000
-CMD ["/bin/app-web"]
-"""
 CHECK = {"type": "startup", "name": "health", "path": "/health", "content": "ok",
          "attempts": 2, "timeout": 2, "wait": 0.5}
 
@@ -107,7 +98,7 @@ def make_work(tmp: Path, name: str = "work") -> Path:
 
 def commit(work: Path, version: str, *, env: str = "", files: dict[str, str] | None = None,
            dockerfile: str | None = None) -> str:
-    (work / "Dockerfile").write_text(dockerfile or DOCKERFILE.format(version=version, env=env))
+    (work / "Dockerfile").write_text(dockerfile or fixture_dockerfile(version, env))
     for name, text in (files or {}).items():
         (work / name).write_text(text)
     git(work, "add", "-A")
@@ -172,7 +163,7 @@ async def test_broken_dockerfile_rejects_the_push(daemon: Daemon) -> None:
     work = make_work(d.tmp)
     rev1 = commit(work, "v1")
     assert (await push(work, d.repo("web")))[0] == 0
-    broken = DOCKERFILE.format(version="v2", env="") + 'RUN ["/bin/busybox", "false"]\n'
+    broken = fixture_dockerfile("v2") + 'RUN ["/bin/busybox", "false"]\n'
     commit(work, "v2", dockerfile=broken)
     code, out = await push(work, d.repo("web"))
     assert code != 0, out
@@ -261,7 +252,7 @@ async def test_bad_pushes_get_a_clear_message_and_change_nothing(daemon: Daemon)
 async def test_deploy_build_from_a_local_directory(daemon: Daemon) -> None:
     d = daemon
     work = make_work(d.tmp)
-    (work / "Dockerfile").write_text(DOCKERFILE.format(version="local", env=""))
+    (work / "Dockerfile").write_text(fixture_dockerfile("local"))
     (work / ".dockerignore").write_text("www/cgi-bin/slow\n")
     args = argparse.Namespace(app="web", build=str(work))
 
