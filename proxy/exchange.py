@@ -273,9 +273,7 @@ class Exchange:
             flight = self.flight = proxy.tracker.claim(target, service.app, self.cancel_flight)
             retry = False
             try:
-                conn = proxy.pool.take(target)
-                if conn is None:
-                    conn = await proxy.pool.connect(target)
+                conn = await proxy.pool.acquire(target)
                 await self._exchange(conn)
             except UpstreamError as exc:
                 if self._retryable(exc, tried):

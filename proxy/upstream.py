@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import monotonic
 from typing import Protocol, cast
 
@@ -14,6 +15,13 @@ from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamResetEr
 log = logging.getLogger("dockyard.proxy")
 
 MAX_IDLE_PER_TARGET = 256
+# A target may have this many connections "opening" (connecting, or waiting for their first
+# response head) at once; more requests wait for one of them or for an idle connection. A fresh
+# container at the switch otherwise gets a connection per request until it answers: hundreds,
+# which overflow its accept queue (SYNs dropped, 1 s retransmits). An opening connection stops
+# counting when its first head arrives, when it closes, or after OPENING_GRACE (a long poll).
+MAX_OPENING_PER_TARGET = 8
+OPENING_GRACE = 0.1
 
 
 class ResponseHandler(Protocol):
@@ -50,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.uses = 0
         self.tunnel: asyncio.Transport | None = None  # WebSocket peer (client transport)
+        self.opening: asyncio.TimerHandle | None = None  # set until the first response head
 
     # -- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,6 +93,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.reusable = False
         self.pool.discard(self)
+        if self.opening is not None:
+            self.pool.opened(self)
         handler = self.handler
         if handler is not None and (self.in_response or self.tunnel is not None):
             handler.on_upstream_failed(UpstreamResetError(self.target, f"connection lost: {exc or 'closed'}"))
@@ -105,6 +116,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.opening is not None:
+            self.pool.opened(self)
         headers = self.headers
         reason = self.reason
         self.headers = []
@@ -163,13 +176,28 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per target, LIFO, closed after `idle_timeout` unused."""
+    """Idle keep-alive connections per target, LIFO, closed after `idle_timeout` unused.
 
-    def __init__(self, connect_timeout: float, idle_timeout: float, max_idle: int = MAX_IDLE_PER_TARGET) -> None:
+    New connections are admitted `max_opening` at a time per target (see MAX_OPENING_PER_TARGET);
+    a request over that waits in a FIFO and gets the next connection put back, or a free slot.
+    """
+
+    def __init__(
+        self,
+        connect_timeout: float,
+        idle_timeout: float,
+        max_idle: int = MAX_IDLE_PER_TARGET,
+        max_opening: int = MAX_OPENING_PER_TARGET,
+        opening_grace: float = OPENING_GRACE,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
+        self.max_opening = max_opening
+        self.opening_grace = opening_grace
         self._idle: dict[str, list[UpstreamConnection]] = {}
+        self._opening: dict[str, int] = {}
+        self._waiters: dict[str, deque[asyncio.Future[UpstreamConnection | None]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -186,25 +214,97 @@ class UpstreamPool:
             return conn
         return None
 
+    async def acquire(self, target: str) -> UpstreamConnection:
+        """An idle connection; else a new one if a slot is free; else wait for either (FIFO)."""
+        while True:
+            conn = self.take(target)
+            if conn is not None:
+                return conn
+            if self._opening.get(target, 0) < self.max_opening:
+                return await self.connect(target)
+            fut: asyncio.Future[UpstreamConnection | None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.get(target)
+            if waiters is None:
+                waiters = self._waiters[target] = deque()
+            waiters.append(fut)
+            try:
+                handed = await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():  # woken, then cancelled: pass it on
+                    got = fut.result()
+                    if got is not None:
+                        self.put(got)
+                    else:
+                        self._wake(target)
+                raise
+            if handed is not None:
+                return handed
+
     async def connect(self, target: str) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         host, _, port = target.rpartition(":")
+        self._opening[target] = self._opening.get(target, 0) + 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, proto = await loop.create_connection(
                     lambda: UpstreamConnection(self, target), host.strip("[]"), int(port)
                 )
-        except TimeoutError as exc:
-            raise UpstreamConnectError(target, "connect timed out") from exc
-        except OSError as exc:
-            raise UpstreamConnectError(target, f"connect failed: {exc}") from exc
+        except BaseException as exc:
+            self._release(target)
+            if isinstance(exc, TimeoutError):
+                raise UpstreamConnectError(target, "connect timed out") from exc
+            if isinstance(exc, OSError):
+                raise UpstreamConnectError(target, f"connect failed: {exc}") from exc
+            raise
+        if proto.closed:  # lost before we got it: connection_lost had no slot to give back
+            self._release(target)
+        else:
+            proto.opening = loop.call_later(self.opening_grace, self.opened, proto)
         return proto
+
+    def opened(self, conn: UpstreamConnection) -> None:
+        """`conn` answered (or closed, or outgrew the grace): it no longer holds a slot."""
+        timer = conn.opening
+        if timer is None:
+            return
+        conn.opening = None
+        timer.cancel()
+        self._release(conn.target)
+
+    def _release(self, target: str) -> None:
+        left = self._opening.get(target, 0) - 1
+        if left > 0:
+            self._opening[target] = left
+        else:
+            self._opening.pop(target, None)
+        self._wake(target)
+
+    def _wake(self, target: str) -> None:
+        """Tell the first live waiter a slot is free (it takes an idle connection or opens one)."""
+        waiters = self._waiters.get(target)
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+        if not waiters:
+            self._waiters.pop(target, None)
 
     def put(self, conn: UpstreamConnection) -> None:
         conn.handler = None
         if conn.closed or not conn.reusable or self._closed:
             conn.close()
             return
+        waiters = self._waiters.get(conn.target)
+        if waiters:
+            while waiters:
+                fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_result(conn)
+                    if not waiters:
+                        self._waiters.pop(conn.target, None)
+                    return
+            self._waiters.pop(conn.target, None)
         conn.idle_since = monotonic()
         idle = self._idle.get(conn.target)
         if idle is None:
@@ -246,8 +346,15 @@ class UpstreamPool:
     def idle_count(self, target: str) -> int:
         return len(self._idle.get(target, ()))
 
+    def waiting(self, target: str) -> int:
+        return sum(1 for f in self._waiters.get(target, ()) if not f.done())
+
     def close(self) -> None:
         self._closed = True
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                fut.cancel()
+        self._waiters.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -1,0 +1,117 @@
+"""Admission of new upstream connections (proxy/upstream.py UpstreamPool): a target that has not
+answered yet gets at most `max_opening` connections; more requests wait for one of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from proxy import Proxy
+
+from .utils import running_proxy
+
+HOST = "pool.test"
+
+
+@dataclass
+class HeldBackend:
+    """A keep-alive HTTP/1.1 backend that answers nothing until `gate` opens."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: int = 0
+    heads: int = 0
+    target: str = ""
+
+
+@asynccontextmanager
+async def held_backend() -> AsyncIterator[HeldBackend]:
+    b = HeldBackend()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b.connections += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                b.heads += 1
+                await b.gate.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    b.target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield b
+    finally:
+        server.close()
+
+
+def route(proxy: Proxy, target: str) -> None:
+    proxy.set_app("a", [HOST], [target])
+
+
+async def until(predicate: object, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def get(session: aiohttp.ClientSession, port: int) -> int:
+    async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": HOST}) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def test_a_target_that_has_not_answered_gets_at_most_max_opening_connections() -> None:
+    async with held_backend() as b, running_proxy() as proxy:
+        proxy.pool.opening_grace = 60.0  # no long-poll allowance in this test
+        route(proxy, b.target)
+        limit = proxy.pool.max_opening
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            requests = [asyncio.create_task(get(session, proxy.port)) for _ in range(5 * limit)]
+            await until(lambda: b.heads == limit and proxy.pool.waiting(b.target) == 4 * limit)
+            await asyncio.sleep(0.3)  # nothing else may reach the backend meanwhile
+            assert (b.connections, b.heads) == (limit, limit)
+            b.gate.set()
+            assert await asyncio.gather(*requests) == [200] * (5 * limit)
+        assert proxy.pool.waiting(b.target) == 0
+
+
+async def test_a_connection_that_outgrows_the_grace_frees_its_slot() -> None:
+    """A long poll holds its connection; after the grace it no longer blocks new connections."""
+    async with held_backend() as b, running_proxy() as proxy:
+        proxy.pool.opening_grace = 0.05
+        route(proxy, b.target)
+        limit = proxy.pool.max_opening
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            requests = [asyncio.create_task(get(session, proxy.port)) for _ in range(3 * limit)]
+            await until(lambda: b.heads == 3 * limit)
+            assert b.connections == 3 * limit
+            b.gate.set()
+            assert await asyncio.gather(*requests) == [200] * (3 * limit)
+
+
+async def test_a_waiter_whose_client_leaves_gives_up_its_turn() -> None:
+    async with held_backend() as b, running_proxy() as proxy:
+        proxy.pool.opening_grace = 60.0
+        route(proxy, b.target)
+        limit = proxy.pool.max_opening
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            held = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
+            await until(lambda: b.heads == limit)
+            leaver = asyncio.create_task(get(session, proxy.port))
+            await until(lambda: proxy.pool.waiting(b.target) == 1)
+            leaver.cancel()  # the client closes its connection while its request waits
+            await until(lambda: proxy.pool.waiting(b.target) == 0)
+            stayer = asyncio.create_task(get(session, proxy.port))
+            await until(lambda: proxy.pool.waiting(b.target) == 1)
+            b.gate.set()
+            assert await asyncio.gather(*held, stayer) == [200] * (limit + 1)
+        assert b.heads == limit + 1  # the leaver's request never reached the backend
