@@ -1,32 +1,52 @@
 """dockyard's reverse proxy: routes by Host (and path prefix) to targets, swaps and drains them.
 
-It knows nothing about Docker: targets are "HOST:PORT" strings.
+It knows nothing about Docker: targets are "HOST:PORT" strings. The names below load on first
+use (PEP 562), so `import proxy.options` (the config loader, the CLI) does not load the server.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import compiled
 
 compiled.select()  # compiled modules when built and current, else the pure sources (compiled.py)
 
-from .errors import (  # noqa: E402
-    InvalidRouteError,
-    ProxyError,
-    ProxyStateError,
-    RouteConflictError,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamResetError,
-    UpstreamTimeoutError,
-)
-from .options import ProxyOptions  # noqa: E402
-from .proxy import Proxy  # noqa: E402
-from .routes import RouteTable, Service  # noqa: E402
-from .stats import LATENCY_BUCKETS  # noqa: E402
+if TYPE_CHECKING:
+    from .errors import (
+        InvalidRouteError,
+        ProxyError,
+        ProxyStateError,
+        RouteConflictError,
+        UpstreamConnectError,
+        UpstreamError,
+        UpstreamResetError,
+        UpstreamTimeoutError,
+    )
+    from .options import ProxyOptions
+    from .proxy import Proxy
+    from .routes import RouteTable, Service
+    from .stats import LATENCY_BUCKETS
 
+_WHERE = {
+    "InvalidRouteError": ".errors",
+    "ProxyError": ".errors",
+    "ProxyStateError": ".errors",
+    "RouteConflictError": ".errors",
+    "UpstreamConnectError": ".errors",
+    "UpstreamError": ".errors",
+    "UpstreamResetError": ".errors",
+    "UpstreamTimeoutError": ".errors",
+    "ProxyOptions": ".options",
+    "Proxy": ".proxy",
+    "RouteTable": ".routes",
+    "Service": ".routes",
+    "LATENCY_BUCKETS": ".stats",
+}
 __all__ = [
-    "LATENCY_BUCKETS",
     "InvalidRouteError",
+    "LATENCY_BUCKETS",
     "Proxy",
     "ProxyError",
     "ProxyOptions",
@@ -38,4 +58,13 @@ __all__ = [
     "UpstreamError",
     "UpstreamResetError",
     "UpstreamTimeoutError",
-]
+]  # = the keys of _WHERE
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -17,7 +17,7 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def imported_from(env: dict[str, str]) -> tuple[bool, str]:
-    code = "import sys, proxy.compiled as c; print(c.is_compiled(), sys.modules['proxy.exchange'].__file__)"
+    code = "import sys, proxy.compiled as c, proxy.proxy; print(c.is_compiled(), sys.modules['proxy.exchange'].__file__)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0] == "True", out[1]
