@@ -19,7 +19,7 @@ from .routes import RouteTable, make_service
 from .server import ClientConnection
 from .stats import AppStats
 from .tls import CertStore, TlsClientConnection
-from .upstream import UpstreamPool
+from .upstream import WARM_MAX, UpstreamPool
 
 log = logging.getLogger("dockyard.proxy")
 STOP_IDLE_LINGER = 0.5  # seconds idle keep-alive connections stay open when the proxy stops
@@ -190,6 +190,17 @@ class Proxy:
         self._table = self._table.without_app(app)
         self.balancer.forget(app)
         log.info("Unrouted app=%s", app)
+
+    async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int:
+        """Before a swap: give `targets` as many pooled connections as `replacing` hold now (idle
+        or busy), at most WARM_MAX each, so the switch does not wait on connection set-up."""
+        held = sum(self.pool.idle_count(t) + self.tracker.count(t) for t in replacing)
+        if not targets or not held:
+            return 0
+        each = min(WARM_MAX, -(-held // len(targets)))
+        opened = await asyncio.gather(*(self.pool.warm(t, each) for t in targets))
+        log.info("Warmed targets=%s connections=%d", ",".join(targets), sum(opened))
+        return sum(opened)
 
     # -- drain and in-flight ------------------------------------------------------------------
     async def drain(self, targets: Iterable[str], timeout: float) -> int:

@@ -22,6 +22,8 @@ MAX_IDLE_PER_TARGET = 256
 # counting when its first head arrives, when it closes, or after OPENING_GRACE (a long poll).
 MAX_OPENING_PER_TARGET = 8
 OPENING_GRACE = 0.1
+# Before a swap the new targets get as many connections as the old ones hold, up to this many.
+WARM_MAX = 32
 
 
 class ResponseHandler(Protocol):
@@ -241,25 +243,47 @@ class UpstreamPool:
                 return handed
 
     async def connect(self, target: str) -> UpstreamConnection:
+        """A new connection that holds one of the target's opening slots until it answers."""
+        self._opening[target] = self._opening.get(target, 0) + 1
+        try:
+            proto = await self._create(target)
+        except BaseException:
+            self._release(target)
+            raise
+        if proto.closed:  # lost before we got it: connection_lost had no slot to give back
+            self._release(target)
+        else:
+            proto.opening = asyncio.get_running_loop().call_later(self.opening_grace, self.opened, proto)
+        return proto
+
+    async def warm(self, target: str, count: int) -> int:
+        """Before traffic is routed to `target`: open connections until `count` are idle in the
+        pool, `max_opening` at a time, so the app (and Docker's port proxy) accept them before the
+        first request would wait for that. Returns how many were opened."""
+        opened = 0
+        while self.idle_count(target) < min(count, self.max_idle):
+            batch = min(self.max_opening, count - self.idle_count(target))
+            results = await asyncio.gather(*(self._create(target) for _ in range(batch)), return_exceptions=True)
+            conns = [r for r in results if isinstance(r, UpstreamConnection)]
+            for conn in conns:
+                self.put(conn)
+            opened += len(conns)
+            if len(conns) < batch:
+                break  # the target refuses: leave it to the requests
+        return opened
+
+    async def _create(self, target: str) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         host, _, port = target.rpartition(":")
-        self._opening[target] = self._opening.get(target, 0) + 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, proto = await loop.create_connection(
                     lambda: UpstreamConnection(self, target), host.strip("[]"), int(port)
                 )
-        except BaseException as exc:
-            self._release(target)
-            if isinstance(exc, TimeoutError):
-                raise UpstreamConnectError(target, "connect timed out") from exc
-            if isinstance(exc, OSError):
-                raise UpstreamConnectError(target, f"connect failed: {exc}") from exc
-            raise
-        if proto.closed:  # lost before we got it: connection_lost had no slot to give back
-            self._release(target)
-        else:
-            proto.opening = loop.call_later(self.opening_grace, self.opened, proto)
+        except TimeoutError as exc:
+            raise UpstreamConnectError(target, "connect timed out") from exc
+        except OSError as exc:
+            raise UpstreamConnectError(target, f"connect failed: {exc}") from exc
         return proto
 
     def opened(self, conn: UpstreamConnection) -> None:

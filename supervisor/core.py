@@ -45,6 +45,8 @@ class RouteSink(Protocol):
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
 
+    async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int: ...
+
     def inflight(self) -> dict[str, int]: ...
 
 
@@ -81,6 +83,13 @@ class Supervisor:
             raise DeployError(f"unknown app {name!r} (not in {self.config.path})") from None
 
     # the swap -------------------------------------------------------------------
+
+    async def warm(self, app: AppSpec, new: Sequence[ContainerInfo]) -> None:
+        """Open pooled connections to the new web containers, as many as the serving ones hold."""
+        if not app.hosts:
+            return
+        targets = [t for t in (target_of(c, app.port, app.network) for c in web_of(list(new))) if t]
+        await self.routes.warm(targets, self.targets(app.name))
 
     def swap(self, app: AppSpec, release: int, new: Sequence[ContainerInfo]) -> list[ContainerInfo]:
         """Point the app's routes at the new web containers; return the containers replaced."""

@@ -1,8 +1,9 @@
-"""The deploy flow, top-down: predeploy, start, check, swap, retire, postdeploy.
+"""The deploy flow, top-down: predeploy, start, check, warm, swap, retire, postdeploy.
 
 Read `deploy()` from top to bottom: everything before the swap can fail and leaves the old
-release serving; the swap is one synchronous route-table assignment, with nothing awaited
-between the last passing check and it; everything after it is cleanup.
+release serving; the swap is one synchronous route-table assignment, and between the last
+passing check and it only the proxy's connections to the new containers are opened (warm);
+everything after it is cleanup.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ async def deploy(
                     await _start_all(sup, app, image, release.number, new)
                 async with report.step("checks"):
                     await _check_all(sup, app, new)
+                await sup.warm(app, new)  # pooled connections, so the switch does not wait on them
         except (DeployError, RuntimeFailure, TimeoutError, OSError) as exc:
             reason = str(exc) or exc.__class__.__name__
             if isinstance(exc, TimeoutError):

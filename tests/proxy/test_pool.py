@@ -115,3 +115,40 @@ async def test_a_waiter_whose_client_leaves_gives_up_its_turn() -> None:
             b.gate.set()
             assert await asyncio.gather(*held, stayer) == [200] * (limit + 1)
         assert b.heads == limit + 1  # the leaver's request never reached the backend
+
+
+async def open_idle(proxy: Proxy, target: str, n: int) -> None:
+    conns = [await proxy.pool.connect(target) for _ in range(n)]
+    for conn in conns:
+        proxy.pool.opened(conn)  # as if each had answered once
+        proxy.pool.put(conn)
+
+
+async def test_warm_gives_new_targets_as_many_connections_as_the_old_ones_hold() -> None:
+    async with held_backend() as old, held_backend() as new, running_proxy() as proxy:
+        await open_idle(proxy, old.target, 11)
+        assert await proxy.warm([new.target], [old.target]) == 11
+        await until(lambda: new.connections == 11)
+        assert proxy.pool.idle_count(new.target) == 11
+        assert new.heads == 0  # connections only: the app sees no request
+        assert await proxy.warm([new.target], [old.target]) == 0  # already warm
+
+
+async def test_warm_is_capped_and_split_across_targets() -> None:
+    from proxy.upstream import WARM_MAX
+
+    async with held_backend() as old, held_backend() as a, held_backend() as b, running_proxy() as proxy:
+        await open_idle(proxy, old.target, 2 * WARM_MAX + 6)
+        assert await proxy.warm([a.target], [old.target]) == WARM_MAX
+        assert await proxy.warm([b.target], []) == 0  # nothing to match: a first deploy
+        proxy.pool.close_target(a.target)
+        await proxy.warm([a.target, b.target], [old.target])
+        assert proxy.pool.idle_count(a.target) == proxy.pool.idle_count(b.target) == WARM_MAX
+
+
+async def test_warm_against_a_refusing_target_gives_up_quietly() -> None:
+    from .utils import free_port
+
+    async with held_backend() as old, running_proxy() as proxy:
+        await open_idle(proxy, old.target, 4)
+        assert await proxy.warm([f"127.0.0.1:{free_port()}"], [old.target]) == 0
