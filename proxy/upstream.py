@@ -239,7 +239,7 @@ class UpstreamPool:
                     else:
                         self._wake(target)
                 raise
-            if handed is not None:
+            if handed is not None and not handed.closed:  # it may have closed while we woke
                 return handed
 
     async def connect(self, target: str) -> UpstreamConnection:
@@ -261,8 +261,9 @@ class UpstreamPool:
         pool, `max_opening` at a time, so the app (and Docker's port proxy) accept them before the
         first request would wait for that. Returns how many were opened."""
         opened = 0
-        while self.idle_count(target) < min(count, self.max_idle):
-            batch = min(self.max_opening, count - self.idle_count(target))
+        count = min(count, self.max_idle)
+        while opened < count and self.idle_count(target) < count:
+            batch = min(self.max_opening, count - self.idle_count(target), count - opened)
             results = await asyncio.gather(*(self._create(target) for _ in range(batch)), return_exceptions=True)
             conns = [r for r in results if isinstance(r, UpstreamConnection)]
             for conn in conns:

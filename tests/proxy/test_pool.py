@@ -152,3 +152,19 @@ async def test_warm_against_a_refusing_target_gives_up_quietly() -> None:
     async with held_backend() as old, running_proxy() as proxy:
         await open_idle(proxy, old.target, 4)
         assert await proxy.warm([f"127.0.0.1:{free_port()}"], [old.target]) == 0
+
+
+async def test_a_connection_handed_over_closed_is_not_used() -> None:
+    from proxy.upstream import UpstreamPool
+
+    async with held_backend() as b:
+        pool = UpstreamPool(1.0, 4.0, max_opening=1)
+        first = await pool.connect(b.target)  # holds the only slot
+        waiter = asyncio.create_task(pool.acquire(b.target))
+        await until(lambda: pool.waiting(b.target) == 1)
+        pool.put(first)  # handed to the waiter ...
+        first.close()  # ... and closed before the waiter runs
+        conn = await asyncio.wait_for(waiter, 5)
+        assert conn is not first and not conn.closed
+        await until(lambda: b.connections == 2)
+        pool.close()
