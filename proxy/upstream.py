@@ -16,10 +16,13 @@ log = logging.getLogger("dockyard.proxy")
 
 MAX_IDLE_PER_TARGET = 256
 # A target may have this many connections "opening" (connecting, or waiting for their first
-# response head) at once; more requests wait for one of them or for an idle connection. A fresh
-# container at the switch otherwise gets a connection per request until it answers: hundreds,
-# which overflow its accept queue (SYNs dropped, 1 s retransmits). An opening connection stops
-# counting when its first head arrives, when it closes, or after OPENING_GRACE (a long poll).
+# response head) at once, plus one per first head it has answered so far (TCP's slow start:
+# the allowance doubles per round trip while it answers); more requests wait for one of them
+# or for an idle connection. A fresh container at the switch otherwise gets a connection per
+# request until it answers: hundreds, which overflow its accept queue (SYNs dropped, 1 s
+# retransmits). An opening connection stops counting when its first head arrives, when it
+# closes, or after OPENING_GRACE (a long poll). A target that answers (even one that closes
+# every connection) soon has an allowance no load reaches.
 MAX_OPENING_PER_TARGET = 8
 OPENING_GRACE = 0.1
 # Before a swap the new targets get as many connections as the old ones hold, up to this many.
@@ -96,7 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.pool.discard(self)
         if self.opening is not None:
-            self.pool.opened(self)
+            self.pool.opened(self, answered=False)
         handler = self.handler
         if handler is not None and (self.in_response or self.tunnel is not None):
             handler.on_upstream_failed(UpstreamResetError(self.target, f"connection lost: {exc or 'closed'}"))
@@ -119,7 +122,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.opening is not None:
-            self.pool.opened(self)
+            self.pool.opened(self, answered=True)
         headers = self.headers
         reason = self.reason
         self.headers = []
@@ -180,8 +183,9 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per target, LIFO, closed after `idle_timeout` unused.
 
-    New connections are admitted `max_opening` at a time per target (see MAX_OPENING_PER_TARGET);
-    a request over that waits in a FIFO and gets the next connection put back, or a free slot.
+    New connections are admitted `max_opening` (plus one per first head answered) at a time per
+    target (see MAX_OPENING_PER_TARGET); a request over that waits in a FIFO and gets the next
+    connection put back, or a free slot.
     """
 
     def __init__(
@@ -199,6 +203,7 @@ class UpstreamPool:
         self.opening_grace = opening_grace
         self._idle: dict[str, list[UpstreamConnection]] = {}
         self._opening: dict[str, int] = {}
+        self._answered: dict[str, int] = {}  # first heads per target: raises its allowance
         self._waiters: dict[str, deque[asyncio.Future[UpstreamConnection | None]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -222,7 +227,7 @@ class UpstreamPool:
             conn = self.take(target)
             if conn is not None:
                 return conn
-            if self._opening.get(target, 0) < self.max_opening:
+            if self._opening.get(target, 0) < self.allowance(target):
                 return await self.connect(target)
             fut: asyncio.Future[UpstreamConnection | None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters.get(target)
@@ -253,7 +258,7 @@ class UpstreamPool:
         if proto.closed:  # lost before we got it: connection_lost had no slot to give back
             self._release(target)
         else:
-            proto.opening = asyncio.get_running_loop().call_later(self.opening_grace, self.opened, proto)
+            proto.opening = asyncio.get_running_loop().call_later(self.opening_grace, self.opened, proto, False)
         return proto
 
     async def warm(self, target: str, count: int) -> int:
@@ -287,13 +292,20 @@ class UpstreamPool:
             raise UpstreamConnectError(target, f"connect failed: {exc}") from exc
         return proto
 
-    def opened(self, conn: UpstreamConnection) -> None:
-        """`conn` answered (or closed, or outgrew the grace): it no longer holds a slot."""
+    def allowance(self, target: str) -> int:
+        """How many connections to `target` may be opening at once now."""
+        return self.max_opening + self._answered.get(target, 0)
+
+    def opened(self, conn: UpstreamConnection, answered: bool) -> None:
+        """`conn` got its first head (answered), or closed, or outgrew the grace: it no longer
+        holds a slot."""
         timer = conn.opening
         if timer is None:
             return
         conn.opening = None
         timer.cancel()
+        if answered:
+            self._answered[conn.target] = self._answered.get(conn.target, 0) + 1
         self._release(conn.target)
 
     def _release(self, target: str) -> None:
@@ -305,13 +317,14 @@ class UpstreamPool:
         self._wake(target)
 
     def _wake(self, target: str) -> None:
-        """Tell the first live waiter a slot is free (it takes an idle connection or opens one)."""
+        """Tell live waiters, one per free slot, to try again (take an idle connection or open one)."""
         waiters = self._waiters.get(target)
-        while waiters:
+        free = self.allowance(target) - self._opening.get(target, 0)
+        while waiters and free > 0:
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
-                break
+                free -= 1
         if not waiters:
             self._waiters.pop(target, None)
 
@@ -365,6 +378,7 @@ class UpstreamPool:
             self._sweeper = loop.call_later(self.idle_timeout / 2, self._sweep)
 
     def close_target(self, target: str) -> None:
+        self._answered.pop(target, None)
         for conn in self._idle.pop(target, []):
             conn.close()
 

@@ -22,14 +22,15 @@ class HeldBackend:
     """A keep-alive HTTP/1.1 backend that answers nothing until `gate` opens."""
 
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    close: bool = False  # answer with Connection: close, as busybox httpd does
     connections: int = 0
     heads: int = 0
     target: str = ""
 
 
 @asynccontextmanager
-async def held_backend() -> AsyncIterator[HeldBackend]:
-    b = HeldBackend()
+async def held_backend(close: bool = False) -> AsyncIterator[HeldBackend]:
+    b = HeldBackend(close=close)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         b.connections += 1
@@ -38,8 +39,11 @@ async def held_backend() -> AsyncIterator[HeldBackend]:
                 await reader.readuntil(b"\r\n\r\n")
                 b.heads += 1
                 await b.gate.wait()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                close = b"Connection: close\r\n" if b.close else b""
+                writer.write(b"HTTP/1.1 200 OK\r\n" + close + b"Content-Length: 2\r\n\r\nok")
                 await writer.drain()
+                if b.close:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -84,6 +88,29 @@ async def test_a_target_that_has_not_answered_gets_at_most_max_opening_connectio
         assert proxy.pool.waiting(b.target) == 0
 
 
+async def test_every_first_answer_raises_the_allowance_by_one() -> None:
+    """Slow start: a target that answers (here one that closes every connection, as busybox
+    httpd does) may soon have many connections opening at once."""
+    async with held_backend(close=True) as b, running_proxy() as proxy:
+        proxy.pool.opening_grace = 60.0
+        route(proxy, b.target)
+        limit = proxy.pool.max_opening
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            first = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
+            await until(lambda: b.heads == limit)
+            b.gate.set()
+            assert await asyncio.gather(*first) == [200] * limit
+            assert proxy.pool.allowance(b.target) == 2 * limit
+            b.gate.clear()
+            second = [asyncio.create_task(get(session, proxy.port)) for _ in range(3 * limit)]
+            await until(lambda: b.heads == 3 * limit and proxy.pool.waiting(b.target) == limit)
+            await asyncio.sleep(0.3)
+            assert b.heads == 3 * limit
+            b.gate.set()
+            assert await asyncio.gather(*second) == [200] * (3 * limit)
+        assert b.connections == 4 * limit
+
+
 async def test_a_connection_that_outgrows_the_grace_frees_its_slot() -> None:
     """A long poll holds its connection; after the grace it no longer blocks new connections."""
     async with held_backend() as b, running_proxy() as proxy:
@@ -120,7 +147,7 @@ async def test_a_waiter_whose_client_leaves_gives_up_its_turn() -> None:
 async def open_idle(proxy: Proxy, target: str, n: int) -> None:
     conns = [await proxy.pool.connect(target) for _ in range(n)]
     for conn in conns:
-        proxy.pool.opened(conn)  # as if each had answered once
+        proxy.pool.opened(conn, answered=True)  # as if each had answered once
         proxy.pool.put(conn)
 
 
