@@ -222,30 +222,47 @@ class UpstreamPool:
         return None
 
     async def acquire(self, target: str) -> UpstreamConnection:
-        """An idle connection; else a new one if a slot is free; else wait for either (FIFO)."""
+        """An idle connection; else a new one if a slot is free; else wait for either (FIFO),
+        at most connect_timeout (then UpstreamConnectError, as for a connect that timed out)."""
+        deadline = -1.0
         while True:
             conn = self.take(target)
             if conn is not None:
                 return conn
             if self._opening.get(target, 0) < self.allowance(target):
                 return await self.connect(target)
-            fut: asyncio.Future[UpstreamConnection | None] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            if deadline < 0:
+                deadline = loop.time() + self.connect_timeout
+            fut: asyncio.Future[UpstreamConnection | None] = loop.create_future()
             waiters = self._waiters.get(target)
             if waiters is None:
                 waiters = self._waiters[target] = deque()
             waiters.append(fut)
             try:
-                handed = await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():  # woken, then cancelled: pass it on
-                    got = fut.result()
-                    if got is not None:
-                        self.put(got)
-                    else:
-                        self._wake(target)
-                raise
+                async with asyncio.timeout_at(deadline):
+                    handed = await self._wait(target, fut)
+            except TimeoutError:
+                opening = self._opening.get(target, 0)
+                raise UpstreamConnectError(
+                    target, f"no connection within {self.connect_timeout:g}s ({opening} opening, none answered)"
+                ) from None
             if handed is not None and not handed.closed:  # it may have closed while we woke
                 return handed
+
+    async def _wait(
+        self, target: str, fut: asyncio.Future[UpstreamConnection | None]
+    ) -> UpstreamConnection | None:
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # woken, then cancelled: pass it on
+                got = fut.result()
+                if got is not None:
+                    self.put(got)
+                else:
+                    self._wake(target)
+            raise
 
     async def connect(self, target: str) -> UpstreamConnection:
         """A new connection that holds one of the target's opening slots until it answers."""

@@ -195,3 +195,18 @@ async def test_a_connection_handed_over_closed_is_not_used() -> None:
         assert conn is not first and not conn.closed
         await until(lambda: b.connections == 2)
         pool.close()
+
+
+async def test_a_request_waits_at_most_the_connect_timeout_for_a_connection() -> None:
+    async with held_backend() as b, running_proxy(upstream_connect_timeout=0.3) as proxy:
+        proxy.pool.opening_grace = 60.0
+        route(proxy, b.target)
+        limit = proxy.pool.max_opening
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            held = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
+            await until(lambda: b.heads == limit)
+            assert await get(session, proxy.port) == 502  # waited (and was retried once), no slot
+            assert proxy.pool.waiting(b.target) == 0
+            b.gate.set()
+            assert await asyncio.gather(*held) == [200] * limit
+        assert b.heads == limit
