@@ -97,3 +97,42 @@ async def test_websocket_and_sse_through_the_proxy_across_a_swap(
             async with session.get(base + "/", headers={"Host": HOST}) as resp:
                 assert (await resp.text()).startswith("v2 ")
         await s.sup.retirer.wait_idle()
+
+
+async def test_a_deploy_warms_the_new_containers_connections_before_the_swap(
+    tmp_path: Path, docker_client: Any, py_images: dict[str, str]
+) -> None:
+    """The serving containers hold pooled connections; the new ones get as many before the
+    switch (proxy.warm), and the first requests after the swap use them."""
+    config = make_config(tmp_path, {"py": py_app(py_images["v1"])})
+    async with stack(config, docker_client) as s:
+        assert (await s.sup.deploy("py")).ok
+        url = f"http://127.0.0.1:{s.proxy.port}/"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def one() -> int:
+                async with session.get(url, headers={"Host": HOST}) as resp:
+                    await resp.read()
+                    return resp.status
+
+            assert await asyncio.gather(*(one() for _ in range(12))) == [200] * 12
+            old = s.sup.targets("py")
+            held = sum(s.proxy.pool.idle_count(t) for t in old)
+            assert held >= 2  # 12 concurrent requests left pooled connections to v1
+
+            warmed: list[int] = []
+
+            def on_event(event: Any) -> None:
+                if event.get("step") == "swap" and event.get("status") == "done":
+                    new = s.sup.targets("py")
+                    warmed.extend(s.proxy.pool.idle_count(t) for t in new)
+
+            report = await s.sup.deploy("py", py_images["v2"], progress=on_event)
+            assert report.ok, report.reason
+            assert len(warmed) == 2 and sum(warmed) >= held  # split across the 2 new containers
+            new = s.sup.targets("py")
+            allowances = [s.proxy.pool.allowance(t) for t in new]
+            for _ in range(4):  # one at a time, so each finds a warmed connection idle
+                assert await one() == 200
+            # served on the warmed connections: no new connection answered a first head
+            assert [s.proxy.pool.allowance(t) for t in new] == allowances
