@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from . import defaults
 from .containers import target_of
 from .deploy import DeployReport, Progress, deploy, web_of
-from .errors import DeployError
+from .errors import DeployError, DockyardError
+from .repoapp import RepoFiles, with_repo
 from .retire import Retirer
 from .runtime import ContainerInfo, Runtime
 from .spec import AppSpec, Config
@@ -58,10 +60,20 @@ class Serving:
 
 class Supervisor:
     def __init__(self, config: Config, runtime: Runtime, routes: RouteSink, state: StateStore):
-        self.config = config
         self.runtime = runtime
         self.routes = routes
         self.state = state
+        # Apps built from a repository: the Procfile/app.json of their serving release. The
+        # definition everything uses (self.config) is the file's (self.base) with these merged in.
+        self.repos: dict[str, RepoFiles] = {}
+        for name in config.apps:
+            current = state.current(name)
+            files = state.repo_files(name, current.number) if current else None
+            if files is not None:
+                self.repos[name] = files
+        self.base = config
+        self.config = self.effective(config)
+        self.on_config: list[Callable[[Config], None]] = []  # called when self.config changes
         self.retirer = Retirer(runtime, routes, state)
         self.serving: dict[str, Serving] = {}
         self.down: set[str] = set()  # serving container ids out of rotation (dead, not ready)
@@ -77,10 +89,37 @@ class Supervisor:
         return self._locks.setdefault(app, asyncio.Lock())
 
     def app(self, name: str) -> AppSpec:
+        """The app as it is deployed: the config's definition with its repository files merged."""
         try:
             return self.config.apps[name]
         except KeyError:
             raise DeployError(f"unknown app {name!r} (not in {self.config.path})") from None
+
+    def base_app(self, name: str) -> AppSpec:
+        """The app as the config file alone defines it (a new build merges its files into this)."""
+        self.app(name)
+        return self.base.apps[name]
+
+    def effective(self, config: Config) -> Config:
+        """`config` with each repository-built app's Procfile and app.json merged in."""
+        apps = dict(config.apps)
+        for name, files in self.repos.items():
+            if name in apps:
+                try:
+                    apps[name] = with_repo(apps[name], files)
+                except DockyardError as exc:  # valid when pushed; keep serving the config's
+                    log.warning("repository files ignored app=%s error=%s", name, exc)
+        return dataclasses.replace(config, apps=MappingProxyType(apps))
+
+    def settle_repo(self, name: str, files: RepoFiles | None) -> None:
+        """After a successful deploy: `files` (or none) define the app from now on."""
+        if self.repos.get(name) == files:
+            return
+        if files is None:
+            self.repos.pop(name, None)
+        else:
+            self.repos[name] = files
+        self.replace_config(self.base)
 
     # the swap -------------------------------------------------------------------
 
@@ -181,11 +220,14 @@ class Supervisor:
         return await deploy(self, app, image, progress=progress)
 
     async def rollback(self, name: str, progress: Progress | None = None) -> DeployReport:
-        app = self.app(name)
+        """The previous good release's image, and the repository files it was built with."""
+        base = self.base_app(name)
         previous = self.state.previous_good(name)
         if previous is None:
             raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
-        return await deploy(self, app, previous.image, kind="rollback", progress=progress)
+        files = self.state.repo_files(name, previous.number)
+        app = with_repo(base, files) if files else base
+        return await deploy(self, app, previous.image, kind="rollback", progress=progress, repo=files)
 
     async def adopt(self) -> None:
         """Daemon start: adopt running containers by label; clean what a crash left behind."""
@@ -307,7 +349,11 @@ class Supervisor:
         return [r.as_dict() for r in self.state.releases(name)]
 
     def replace_config(self, config: Config) -> None:
-        self.config = config
+        """A new config file (reload): the definitions are it plus the repository files."""
+        self.base = config
+        self.config = self.effective(config)
+        for listener in self.on_config:
+            listener(self.config)
 
     def current_images(self) -> Mapping[str, str]:
         result = {}

@@ -77,7 +77,9 @@ class Daemon:
             rel = state.current(app)
             return (rel.image, rel.number) if rel else None
 
-        sched = self.sched = Scheduler(self.config, runtime, image_of)
+        # The scheduler sees the apps as deployed: a pushed app.json's cron included.
+        sched = self.sched = Scheduler(sup.config, runtime, image_of)
+        sup.on_config.append(self._reschedule)
         watcher = Watcher(sup)
 
         takeover_path = server.state_dir / "takeover.sock"
@@ -188,11 +190,18 @@ class Daemon:
             except DockyardError as exc:
                 log.error("reload failed error=%s", exc)
 
+    def _reschedule(self, config: Config) -> None:
+        """The apps' definitions changed (a build brought an app.json, a reload): the cron too."""
+        try:
+            self.sched.reload(config)
+        except DockyardError as exc:
+            log.error("cron not rescheduled error=%s", exc)
+
     async def reload(self) -> dict[str, object]:
         """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
         async with self._reload_lock:
             new = load_config(self.config.path)
-            self.sched.reload(new)  # raises on a bad schedule before anything changed
+            self.sched.reload(self.sup.effective(new))  # raises on a bad schedule before anything changed
             result = await reconcile.apply(self.sup, new)
             if self.acme is not None:
                 self.acme.apply(new)  # certificates follow the apps (docs/tls.md)

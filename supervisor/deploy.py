@@ -15,12 +15,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import defaults, metrics
 from .checks import CheckContext, run_checks
 from .containers import oneoff_spec, process_spec, scales
 from .errors import DeployError, DeployInProgress, RuntimeFailure
+from .repoapp import RepoFiles
 from .runtime import ContainerInfo
 from .spec import AppSpec
 
@@ -82,9 +83,19 @@ def snapshot(app: AppSpec) -> dict[str, Any]:
 
 
 async def deploy(
-    sup: Supervisor, app: AppSpec, image: str, *, kind: str = "deploy", progress: Progress | None = None
+    sup: Supervisor,
+    app: AppSpec,
+    image: str,
+    *,
+    kind: str = "deploy",
+    progress: Progress | None = None,
+    repo: RepoFiles | None | Literal["current"] = "current",
 ) -> DeployReport:
-    """Deploy `image` as a new release of `app` with zero downtime, or fail leaving the old one."""
+    """Deploy `image` as a new release of `app` with zero downtime, or fail leaving the old one.
+
+    `repo`: the Procfile/app.json texts `app` was merged with (a build, a rollback), kept with
+    the release; "current": those of the serving release go on (restart, deploy --image)."""
+    files = sup.repos.get(app.name) if repo == "current" else repo
     lock = sup.lock(app.name)
     if lock.locked():
         raise DeployInProgress(f"a deploy of {app.name!r} is already running; try again when it ends")
@@ -92,6 +103,8 @@ async def deploy(
         report = DeployReport(app.name, image=image, progress=progress)
         release = sup.state.begin_release(app.name, image, snapshot(app), kind)
         report.release = release.number
+        if files is not None:
+            sup.state.set_repo_files(app.name, release.number, files)
         log.info("deploying app=%s release=%d image=%s kind=%s", app.name, release.number, image, kind)
         report.emit("deploying", image=image, kind=kind)
         started = time.monotonic()
@@ -124,6 +137,7 @@ async def deploy(
         old = sup.swap(app, release.number, new)
         report.steps.append({"step": "swap", "seconds": 0.0, "ok": True})
         sup.state.activate(app.name, release.number, report.steps)
+        sup.settle_repo(app.name, files)
         report.emit("step", step="swap", status="done", targets=sup.targets(app.name))
 
         if old:

@@ -33,7 +33,7 @@ from .control import json_body
 from .core import Supervisor
 from .deploy import DeployReport, Progress, deploy
 from .errors import ConfigError, DeployError, DeployInProgress
-from .repoapp import APP_JSON, PROCFILE, merge_repo
+from .repoapp import APP_JSON, PROCFILE, RepoFiles, merge_repo
 from .spec import AppSpec
 
 log = logging.getLogger("dockyard.supervisor")
@@ -51,6 +51,7 @@ class Prepared:
     tag: str
     warnings: tuple[str, ...]
     kind: str
+    files: RepoFiles
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -63,13 +64,9 @@ def _error(message: str, status: int) -> web.Response:
 
 def prepare_dir(app: AppSpec, root: Path, tag: str, kind: str, source: str) -> Prepared:
     """Blocking: read Procfile/app.json under `root`, merge them, and tar the context."""
-    merged = merge_repo(
-        app,
-        procfile=builds.read_text(root, PROCFILE),
-        app_json=builds.read_text(root, APP_JSON),
-        source=source,
-    )
-    return Prepared(merged.spec, builds.context_tar(root), tag, merged.warnings, kind)
+    files = RepoFiles(builds.read_text(root, PROCFILE), builds.read_text(root, APP_JSON), source)
+    merged = merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=source)
+    return Prepared(merged.spec, builds.context_tar(root), tag, merged.warnings, kind, files)
 
 
 def prepare_tar(app: AppSpec, data: bytes, tag: str, kind: str, source: str) -> Prepared:
@@ -107,7 +104,7 @@ def routes(
         sup = get_supervisor()
         name = request.match_info["app"]
         try:
-            app = sup.app(name)
+            app = sup.base_app(name)  # the new files merge into the config's definition
             if name in building or sup.lock(name).locked():
                 raise DeployInProgress(f"a deploy of {name!r} is already running; try again when it ends")
             building.add(name)
@@ -214,7 +211,8 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
         progress({"event": "build", "app": app.name, "status": "failed", "error": str(exc)})
         return None, str(exc)
     progress({"event": "build", "app": app.name, "status": "done", "image": prepared.tag})
-    return await deploy(sup, app, prepared.tag, kind=prepared.kind, progress=progress), ""
+    report = await deploy(sup, app, prepared.tag, kind=prepared.kind, progress=progress, repo=prepared.files)
+    return report, ""
 
 
 async def _stream(

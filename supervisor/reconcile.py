@@ -82,19 +82,21 @@ def plan(old: Config, new: Config) -> Plan:
                 tuple(unchanged), needs_restart)
 
 
-async def apply(sup: Supervisor, new: Config) -> dict[str, Any]:
-    """Carry out plan(sup.config, new). The caller validated `new` already."""
+async def apply(sup: Supervisor, new_file: Config) -> dict[str, Any]:
+    """Carry out plan(sup.config, new), both with the apps' repository files merged in (see
+    Supervisor.effective). The caller validated `new_file` already."""
     from .scale import scale, stop
 
+    new = sup.effective(new_file)
     the_plan = plan(sup.config, new)
     old_config = sup.config
     log.info("reloading plan=%s", the_plan.as_dict())
     results: dict[str, Any] = {"plan": the_plan.as_dict(), "deploys": {}}
     for name in the_plan.removed:
-        sup.replace_config(_with_app(sup.config, old_config.apps[name]))
+        sup.replace_config(_with_app(sup.base, sup.base.apps[name]))
         await stop(sup, name)
         sup.routes.remove_app(name)
-    sup.replace_config(new)
+    sup.replace_config(new_file)
     for name in the_plan.rerouted:
         app = new.apps[name]
         if old_config.apps[name].hosts != app.hosts or old_config.apps[name].path_prefix != app.path_prefix:

@@ -31,6 +31,21 @@ APP_JSON = "app.json"
 
 
 @dataclass(frozen=True, slots=True)
+class RepoFiles:
+    """The texts a build read from its repository, kept with the release (state.repo_files):
+    the app's definition is the config's with these merged in, until a deploy without them."""
+
+    procfile: str | None = None
+    app_json: str | None = None
+    source: str = ""
+
+
+def with_repo(app: AppSpec, files: RepoFiles) -> AppSpec:
+    """`app` with a release's repository files merged in (they were valid when pushed)."""
+    return merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=files.source).spec
+
+
+@dataclass(frozen=True, slots=True)
 class RepoApp:
     spec: AppSpec
     warnings: tuple[str, ...] = ()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from . import sqlite
+from .repoapp import RepoFiles
 
 ReleaseStatus = Literal["pending", "active", "superseded", "failed"]
 
@@ -41,6 +42,14 @@ CREATE TABLE IF NOT EXISTS retiring (
 );
 CREATE TABLE IF NOT EXISTS stopped (
     app TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS repo_files (
+    app TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    procfile TEXT,
+    app_json TEXT,
+    source TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (app, number)
 );
 CREATE TABLE IF NOT EXISTS scale (
     app TEXT NOT NULL,
@@ -159,6 +168,22 @@ class StateStore:
             "SELECT * FROM releases WHERE app = ? AND number = ?", (app, number)
         ).fetchone()
         return _release(row) if row else None
+
+    def set_repo_files(self, app: str, number: int, files: RepoFiles) -> None:
+        """The Procfile and app.json a release was built with (git push, --build)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO repo_files (app, number, procfile, app_json, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (app, number, files.procfile, files.app_json, files.source),
+            )
+
+    def repo_files(self, app: str, number: int) -> RepoFiles | None:
+        row = self._db.execute(
+            "SELECT procfile, app_json, source FROM repo_files WHERE app = ? AND number = ?",
+            (app, number),
+        ).fetchone()
+        return RepoFiles(row[0], row[1], row[2]) if row else None
 
     def current(self, app: str) -> Release | None:
         row = self._db.execute(

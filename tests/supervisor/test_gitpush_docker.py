@@ -228,6 +228,55 @@ async def test_procfile_and_app_json_define_the_app(daemon: Daemon) -> None:
     assert spec["predeploy"] == "echo predeploy-ran"
 
 
+async def test_the_pushed_definition_stays_through_restarts_reloads_and_rollbacks(daemon: Daemon) -> None:
+    """What a push's Procfile and app.json define is the app's definition from then on: for
+    `dockyard restart`, a daemon restart, a config reload and cron; a rollback brings back
+    the files of the release it returns to."""
+    from scheduler.plan import tasks_of
+    from supervisor.core import Supervisor
+    from supervisor.scale import restart
+
+    d = daemon
+    sup = d.s.sup
+    seen: list[Any] = []
+    sup.on_config.append(seen.append)
+    work = make_work(d.tmp)
+    commit(work, "v1", files={"Procfile": PROCFILE, "app.json": APP_JSON})
+    code, out = await push(work, d.repo("procs"))
+    assert code == 0, out
+    v1 = sup.state.current("procs")
+    assert v1 is not None
+
+    def defined(s: Supervisor) -> tuple[list[str], list[str]]:
+        app = s.app("procs")
+        return sorted(app.processes), [c.command for c in app.cron]
+
+    assert defined(sup) == (["web", "worker"], ["echo tick"])
+    assert ("procs", sup.app("procs").cron[0].id) in tasks_of(seen[-1])  # what the scheduler gets
+    # a daemon restart: a new Supervisor on the same state
+    again = Supervisor(d.s.config, sup.runtime, d.s.proxy, sup.state)
+    assert defined(again) == (["web", "worker"], ["echo tick"])
+    # a config reload with an unchanged file changes nothing
+    from supervisor import reconcile
+
+    result = await reconcile.apply(sup, d.s.config)
+    assert result["plan"]["changed"] == [] and defined(sup) == (["web", "worker"], ["echo tick"])
+    # `dockyard restart` keeps the worker
+    report = await restart(sup, "procs")
+    assert report.ok, report.reason
+    rows = await sup.ps("procs")
+    assert sorted({r["process"] for r in rows if r["serving"]}) == ["web", "worker"]
+    # a push without the worker and the cron, then a rollback to the restart's release
+    commit(work, "v2", files={"Procfile": "web: /bin/app-web\n", "app.json": "{}"})
+    code, out = await push(work, d.repo("procs"))
+    assert code == 0, out
+    assert defined(sup) == (["web"], [])
+    report = await sup.rollback("procs")
+    assert report.ok, report.reason
+    assert defined(sup) == (["web", "worker"], ["echo tick"])
+    assert await serving_version(d, PROCS_HOST) == "v1"
+
+
 async def test_bad_pushes_get_a_clear_message_and_change_nothing(daemon: Daemon) -> None:
     d = daemon
     work = make_work(d.tmp)
