@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -73,74 +74,84 @@ async def get(session: aiohttp.ClientSession, port: int) -> int:
         return resp.status
 
 
-async def test_a_target_that_has_not_answered_gets_at_most_max_opening_connections() -> None:
-    async with held_backend() as b, running_proxy() as proxy:
-        proxy.pool.opening_grace = 60.0  # no long-poll allowance in this test
+@dataclass
+class Scene:
+    """A proxy routing HOST to a held backend, and a client session without a connection limit."""
+
+    b: HeldBackend
+    proxy: Proxy
+    session: aiohttp.ClientSession
+    limit: int  # the pool's max_opening
+
+    def send(self, n: int) -> list[asyncio.Task[int]]:
+        return [asyncio.create_task(get(self.session, self.proxy.port)) for _ in range(n)]
+
+
+@asynccontextmanager
+async def scene(grace: float, close: bool = False, **options: Any) -> AsyncIterator[Scene]:
+    async with held_backend(close) as b, running_proxy(**options) as proxy:
+        proxy.pool.opening_grace = grace
         route(proxy, b.target)
-        limit = proxy.pool.max_opening
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            requests = [asyncio.create_task(get(session, proxy.port)) for _ in range(5 * limit)]
-            await until(lambda: b.heads == limit and proxy.pool.waiting(b.target) == 4 * limit)
-            await asyncio.sleep(0.3)  # nothing else may reach the backend meanwhile
-            assert (b.connections, b.heads) == (limit, limit)
-            b.gate.set()
-            assert await asyncio.gather(*requests) == [200] * (5 * limit)
+            yield Scene(b, proxy, session, proxy.pool.max_opening)
+
+
+async def test_a_target_that_has_not_answered_gets_at_most_max_opening_connections() -> None:
+    async with scene(60.0) as sc:  # no long-poll allowance in this test
+        b, proxy, limit = sc.b, sc.proxy, sc.limit
+        requests = sc.send(5 * limit)
+        await until(lambda: b.heads == limit and proxy.pool.waiting(b.target) == 4 * limit)
+        await asyncio.sleep(0.3)  # nothing else may reach the backend meanwhile
+        assert (b.connections, b.heads) == (limit, limit)
+        b.gate.set()
+        assert await asyncio.gather(*requests) == [200] * (5 * limit)
         assert proxy.pool.waiting(b.target) == 0
 
 
 async def test_every_first_answer_raises_the_allowance_by_one() -> None:
     """Slow start: a target that answers (here one that closes every connection, as busybox
     httpd does) may soon have many connections opening at once."""
-    async with held_backend(close=True) as b, running_proxy() as proxy:
-        proxy.pool.opening_grace = 60.0
-        route(proxy, b.target)
-        limit = proxy.pool.max_opening
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            first = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
-            await until(lambda: b.heads == limit)
-            b.gate.set()
-            assert await asyncio.gather(*first) == [200] * limit
-            assert proxy.pool.allowance(b.target) == 2 * limit
-            b.gate.clear()
-            second = [asyncio.create_task(get(session, proxy.port)) for _ in range(3 * limit)]
-            await until(lambda: b.heads == 3 * limit and proxy.pool.waiting(b.target) == limit)
-            await asyncio.sleep(0.3)
-            assert b.heads == 3 * limit
-            b.gate.set()
-            assert await asyncio.gather(*second) == [200] * (3 * limit)
+    async with scene(60.0, close=True) as sc:
+        b, proxy, limit = sc.b, sc.proxy, sc.limit
+        first = sc.send(limit)
+        await until(lambda: b.heads == limit)
+        b.gate.set()
+        assert await asyncio.gather(*first) == [200] * limit
+        assert proxy.pool.allowance(b.target) == 2 * limit
+        b.gate.clear()
+        second = sc.send(3 * limit)
+        await until(lambda: b.heads == 3 * limit and proxy.pool.waiting(b.target) == limit)
+        await asyncio.sleep(0.3)
+        assert b.heads == 3 * limit
+        b.gate.set()
+        assert await asyncio.gather(*second) == [200] * (3 * limit)
         assert b.connections == 4 * limit
 
 
 async def test_a_connection_that_outgrows_the_grace_frees_its_slot() -> None:
     """A long poll holds its connection; after the grace it no longer blocks new connections."""
-    async with held_backend() as b, running_proxy() as proxy:
-        proxy.pool.opening_grace = 0.05
-        route(proxy, b.target)
-        limit = proxy.pool.max_opening
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            requests = [asyncio.create_task(get(session, proxy.port)) for _ in range(3 * limit)]
-            await until(lambda: b.heads == 3 * limit)
-            assert b.connections == 3 * limit
-            b.gate.set()
-            assert await asyncio.gather(*requests) == [200] * (3 * limit)
+    async with scene(0.05) as sc:
+        b, limit = sc.b, sc.limit
+        requests = sc.send(3 * limit)
+        await until(lambda: b.heads == 3 * limit)
+        assert b.connections == 3 * limit
+        b.gate.set()
+        assert await asyncio.gather(*requests) == [200] * (3 * limit)
 
 
 async def test_a_waiter_whose_client_leaves_gives_up_its_turn() -> None:
-    async with held_backend() as b, running_proxy() as proxy:
-        proxy.pool.opening_grace = 60.0
-        route(proxy, b.target)
-        limit = proxy.pool.max_opening
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            held = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
-            await until(lambda: b.heads == limit)
-            leaver = asyncio.create_task(get(session, proxy.port))
-            await until(lambda: proxy.pool.waiting(b.target) == 1)
-            leaver.cancel()  # the client closes its connection while its request waits
-            await until(lambda: proxy.pool.waiting(b.target) == 0)
-            stayer = asyncio.create_task(get(session, proxy.port))
-            await until(lambda: proxy.pool.waiting(b.target) == 1)
-            b.gate.set()
-            assert await asyncio.gather(*held, stayer) == [200] * (limit + 1)
+    async with scene(60.0) as sc:
+        b, proxy, limit = sc.b, sc.proxy, sc.limit
+        held = sc.send(limit)
+        await until(lambda: b.heads == limit)
+        leaver = sc.send(1)[0]
+        await until(lambda: proxy.pool.waiting(b.target) == 1)
+        leaver.cancel()  # the client closes its connection while its request waits
+        await until(lambda: proxy.pool.waiting(b.target) == 0)
+        stayer = sc.send(1)[0]
+        await until(lambda: proxy.pool.waiting(b.target) == 1)
+        b.gate.set()
+        assert await asyncio.gather(*held, stayer) == [200] * (limit + 1)
         assert b.heads == limit + 1  # the leaver's request never reached the backend
 
 
@@ -198,15 +209,12 @@ async def test_a_connection_handed_over_closed_is_not_used() -> None:
 
 
 async def test_a_request_waits_at_most_the_connect_timeout_for_a_connection() -> None:
-    async with held_backend() as b, running_proxy(upstream_connect_timeout=0.3) as proxy:
-        proxy.pool.opening_grace = 60.0
-        route(proxy, b.target)
-        limit = proxy.pool.max_opening
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            held = [asyncio.create_task(get(session, proxy.port)) for _ in range(limit)]
-            await until(lambda: b.heads == limit)
-            assert await get(session, proxy.port) == 502  # waited (and was retried once), no slot
-            assert proxy.pool.waiting(b.target) == 0
-            b.gate.set()
-            assert await asyncio.gather(*held) == [200] * limit
+    async with scene(60.0, upstream_connect_timeout=0.3) as sc:
+        b, proxy, limit = sc.b, sc.proxy, sc.limit
+        held = sc.send(limit)
+        await until(lambda: b.heads == limit)
+        assert await get(sc.session, proxy.port) == 502  # waited (and was retried once), no slot
+        assert proxy.pool.waiting(b.target) == 0
+        b.gate.set()
+        assert await asyncio.gather(*held) == [200] * limit
         assert b.heads == limit
