@@ -335,31 +335,30 @@ class UpstreamPool:
 
     def _wake(self, target: str) -> None:
         """Tell live waiters, one per free slot, to try again (take an idle connection or open one)."""
-        waiters = self._waiters.get(target)
         free = self.allowance(target) - self._opening.get(target, 0)
-        while waiters and free > 0:
+        while free > 0 and self._hand(target, None):
+            free -= 1
+
+    def _hand(self, target: str, conn: UpstreamConnection | None) -> bool:
+        """Give `conn` (None: a free slot) to the first live waiter for `target`; False if none."""
+        waiters = self._waiters.get(target)
+        found = False
+        while waiters and not found:
             fut = waiters.popleft()
             if not fut.done():
-                fut.set_result(None)
-                free -= 1
+                fut.set_result(conn)
+                found = True
         if not waiters:
             self._waiters.pop(target, None)
+        return found
 
     def put(self, conn: UpstreamConnection) -> None:
         conn.handler = None
         if conn.closed or not conn.reusable or self._closed:
             conn.close()
             return
-        waiters = self._waiters.get(conn.target)
-        if waiters:
-            while waiters:
-                fut = waiters.popleft()
-                if not fut.done():
-                    fut.set_result(conn)
-                    if not waiters:
-                        self._waiters.pop(conn.target, None)
-                    return
-            self._waiters.pop(conn.target, None)
+        if self._waiters and self._hand(conn.target, conn):  # (usually nobody waits)
+            return
         conn.idle_since = monotonic()
         idle = self._idle.get(conn.target)
         if idle is None:
