@@ -92,8 +92,7 @@ async def apply(sup: Supervisor, new_file: Config) -> dict[str, Any]:
     old_config = sup.config
     log.info("reloading plan=%s", the_plan.as_dict())
     results: dict[str, Any] = {"plan": the_plan.as_dict(), "deploys": {}}
-    for name in the_plan.removed:
-        sup.replace_config(_with_app(sup.base, sup.base.apps[name]))
+    for name in the_plan.removed:  # stopped while the current config still defines them
         await stop(sup, name)
         sup.routes.remove_app(name)
     sup.replace_config(new_file)
@@ -120,12 +119,6 @@ async def apply(sup: Supervisor, new_file: Config) -> dict[str, Any]:
             results["deploys"][name] = {"ok": False, "release": 0, "reason": str(exc)}
     log.info("reloaded results=%s", results["deploys"])
     return results
-
-
-def _with_app(config: Config, app: AppSpec) -> Config:
-    apps = dict(config.apps)
-    apps[app.name] = app
-    return dataclasses.replace(config, apps=MappingProxyType(apps))
 
 
 __all__ = ["Plan", "ProcessSpec", "apply", "plan"]
