@@ -54,7 +54,7 @@ bench-tls: venv compiled
 
 ## Single-file build: dist/dockyard.pyz (stdlib zipapp; needs the dependencies installed, see docs/operations.md)
 dist: venv
-	$(PY) -m supervisor.pyz -o dist/dockyard.pyz
+	$(PY) -m supervisor.cli.pyz -o dist/dockyard.pyz
 
 clean:
 	rm -rf $(VENV) .dockyard dist build *.egg-info proxy/*.so 

@@ -10,11 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import NotRunning, ScheduleError, SchedulerError, UnknownTask
-    from .plan import ReloadPlan, plan_configs
-    from .runs import RunRecord, RunStore
-    from .service import LABEL_CRON, MISFIRE_GRACE, STOP_GRACE, Scheduler
-    from .triggers import build_trigger
+    from scheduler.errors import NotRunning, ScheduleError, SchedulerError, UnknownTask
+    from scheduler.plan import ReloadPlan, plan_configs
+    from scheduler.runs import RunRecord, RunStore
+    from scheduler.service import LABEL_CRON, MISFIRE_GRACE, STOP_GRACE, Scheduler
+    from scheduler.triggers import build_trigger
 
 _WHERE = {
     "NotRunning": ".errors",

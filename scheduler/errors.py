@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.errors import DockyardError
+from supervisor.model.errors import DockyardError
 
 
 class SchedulerError(DockyardError):

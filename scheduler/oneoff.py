@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.runtime import ContainerSpec, OneOffResult, Runtime
+from supervisor.runtime.protocol import ContainerSpec, OneOffResult, Runtime
 
 OnOutput = Callable[[str], None]
 EXIT_POLL = 0.05  # seconds between inspections once the log stream has ended

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from supervisor.spec import Config, CronSpec
+from supervisor.model.spec import Config, CronSpec
 
 TaskKey = tuple[str, str]  # (app, task id)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from supervisor import sqlite
+from supervisor.store import sqlite
 
 RunStatus = Literal["running", "ok", "failed", "skipped", "timeout", "replaced"]
 DB_NAME = "cron.db"

@@ -25,17 +25,17 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervisor import defaults, metrics
-from supervisor.containers import oneoff_spec
-from supervisor.errors import DockyardError
-from supervisor.runtime import OneOffResult, Runtime
-from supervisor.spec import AppSpec, Config, CronSpec
-
-from .errors import UnknownTask
-from .oneoff import Handle, OnOutput, OutputTail, run_streaming
-from .plan import ReloadPlan, plan_configs, tasks_of
-from .runs import RunRecord, RunStatus, RunStore
-from .triggers import build_trigger
+from scheduler.errors import UnknownTask
+from scheduler.oneoff import Handle, OnOutput, OutputTail, run_streaming
+from scheduler.plan import ReloadPlan, plan_configs, tasks_of
+from scheduler.runs import RunRecord, RunStatus, RunStore
+from scheduler.triggers import build_trigger
+from supervisor.model import defaults
+from supervisor.model.errors import DockyardError
+from supervisor.model.spec import AppSpec, Config, CronSpec
+from supervisor.ops import metrics
+from supervisor.runtime.containers import oneoff_spec
+from supervisor.runtime.protocol import OneOffResult, Runtime
 
 log = logging.getLogger("dockyard.scheduler")
 

@@ -22,11 +22,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from supervisor.validators import CRON_ALIASES as ALIASES
-from supervisor.validators import CRON_DAYS as _DAYS
-from supervisor.validators import CRON_MONTHS as _MONTHS
-
-from .errors import ScheduleError
+from scheduler.errors import ScheduleError
+from supervisor.config.validators import CRON_ALIASES as ALIASES
+from supervisor.config.validators import CRON_DAYS as _DAYS
+from supervisor.config.validators import CRON_MONTHS as _MONTHS
 
 # name, low, high, value names (index 0 = low)
 _FIELDS: dict[str, tuple[int, int, tuple[str, ...]]] = {

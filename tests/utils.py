@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 
 from proxy import Proxy
-from supervisor.config import parse_config
-from supervisor.core import Supervisor
-from supervisor.docker_runtime import DockerRuntime
-from supervisor.spec import Config
-from supervisor.state import StateStore
+from supervisor.config.loader import parse_config
+from supervisor.deploy.supervisor import Supervisor
+from supervisor.model.spec import Config
+from supervisor.runtime.docker import DockerRuntime
+from supervisor.store.releases import StateStore
 
 from .conftest import SESSION, TEST_LABELS
 

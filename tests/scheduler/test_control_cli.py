@@ -15,11 +15,11 @@ import pytest
 from aiohttp import web
 
 from scheduler import Scheduler
-from scheduler.cli import add_commands
-from scheduler.control import add_routes
-from supervisor.client import ControlClient
-from supervisor.docker_runtime import DockerRuntime
-from supervisor.spec import CronSpec
+from supervisor.api.cron import add_routes
+from supervisor.cli.client import ControlClient
+from supervisor.cli.cron import add_commands
+from supervisor.model.spec import CronSpec
+from supervisor.runtime.docker import DockerRuntime
 
 from .utils import EXTRA_LABELS, Releases, make_config
 
@@ -107,7 +107,7 @@ async def test_suspend_and_resume(daemon: tuple[Scheduler, Path]) -> None:
 
 
 async def test_unknown_app_or_task_is_a_404(daemon: tuple[Scheduler, Path]) -> None:
-    from supervisor.errors import ControlError
+    from supervisor.model.errors import ControlError
 
     _sched, sock = daemon
     for argv in (("cron", "run", "nope", "hello"), ("cron", "suspend", "hello", "nope"),

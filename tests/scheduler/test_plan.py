@@ -7,7 +7,7 @@ from pathlib import Path
 
 from proxy.options import ProxyOptions
 from scheduler.plan import ReloadPlan, plan, plan_configs, tasks_of
-from supervisor.spec import AppSpec, Config, CronSpec, ServerSpec
+from supervisor.model.spec import AppSpec, Config, CronSpec, ServerSpec
 
 
 def config(tz: str = "UTC", **apps: tuple[CronSpec, ...]) -> Config:

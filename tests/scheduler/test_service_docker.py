@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from scheduler import LABEL_CRON, ScheduleError, Scheduler, UnknownTask
-from supervisor import defaults
-from supervisor.docker_runtime import DockerRuntime
-from supervisor.spec import Config, CronSpec
+from supervisor.model import defaults
+from supervisor.model.spec import Config, CronSpec
+from supervisor.runtime.docker import DockerRuntime
 
 from .utils import EXTRA_LABELS, Releases, make_config, wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.options import ProxyOptions
-from supervisor.spec import AppSpec, Config, CronSpec, ServerSpec
+from supervisor.model.spec import AppSpec, Config, CronSpec, ServerSpec
 from tests.conftest import TEST_LABELS
 
 EXTRA_LABELS = TEST_LABELS

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.appjson import cron_id, load_app_json, parse_app_json, strip_json_comments
-from supervisor.errors import ConfigError
-from supervisor.spec import CronSpec, HealthCheckSpec
+from supervisor.config.appjson import cron_id, load_app_json, parse_app_json, strip_json_comments
+from supervisor.model.errors import ConfigError
+from supervisor.model.spec import CronSpec, HealthCheckSpec
 
 DOKKU = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dokku-app-json"
 APP_JSONS = sorted(p.name for p in DOKKU.glob("*.json")) if DOKKU.is_dir() else []

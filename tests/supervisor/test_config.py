@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from proxy.options import ProxyOptions
-from supervisor import defaults
-from supervisor.appjson import cron_id
-from supervisor.config import load_config, parse_config
-from supervisor.spec import CronSpec, HealthCheckSpec, LimitsSpec, ProcessSpec
-from supervisor.summary import summarize
+from supervisor.cli.summary import summarize
+from supervisor.config.appjson import cron_id
+from supervisor.config.loader import load_config, parse_config
+from supervisor.model import defaults
+from supervisor.model.spec import CronSpec, HealthCheckSpec, LimitsSpec, ProcessSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "tests" / "fixtures" / "configs"

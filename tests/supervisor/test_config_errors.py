@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import load_config
-from supervisor.errors import ConfigError
+from supervisor.config.loader import load_config
+from supervisor.model.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
 
@@ -168,7 +168,7 @@ def test_app_json_required_env_must_be_set(tmp_path: Path) -> None:
     ],
 )
 def test_bad_cron_schedules(schedule: str, fragment: str) -> None:
-    from supervisor.config import parse_config
+    from supervisor.config.loader import parse_config
 
     data = {"apps": {"a": {"image": "a", "cron": [{"id": "t", "command": "true", "schedule": schedule}]}}}
     with pytest.raises(ConfigError) as caught:

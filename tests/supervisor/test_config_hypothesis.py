@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.config import load_config, parse_config
-from supervisor.errors import ConfigError
-from supervisor.spec import Config
+from supervisor.config.loader import load_config, parse_config
+from supervisor.model.errors import ConfigError
+from supervisor.model.spec import Config
 
 scalars = st.one_of(
     st.text(max_size=12),

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.deploy import deploy
-from supervisor.errors import DeployInProgress
+from supervisor.deploy.flow import deploy
+from supervisor.model.errors import DeployInProgress
 from tests.utils import Load, get, make_config, stack
 
 pytestmark = pytest.mark.docker

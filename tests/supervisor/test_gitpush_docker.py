@@ -26,10 +26,11 @@ from aiohttp import web
 
 from bench.images import APP_DIR, find_static_busybox
 from bench.images import dockerfile as fixture_dockerfile
-from supervisor import gitcontrol, gitrepo
-from supervisor.control import make_app
-from supervisor.gitcli import deploy_build
-from supervisor.spec import AppSpec
+from supervisor.api import git as gitcontrol
+from supervisor.api.control import make_app
+from supervisor.cli.git import deploy_build
+from supervisor.git import repo as gitrepo
+from supervisor.model.spec import AppSpec
 from tests.conftest import TEST_LABELS
 from tests.utils import Load, Stack, get, make_config, stack
 
@@ -233,8 +234,8 @@ async def test_the_pushed_definition_stays_through_restarts_reloads_and_rollback
     `dockyard restart`, a daemon restart, a config reload and cron; a rollback brings back
     the files of the release it returns to."""
     from scheduler.plan import tasks_of
-    from supervisor.core import Supervisor
-    from supervisor.scale import restart
+    from supervisor.deploy.scale import restart
+    from supervisor.deploy.supervisor import Supervisor
 
     d = daemon
     sup = d.s.sup
@@ -257,7 +258,7 @@ async def test_the_pushed_definition_stays_through_restarts_reloads_and_rollback
     again = Supervisor(d.s.config, sup.runtime, d.s.proxy, sup.state)
     assert defined(again) == (["web", "worker"], ["echo tick"])
     # a config reload with an unchanged file changes nothing
-    from supervisor import reconcile
+    from supervisor.deploy import reconcile
 
     result = await reconcile.apply(sup, d.s.config)
     assert result["plan"]["changed"] == [] and defined(sup) == (["web", "worker"], ["echo tick"])

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from supervisor.client import ControlClient
-from supervisor.config import load_config
-from supervisor.errors import ControlError
-from supervisor.scale import scale
-from supervisor.watch import Watcher
+from supervisor.cli.client import ControlClient
+from supervisor.config.loader import load_config
+from supervisor.deploy.scale import scale
+from supervisor.deploy.watch import Watcher
+from supervisor.model.errors import ControlError
 from tests.conftest import SESSION
 from tests.supervisor.test_deploy_docker import HOST, app_def
 from tests.utils import Load, get, make_config, stack

@@ -25,9 +25,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import Proxy
-from supervisor import applogs, metrics, opscli
-from supervisor.containers import container_name
-from supervisor.errors import ConfigError, ControlError, DockyardError
+from supervisor.cli import ops as opscli
+from supervisor.model.errors import ConfigError, ControlError, DockyardError
+from supervisor.ops import metrics
+from supervisor.runtime import applogs
+from supervisor.runtime.containers import container_name
 from tests.utils import make_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -368,7 +370,7 @@ def test_install_into_a_prefix_is_idempotent_and_keeps_an_edited_config(tmp_path
     assert state.is_dir() and state.stat().st_mode & 0o777 == 0o700
     assert 'state_dir = "/var/lib/dockyard"' in config.read_text()
     assert len(report.done) == 3
-    from supervisor.config import load_config
+    from supervisor.config.loader import load_config
 
     assert load_config(config).server.control_socket == Path("/var/lib/dockyard/control.sock")
 
@@ -414,7 +416,7 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_pyz_build_runs_validate(tmp_path: Path) -> None:
-    from supervisor import pyz
+    from supervisor.cli import pyz
 
     archive = pyz.build(tmp_path / "dist" / "dockyard.pyz")
     assert archive.read_bytes().startswith(b"#!/usr/bin/env python3\n")
@@ -426,7 +428,7 @@ def test_pyz_build_runs_validate(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "OK, 1 app" in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.opscli as o;"
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.ops as o;"
          "print(o.__file__); print(o.resource('dockyard.service')[:10].decode())", str(archive)],
         capture_output=True, text=True, timeout=30, cwd=tmp_path,
     )
@@ -444,8 +446,8 @@ def _unique(prefix: str) -> str:
 
 @contextlib.asynccontextmanager
 async def control_socket(sup: Any, path: Path) -> AsyncIterator[Any]:
-    from supervisor.client import ControlClient
-    from supervisor.control import make_app
+    from supervisor.api.control import make_app
+    from supervisor.cli.client import ControlClient
 
     app = make_app(sup)
     metrics.add_routes(app, lambda: sup)
@@ -502,7 +504,8 @@ async def test_logs_follow_prints_new_lines(tmp_path: Path, docker_client: Any,
 @pytest.mark.docker
 async def test_metrics_move_after_a_deploy_and_requests(tmp_path: Path, docker_client: Any,
                                                         app_images: dict[str, str]) -> None:
-    from supervisor import core, deploy
+    from supervisor.deploy import flow as deploy
+    from supervisor.deploy import supervisor as core
     from tests.utils import get, stack
 
     name = _unique("metrics")
@@ -549,7 +552,7 @@ def _record(message: str, *args: Any, name: str = "dockyard.supervisor") -> Any:
 def test_json_logs_split_paired_messages_into_typed_fields() -> None:
     import orjson
 
-    from supervisor.logs import JsonFormatter, KeyValueFormatter, split_message
+    from supervisor.ops.logs import JsonFormatter, KeyValueFormatter, split_message
 
     fmt = JsonFormatter()
     deploying = orjson.loads(fmt.format(_record("deploying app=%s release=%d image=%s kind=%s",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from supervisor.reconcile import plan
-from supervisor.scale import parse_counts
-from supervisor.watch import backoff, should_restart
+from supervisor.deploy.reconcile import plan
+from supervisor.deploy.scale import parse_counts
+from supervisor.deploy.watch import backoff, should_restart
 from tests.utils import make_config
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ConfigError
-from supervisor.procfile import load_procfile, parse_procfile
+from supervisor.config.procfile import load_procfile, parse_procfile
+from supervisor.model.errors import ConfigError
 
 DOKKU = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dokku-app-json"
 needs_dokku = pytest.mark.skipif(not DOKKU.is_dir(), reason=f"Dokku fixtures not found at {DOKKU}")

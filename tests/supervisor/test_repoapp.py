@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from supervisor.errors import ConfigError
-from supervisor.gitrepo import GitError, RefUpdate, app_from_ssh_command, check_update
-from supervisor.repoapp import merge_repo
-from supervisor.spec import AppSpec
+from supervisor.config.repo import merge_repo
+from supervisor.git.repo import GitError, RefUpdate, app_from_ssh_command, check_update
+from supervisor.model.errors import ConfigError
+from supervisor.model.spec import AppSpec
 from tests.utils import make_config
 
 PROCFILE = "web: /bin/app-web\nworker: /bin/app-worker  # background\n"

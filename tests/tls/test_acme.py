@@ -13,7 +13,7 @@ import pytest
 
 from proxy import Proxy, ProxyOptions
 from proxy.tls import CertStore
-from supervisor.acme import AcmeManager
+from supervisor.tls.acme import AcmeManager
 
 from .pebble import pebble, require_pebble
 from .utils import request, sans

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trustme
 
-from supervisor.config import parse_config
-from supervisor.errors import ConfigError
+from supervisor.config.loader import parse_config
+from supervisor.model.errors import ConfigError
 
 from .utils import write_pair
 

@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from proxy import Proxy, ProxyOptions
-from supervisor.acme import start_tls
-from supervisor.config import parse_config
-from supervisor.reconcile import plan
+from supervisor.config.loader import parse_config
+from supervisor.deploy.reconcile import plan
+from supervisor.tls.acme import start_tls
 
 from .utils import client_context, write_pair
 

@@ -1,0 +1,1 @@
+"""The control API on the daemon's unix socket (aiohttp)."""

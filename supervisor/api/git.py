@@ -1,0 +1,252 @@
+"""Build-and-deploy routes of the control API: git pushes and local builds.
+
+    POST /v1/apps/{app}/git-push      JSON {"rev", "ref"[, "old"], "quarantine"?} or
+                                      {"updates": [{"old", "rev", "ref"}, ...], "quarantine"?}:
+                                      sent by a repository's pre-receive hook
+    POST /v1/apps/{app}/build-deploy  a tar of the build context (Content-Type application/x-tar),
+                                      or JSON {"path": DIR} (a directory the daemon can read),
+                                      or nothing: the app's configured `build` directory
+
+Both check everything they can before answering (unknown app 404, a deploy already running 409,
+a branch other than the deploy branch, no Dockerfile, a bad Procfile or app.json: 400 with
+{"error"} and nothing changes), then stream NDJSON: `{"event": "warning", "message"}` lines,
+`{"event": "build", "line"}` for each line of `docker build` output, the deploy's own events,
+and a final `{"event": "result", "ok", "release", "reason", "image"}` line. Like a deploy, a
+build goes on to the end when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from supervisor.api.control import json_body
+from supervisor.config.repo import APP_JSON, PROCFILE, RepoFiles, merge_repo
+from supervisor.deploy.flow import DeployReport, Progress, deploy
+from supervisor.deploy.supervisor import Supervisor
+from supervisor.git import repo as gitrepo
+from supervisor.model import defaults
+from supervisor.model.errors import ConfigError, DeployError, DeployInProgress
+from supervisor.model.spec import AppSpec
+from supervisor.runtime import builds
+
+log = logging.getLogger("dockyard.supervisor")
+GetSupervisor = Callable[[], Supervisor]
+MAX_CONTEXT_BYTES = 2 << 30  # an uploaded build context larger than this is refused
+TAR_TYPES = ("application/x-tar", "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A build ready to run: the merged app spec, the context tar, its tag."""
+
+    spec: AppSpec
+    context: bytes
+    tag: str
+    warnings: tuple[str, ...]
+    kind: str
+    files: RepoFiles
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def prepare_dir(app: AppSpec, root: Path, tag: str, kind: str, source: str) -> Prepared:
+    """Blocking: read Procfile/app.json under `root`, merge them, and tar the context."""
+    files = RepoFiles(builds.read_text(root, PROCFILE), builds.read_text(root, APP_JSON), source)
+    merged = merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=source)
+    return Prepared(merged.spec, builds.context_tar(root), tag, merged.warnings, kind, files)
+
+
+def prepare_tar(app: AppSpec, data: bytes, tag: str, kind: str, source: str) -> Prepared:
+    """Blocking: unpack a tar (git archive or upload) and prepare it like a directory."""
+    with tempfile.TemporaryDirectory(prefix="dockyard-build-") as tmp:
+        builds.unpack(data, Path(tmp))
+        return prepare_dir(app, Path(tmp), tag, kind, source)
+
+
+def parse_updates(body: Mapping[str, Any]) -> list[gitrepo.RefUpdate]:
+    raw = body.get("updates")
+    if raw is None:
+        raw = [{"old": body.get("old", gitrepo.ZERO_REV), "rev": body.get("rev"), "ref": body.get("ref")}]
+    if not isinstance(raw, list) or not raw:
+        raise DeployError("updates must be a non-empty list of {old, rev, ref}")
+    updates = []
+    for item in raw:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("rev", "ref")):
+            raise DeployError("each update needs string rev and ref")
+        updates.append(gitrepo.RefUpdate(str(item.get("old") or gitrepo.ZERO_REV), item["rev"], item["ref"]))
+    return updates
+
+
+def routes(
+    get_supervisor: GetSupervisor, *, image_labels: Mapping[str, str] | None = None
+) -> list[web.RouteDef]:
+    """The route definitions; add them with `app.router.add_routes(routes(...))`.
+
+    `image_labels` are added to every image built (the tests label theirs for cleanup)."""
+    building: set[str] = set()
+
+    async def guarded(
+        request: web.Request, prepare: Callable[[Supervisor, AppSpec], Awaitable[Prepared]]
+    ) -> web.StreamResponse:
+        sup = get_supervisor()
+        name = request.match_info["app"]
+        try:
+            app = sup.base_app(name)  # the new files merge into the config's definition
+            if name in building or sup.lock(name).locked():
+                raise DeployInProgress(f"a deploy of {name!r} is already running; try again when it ends")
+            building.add(name)
+            try:
+                prepared = await prepare(sup, app)
+            except BaseException:
+                building.discard(name)
+                raise
+        except DeployInProgress as exc:
+            return _error(str(exc), 409)
+        except ConfigError as exc:
+            return _json({"error": "invalid Procfile or app.json", "problems": [str(p) for p in exc.problems]}, 400)
+        except DeployError as exc:
+            return _error(str(exc), 404 if "unknown app" in str(exc) else 400)
+        return await _stream(request, sup, prepared, building, image_labels or {})
+
+    async def git_push(request: web.Request) -> web.StreamResponse:
+        body = await json_body(request)
+
+        async def prepare(sup: Supervisor, app: AppSpec) -> Prepared:
+            updates = parse_updates(body)
+            for update in updates:
+                gitrepo.check_update(app, update)
+            if len(updates) > 1:
+                raise gitrepo.GitError("push one deploy branch at a time")
+            rev = updates[0].new
+            quarantine = body.get("quarantine")
+            if quarantine is not None and not isinstance(quarantine, str):
+                raise DeployError("quarantine must be a string")
+            repo = gitrepo.repo_path(sup.config, app.name)
+            if not (repo / "HEAD").is_file():
+                raise gitrepo.GitError(f"no repository at {repo}: run `dockyard git init {app.name}`")
+            data = await gitrepo.export(repo, rev, quarantine)
+            return await asyncio.to_thread(
+                prepare_tar, app, data, builds.image_tag(app.name, rev), "git-push", rev[:builds.SHORT_REV]
+            )
+
+        return await guarded(request, prepare)
+
+    async def build_deploy(request: web.Request) -> web.StreamResponse:
+        is_tar = request.content_type in TAR_TYPES
+        data = await _read_limited(request) if is_tar else b""
+        body = {} if is_tar else await json_body(request)
+
+        async def prepare(sup: Supervisor, app: AppSpec) -> Prepared:
+            tag = builds.image_tag(app.name)
+            if is_tar:
+                return await asyncio.to_thread(prepare_tar, app, data, tag, "build", "")
+            path = body.get("path") or (app.build if app.build not in (None, "git") else None)
+            if not isinstance(path, str) or not path:
+                raise DeployError(f"app {app.name!r} has no build directory: send a tar or a path")
+            root = Path(path)
+            if not root.is_absolute():
+                raise DeployError(f"path must be absolute, got {path!r}")
+            return await asyncio.to_thread(prepare_dir, app, root, tag, "build", str(root))
+
+        return await guarded(request, prepare)
+
+    return [
+        web.post("/v1/apps/{app}/git-push", git_push),
+        web.post("/v1/apps/{app}/build-deploy", build_deploy),
+    ]
+
+
+def add_routes(
+    app: web.Application, get_supervisor: GetSupervisor, *, image_labels: Mapping[str, str] | None = None
+) -> None:
+    app.router.add_routes(routes(get_supervisor, image_labels=image_labels))
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    """The whole body, past aiohttp's client_max_size (a build context may be large)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_CONTEXT_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTEXT_BYTES, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progress,
+                           image_labels: Mapping[str, str]) -> tuple[DeployReport | None, str]:
+    """Build the image, then run the deploy pipeline. (None, reason) when the build failed."""
+    app = prepared.spec
+    for warning in prepared.warnings:
+        progress({"event": "warning", "app": app.name, "message": warning})
+    progress({"event": "build", "app": app.name, "status": "start", "image": prepared.tag,
+              "context": builds.context_size(prepared.context)})
+
+    def on_line(line: str) -> None:
+        progress({"event": "build", "app": app.name, "line": line})
+
+    labels = {defaults.LABEL_INSTANCE: sup.instance, **image_labels}
+    if prepared.kind == "git-push":
+        labels[builds.LABEL_REV] = prepared.tag.rsplit(":", 1)[1]
+    try:
+        await builds.build_image(
+            builds.docker_client(sup.runtime), prepared.context, app=app.name, tag=prepared.tag,
+            build_args=app.build_args, labels=labels, on_line=on_line,
+        )
+    except DeployError as exc:
+        progress({"event": "build", "app": app.name, "status": "failed", "error": str(exc)})
+        return None, str(exc)
+    progress({"event": "build", "app": app.name, "status": "done", "image": prepared.tag})
+    report = await deploy(sup, app, prepared.tag, kind=prepared.kind, progress=progress, repo=prepared.files)
+    return report, ""
+
+
+async def _stream(
+    request: web.Request, sup: Supervisor, prepared: Prepared, building: set[str],
+    image_labels: Mapping[str, str],
+) -> web.StreamResponse:
+    queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
+    name = prepared.spec.name
+
+    async def run() -> dict[str, Any]:
+        try:
+            report, reason = await build_and_deploy(sup, prepared, queue.put_nowait, image_labels)
+        except DeployError as exc:
+            return {"ok": False, "release": 0, "reason": str(exc), "warnings": []}
+        finally:
+            building.discard(name)
+        if report is None:
+            return {"ok": False, "release": 0, "reason": reason, "warnings": []}
+        return {"ok": report.ok, "release": report.release, "reason": report.reason,
+                "warnings": report.warnings}
+
+    # Its own task: a client that goes away does not cancel a build or deploy half-way.
+    task = asyncio.ensure_future(run())
+    task.add_done_callback(lambda _t: queue.put_nowait(None))
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    try:
+        while (event := await queue.get()) is not None:
+            await response.write(orjson.dumps(event) + b"\n")
+        final = {"event": "result", "app": name, "image": prepared.tag, **task.result()}
+        await response.write(orjson.dumps(final) + b"\n")
+        await response.write_eof()
+    except ConnectionResetError:
+        log.info("client went away app=%s; the build and deploy go on", name)
+    return response

@@ -1,0 +1,1 @@
+"""The `dockyard` command line: argument parsing, the control API client, rendering."""

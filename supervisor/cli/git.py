@@ -1,0 +1,182 @@
+"""CLI side of builds and git pushes.
+
+    dockyard git init APP            create <state_dir>/git/APP.git and its pre-receive hook
+    dockyard git-receive-pack [APP]  for an authorized_keys `command="..."` entry (as Dokku's
+                                     sshcommand): run git-receive-pack on APP's repository,
+                                     APP from the argument or from SSH_ORIGINAL_COMMAND
+    dockyard deploy APP --build PATH build PATH (its Dockerfile) and deploy it: `deploy_build`
+
+`pre_receive` is what a repository's hook script runs; it prints the daemon's stream, and git
+shows the pusher every line as `remote: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from supervisor.cli.client import ControlClient, _UnixConnection
+from supervisor.model.errors import ControlError, DockyardError
+from supervisor.model.spec import Config
+
+EXIT_OK, EXIT_FAIL = 0, 1
+LoadConfig = Callable[[argparse.Namespace], Config]
+
+
+class BuildClient(ControlClient):
+    """ControlClient that can also upload a tar body and stream the NDJSON answer."""
+
+    def stream_tar(self, path: str, data: bytes) -> Iterator[dict[str, Any]]:
+        conn = _UnixConnection(self.socket_path, None)
+        try:
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(
+                f"no dockyard daemon answers on {self.socket_path}: start one with `dockyard serve -c FILE`"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ControlError(f"talking to the daemon on {self.socket_path}: {exc}") from exc
+        self._check(resp)
+        while line := resp.readline():
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def show_builds(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Print build output and warnings; pass every event on (to cli._follow for the deploy)."""
+    for event in events:
+        kind = event.get("event")
+        if kind == "build":
+            status = event.get("status")
+            if "line" in event:
+                print(f"       {event['line']}", flush=True)
+            elif status == "start":
+                print(f"-----> building {event.get('image')} ({event.get('context', '?')} context)", flush=True)
+            elif status == "done":
+                print(f"-----> built {event.get('image')}", flush=True)
+            elif status == "failed":
+                print(f"=====> build of {event.get('app')} FAILED: {event.get('error')}", flush=True)
+                print("       nothing was deployed; the previous release keeps serving", flush=True)
+        elif kind == "warning":
+            print(f"       warning: {event.get('message')}", flush=True)
+        yield event
+
+
+def follow(events: Iterable[dict[str, Any]]) -> int:
+    from supervisor.cli.main import _follow
+
+    return int(_follow(show_builds(events)))
+
+
+# the hook ---------------------------------------------------------------------------------
+
+
+def _git_config(key: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def pre_receive(app: str, socket: str, stdin: Iterable[str] | None = None) -> int:
+    """The pre-receive hook: send the pushed refs to the daemon and print what it streams."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    socket = _git_config("dockyard.socket") or socket
+    updates = []
+    for line in stdin if stdin is not None else sys.stdin:
+        words = line.split()
+        if len(words) == 3:
+            updates.append({"old": words[0], "rev": words[1], "ref": words[2]})
+    if not updates:
+        return EXIT_OK
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH") or os.environ.get("GIT_OBJECT_DIRECTORY")
+    body = {"updates": updates, "quarantine": quarantine}
+    try:
+        return follow(ControlClient(Path(socket)).stream(f"/v1/apps/{app}/git-push", body))
+    except DockyardError as exc:
+        print(f"dockyard: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAIL
+
+
+# commands --------------------------------------------------------------------------------
+
+
+def deploy_build(args: argparse.Namespace, load_config: LoadConfig | None = None) -> int:
+    """`dockyard deploy APP --build PATH`: tar PATH here, upload it, follow build and deploy."""
+    from supervisor.runtime.builds import context_tar
+
+    if load_config is None:
+        from supervisor.cli.main import _load as load_config
+    assert load_config is not None
+    config = load_config(args)
+    data = context_tar(Path(args.build).resolve())
+    client = BuildClient(config.server.control_socket)
+    return follow(client.stream_tar(f"/v1/apps/{args.app}/build-deploy", data))
+
+
+def add_commands(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+    load_config: LoadConfig,
+) -> None:
+    """Add `dockyard git init` and `dockyard git-receive-pack` to `sub`."""
+    from supervisor.git import repo as gitrepo
+
+    def cmd_git_init(args: argparse.Namespace) -> int:
+        config = load_config(args)
+        app = config.apps.get(args.app)
+        if app is None:
+            raise DockyardError(f"unknown app {args.app!r} (not in {config.path})")
+        path = gitrepo.init_repo(config, app)
+        branch = gitrepo.deploy_branches(app)[0]
+        print(f"repository {path} (pushes to {branch} build and deploy {app.name})")
+        print(f"  locally:  git remote add dockyard {path} && git push dockyard {branch}")
+        print(f"  over ssh: git remote add dockyard dokku@HOST:{app.name} (see docs/git.md)")
+        return EXIT_OK
+
+    def cmd_receive_pack(args: argparse.Namespace) -> int:
+        original = os.environ.get("SSH_ORIGINAL_COMMAND")
+        asked = gitrepo.app_from_ssh_command(original) if original else None
+        if args.app and asked and asked != args.app:
+            raise DockyardError(f"this key may push to {args.app!r} only, not {asked!r}")
+        name = args.app or asked
+        if not name:
+            raise DockyardError("no app: pass APP or run from an authorized_keys command= entry")
+        config = load_config(args)
+        app = config.apps.get(name)
+        if app is None:
+            raise DockyardError(f"unknown app {name!r} (not in {config.path})")
+        path = gitrepo.repo_path(config, name)
+        if not (path / "HEAD").is_file():
+            gitrepo.init_repo(config, app)
+        sys.stdout.flush()
+        os.execvp("git-receive-pack", ["git-receive-pack", str(path)])
+        return EXIT_FAIL  # not reached
+
+    git = sub.add_parser("git", parents=[common], help="git push deploys", description="git push deploys")
+    git_sub = git.add_subparsers(dest="git_command", metavar="COMMAND", required=True)
+    p = git_sub.add_parser(
+        "init", parents=[common], help="create the app's repository to push to",
+        description="create <state_dir>/git/APP.git with a pre-receive hook that builds and deploys",
+    )
+    p.add_argument("app")
+    p.set_defaults(func=cmd_git_init)
+    p = sub.add_parser(
+        "git-receive-pack", parents=[common], help="receive a git push (for authorized_keys command=)",
+        description="run git-receive-pack on APP's repository; APP from the argument or SSH_ORIGINAL_COMMAND",
+    )
+    p.add_argument("app", nargs="?")
+    p.set_defaults(func=cmd_receive_pack)

@@ -1,0 +1,1 @@
+"""Reading what users write: TOML, Dokku app.json and Procfile, validators, the one merge."""

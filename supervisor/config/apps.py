@@ -1,0 +1,257 @@
+"""One `[apps.NAME]` table -> `AppSpec`, merged with the app's Dokku app.json when it names one.
+
+Precedence: what the TOML defines wins. Per process type, TOML healthchecks replace the
+app.json ones; a TOML `cron` array (even empty) replaces app.json's cron; a TOML `scale` beats
+the app.json formation quantity; TOML predeploy/postdeploy beat scripts.dokku; TOML env
+values beat app.json env defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, cast
+
+from supervisor.config import validators
+from supervisor.config.appjson import AppJson, cron_id, load_app_json
+from supervisor.config.fields import Table, is_number, join, show
+from supervisor.config.healthcheck import parse_healthchecks
+from supervisor.config.tls import app_tls
+from supervisor.model import defaults
+from supervisor.model.errors import ConfigError
+from supervisor.model.spec import (
+    AppSpec,
+    Balance,
+    ConcurrencyPolicy,
+    CronSpec,
+    HealthCheckSpec,
+    LimitsSpec,
+    Network,
+    ProcessSpec,
+)
+
+_APP_JSON_CONCURRENCY = ("allow", "forbid", "replace")
+
+
+def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
+    before = len(t.out.problems)
+    image = t.string("image")
+    build = t.string("build")
+    if (image is None) == (build is None) and not (t.has("image") or t.has("build")):
+        t.out.error(t.prefix, "needs exactly one of image or build, got neither")
+    elif image is not None and build is not None:
+        t.out.error(t.prefix, "needs exactly one of image or build, got both")
+    if build is not None and build != "git":
+        build = os.path.normpath(base / build)
+
+    hosts = _hosts(t)
+    path_prefix = t.string("path_prefix", defaults.PATH_PREFIX) or defaults.PATH_PREFIX
+    if not path_prefix.startswith("/"):
+        t.error("path_prefix", f"must start with \"/\", got {show(path_prefix)}")
+    app_json_name = t.string("app_json")
+    app_json = _load_app_json(t, base / app_json_name, name) if app_json_name else AppJson()
+    processes, explicit_scale = _processes(t)
+    for process, quantity in app_json.formation.items():
+        if process not in explicit_scale:
+            current = processes.get(process, ProcessSpec(process))
+            processes[process] = ProcessSpec(process, current.command, quantity)
+
+    checks_table = t.table("healthchecks")
+    checks = parse_healthchecks(checks_table, strict=True) if checks_table else {}
+    for process in checks:
+        if process not in processes:
+            t.out.error(join(t.key("healthchecks"), process), f"no process named {process!r} (processes: {', '.join(processes)})")
+    merged_checks: dict[str, tuple[HealthCheckSpec, ...]] = dict(checks)
+    for process, found in app_json.healthchecks.items():
+        if process in checks:
+            continue
+        if process not in processes:
+            t.out.warn(t.key("app_json"), f"healthchecks for process {process!r} ignored: the app has no such process")
+            continue
+        merged_checks[process] = found
+
+    cron = _cron(t, name) if t.has("cron") else list(app_json.cron)
+    env = {**app_json.env, **_env(t)}
+    for var in app_json.required_env:
+        if var not in env:
+            t.error("env", f"{var} is required by {app_json_name} (no value there); set it in {t.key('env')}")
+    for var in app_json.generated_env:
+        if var not in env:
+            t.out.warn(t.key("env"), f"{var} has a generator in {app_json_name}; dockyard generates no values, set it here")
+
+    spec = AppSpec(
+        name=name,
+        image=image,
+        build=build,
+        build_args=MappingProxyType(_string_table(t, "build_args")),
+        hosts=hosts,
+        path_prefix=path_prefix,
+        port=t.integer("port", defaults.PORT, minimum=1, maximum=65535),
+        retire_after=t.number("retire_after", defaults.RETIRE_AFTER),
+        stop_timeout=t.number("stop_timeout", defaults.STOP_TIMEOUT),
+        drain_timeout=t.number("drain_timeout", defaults.DRAIN_TIMEOUT),
+        default_checks_wait=t.number("default_checks_wait", defaults.DEFAULT_CHECKS_WAIT),
+        deploy_timeout=t.number("deploy_timeout", defaults.DEPLOY_TIMEOUT, positive=True),
+        network=cast(Network, t.choice("network", defaults.NETWORK, ("bridge", "host"))),
+        balance=cast(Balance, t.choice("balance", defaults.BALANCE, ("round_robin", "least_inflight"))),
+        restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
+        env=MappingProxyType(env),
+        volumes=_volumes(t),
+        app_json=app_json_name,
+        processes=MappingProxyType(processes),
+        healthchecks=MappingProxyType(merged_checks),
+        cron=tuple(cron),
+        limits=_limits(t),
+        predeploy=t.string("predeploy") or app_json.predeploy,
+        postdeploy=t.string("postdeploy") or app_json.postdeploy,
+        deploy_branch=t.string("deploy_branch", check=validators.git_branch),
+        **app_tls(t, base, hosts),
+    )
+    t.finish()
+    return spec if len(t.out.problems) == before else None
+
+
+def _load_app_json(t: Table, path: Path, app: str) -> AppJson:
+    try:
+        found = load_app_json(path, app=app)
+    except ConfigError as e:
+        t.out.problems.extend(e.problems)
+        t.error("app_json", f"{str(path)!r} could not be loaded (see above)")
+        return AppJson()
+    t.out.warnings.extend(found.warnings)
+    return found
+
+
+def _hosts(t: Table) -> tuple[str, ...]:
+    hosts = t.strings("hosts") or ()
+    seen: list[str] = []
+    for i, host in enumerate(hosts):
+        message = validators.host_pattern(host)
+        if message:
+            t.out.error(f"{t.key('hosts')}[{i}]", message)
+        elif host.lower() in seen:
+            t.out.error(f"{t.key('hosts')}[{i}]", f"duplicate host {host!r}")
+        else:
+            seen.append(host.lower())
+    return tuple(seen)
+
+
+def _processes(t: Table) -> tuple[dict[str, ProcessSpec], set[str]]:
+    table = t.table("processes")
+    if table is None:
+        return {defaults.WEB_PROCESS: ProcessSpec(defaults.WEB_PROCESS)}, set()
+    processes: dict[str, ProcessSpec] = {}
+    explicit: set[str] = set()
+    for name in list(table.data):
+        p = table.table(name)
+        if p is None:
+            continue
+        message = validators.process_name(name)
+        if message:
+            table.error(name, message)
+        command: str | tuple[str, ...] | None = None
+        raw = p.raw("command")
+        if isinstance(raw, str) and raw.strip():
+            command = raw
+        elif isinstance(raw, list) and raw and all(isinstance(a, str) for a in raw) and raw[0]:
+            command = tuple(raw)
+        elif raw is not None:
+            p.bad("command", "a non-empty string (run by the image's shell) or a non-empty array of strings")
+        if p.has("scale"):
+            explicit.add(name)
+        processes[name] = ProcessSpec(name, command, p.integer("scale", defaults.SCALE, minimum=0))
+        p.finish()
+    return processes, explicit
+
+
+def _cron(t: Table, app: str) -> list[CronSpec]:
+    raw = t.raw("cron")
+    if not isinstance(raw, list):
+        t.bad("cron", "an array of tables ([[apps.NAME.cron]])")
+        return []
+    result: list[CronSpec] = []
+    ids: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        key = f"{t.key('cron')}[{i}]"
+        if not isinstance(item, dict):
+            t.out.error(key, f"must be a table, got {show(item)}")
+            continue
+        label = item.get("id")
+        if isinstance(label, str) and label:
+            key += f" (id {json.dumps(label)})"
+        c = Table(t.out, item, key)
+        before = len(t.out.problems)
+        task_id = c.string("id", check=validators.cron_id)
+        command = c.string("command")
+        schedule = c.string("schedule", check=validators.cron_schedule)
+        for required in ("command", "schedule"):
+            if required not in item:
+                c.error(required, "is required")
+        policy = c.choice("concurrency_policy", defaults.CRON_CONCURRENCY, _APP_JSON_CONCURRENCY)
+        timeout = c.optional_number("timeout", positive=True)
+        c.finish()
+        if len(t.out.problems) != before or command is None or schedule is None:
+            continue
+        task_id = task_id or cron_id(app, command, schedule)
+        if task_id in ids:
+            t.out.error(f"{key}.id", f"duplicate cron id {task_id!r} (also {t.key('cron')}[{ids[task_id]}])")
+            continue
+        ids[task_id] = i
+        result.append(CronSpec(task_id, command, schedule, cast(ConcurrencyPolicy, policy), timeout, "config"))
+    return result
+
+
+def _env(t: Table) -> dict[str, str]:
+    table = t.table("env")
+    env: dict[str, str] = {}
+    for name in list(table.data) if table else ():
+        assert table is not None
+        value: Any = table.raw(name)
+        message = validators.env_name(name)
+        if message:
+            table.error(name, message)
+        elif isinstance(value, str):
+            env[name] = value
+        elif is_number(value):
+            env[name] = str(value)
+        else:
+            table.bad(name, "a string or a number")
+    return env
+
+
+def _string_table(t: Table, name: str) -> dict[str, str]:
+    table = t.table(name)
+    result: dict[str, str] = {}
+    for key in list(table.data) if table else ():
+        assert table is not None
+        value = table.string(key, empty_ok=True)
+        if value is not None:
+            result[key] = value
+    return result
+
+
+def _volumes(t: Table) -> tuple[str, ...]:
+    volumes = t.strings("volumes") or ()
+    for i, volume in enumerate(volumes):
+        message = validators.volume(volume)
+        if message:
+            t.out.error(f"{t.key('volumes')}[{i}]", message)
+    return volumes
+
+
+def _limits(t: Table) -> LimitsSpec:
+    table = t.table("limits")
+    if table is None:
+        return LimitsSpec()
+    memory = table.string("memory", check=validators.memory)
+    cpus = None
+    if table.has("cpus"):
+        value = table.data["cpus"]
+        if is_number(value) and value > 0:
+            cpus = float(value)
+        else:
+            table.bad("cpus", "a positive number of CPUs (e.g. 0.5)")
+    table.finish()
+    return LimitsSpec(memory=memory, cpus=cpus)

@@ -1,0 +1,139 @@
+"""Healthchecks in Dokku's app.json format, shared by the TOML loader and the app.json loader.
+
+Keys keep Dokku's camelCase spelling (`initialDelay`, `httpHeaders`, `onFailure`) and get
+Dokku's defaults (docker-container-healthchecker: attempts 3, timeout 5, wait 5, path "/").
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import cast
+
+from supervisor.config.fields import Table, is_int, show
+from supervisor.model import defaults
+from supervisor.model.spec import CheckType, HealthCheckSpec
+
+CHECK_TYPES = ("startup", "liveness", "readiness")
+# "path" is the reference document's name for an HTTP startup check.
+_TYPE_ALIASES = {"path": "startup"}
+
+
+def parse_healthchecks(table: Table, *, strict: bool) -> dict[str, tuple[HealthCheckSpec, ...]]:
+    """`healthchecks`: process type -> array of checks."""
+    result: dict[str, tuple[HealthCheckSpec, ...]] = {}
+    for process in list(table.data):
+        checks = table.tables(process)
+        if checks is None:
+            continue
+        parsed = [parse_check(check, strict=strict) for check in checks]
+        result[process] = tuple(c for c in parsed if c is not None)
+    return result
+
+
+def _lenient_positive(t: Table, name: str, default: float, *, strict: bool) -> float:
+    """Dokku replaces zero or negative attempts/timeout/wait by the default; our TOML rejects them."""
+    value = t.data.get(name)
+    if not strict and is_int(value) and value <= 0:
+        t.has(name)
+        t.out.warn(t.key(name), f"{show(value)} is not positive; Dokku's default {default:g} applies")
+        return default
+    if name == "attempts":
+        return t.integer(name, int(default))
+    return t.number(name, default, positive=True)
+
+
+def parse_check(t: Table, *, strict: bool) -> HealthCheckSpec | None:
+    before = len(t.out.problems)
+    kind_text = t.string("type", defaults.CHECK_TYPE, empty_ok=not strict) or defaults.CHECK_TYPE
+    is_path_type = kind_text == "path"
+    kind = _TYPE_ALIASES.get(kind_text, kind_text)
+    if kind not in CHECK_TYPES:
+        t.error("type", f"must be one of startup, liveness, readiness (or path), got {show(kind_text)}")
+        kind = defaults.CHECK_TYPE
+
+    path = t.string("path", empty_ok=not strict) or None
+    if path is not None and not path.startswith("/"):
+        t.error("path", f"must start with \"/\", got {show(path)}")
+    if is_path_type and path is None:
+        path = defaults.CHECK_PATH
+    scheme = (t.string("scheme", defaults.CHECK_SCHEME) or defaults.CHECK_SCHEME).lower()
+    if scheme not in ("http", "https"):
+        t.error("scheme", f"must be http or https, got {show(t.data.get('scheme'))}")
+        scheme = defaults.CHECK_SCHEME
+
+    port = t.integer("port", 0, minimum=1, maximum=65535) if t.has("port") else 0
+    attempts = int(_lenient_positive(t, "attempts", defaults.CHECK_ATTEMPTS, strict=strict))
+    timeout = _lenient_positive(t, "timeout", defaults.CHECK_TIMEOUT, strict=strict)
+    wait = _lenient_positive(t, "wait", defaults.CHECK_WAIT, strict=strict)
+    initial_delay = t.number("initialDelay", defaults.CHECK_INITIAL_DELAY)
+    uptime = t.optional_number("uptime", positive=False)
+    command = t.strings("command")
+    if command == ():
+        t.error("command", "must not be empty")
+    listening = t.boolean("listening", False)
+
+    modes = [
+        m
+        for m, on in (
+            ("command", bool(command)),
+            ("path", path is not None),
+            ("uptime", bool(uptime)),
+            ("listening", listening),
+        )
+        if on
+    ]
+    if len(modes) > 1:
+        t.out.error(t.prefix, f"a check can use only one of command, path, uptime, listening; got {', '.join(modes)}")
+
+    check = HealthCheckSpec(
+        type=cast(CheckType, kind),
+        name=t.string("name", "", empty_ok=True) or "",
+        description=t.string("description", "", empty_ok=True) or "",
+        path=path,
+        port=port or None,
+        scheme="https" if scheme == "https" else "http",
+        http_headers=_headers(t),
+        attempts=attempts,
+        timeout=timeout,
+        wait=wait,
+        initial_delay=initial_delay,
+        content=t.string("content", "", empty_ok=True) or "",
+        uptime=uptime,
+        listening=listening,
+        command=command or (),
+        warn=t.boolean("warn", False),
+        on_failure=_on_failure(t, strict=strict),
+    )
+    t.finish(strict=strict, ignored_note="ignored (Dokku ignores unknown healthcheck keys)")
+    return check if len(t.out.problems) == before else None
+
+
+def _headers(t: Table) -> tuple[tuple[str, str], ...]:
+    items = t.tables("httpHeaders")
+    headers: list[tuple[str, str]] = []
+    for item in items or ():
+        name = item.string("name")
+        value = item.string("value", "", empty_ok=True)
+        if name is None and not item.has("name"):
+            item.out.error(item.key("name"), "is required")
+        item.finish()
+        if name is not None and value is not None:
+            headers.append((name, value))
+    return tuple(headers)
+
+
+def _on_failure(t: Table, *, strict: bool) -> MappingProxyType[str, object]:
+    table = t.table("onFailure")
+    if table is None:
+        return MappingProxyType({})
+    result: dict[str, object] = {}
+    command = table.strings("command")
+    if command:
+        result["command"] = command
+    url = table.string("url")
+    if url is not None:
+        if not url.startswith(("http://", "https://")):
+            table.error("url", f"must be an http:// or https:// URL, got {show(url)}")
+        result["url"] = url
+    table.finish(strict=strict)
+    return MappingProxyType(result)

@@ -1,0 +1,156 @@
+"""dockyard's TOML config -> `Config`. Every problem is collected and raised at once.
+
+`load_config(path)` reads and parses the file; `parse_config(data, path)` does the rest from an
+already-parsed dict (tests, reload). Only `ConfigError` ever leaves either function.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from proxy.options import ProxyOptions
+from supervisor.config import validators
+from supervisor.config.apps import parse_app
+from supervisor.config.fields import Collector, Table, is_int, is_number
+from supervisor.config.tls import check_tls_listen, server_tls
+from supervisor.model import defaults
+from supervisor.model.errors import ConfigError, Problem
+from supervisor.model.spec import AppSpec, Config, ServerSpec
+
+_PROXY_INTS = ("max_body_size", "max_header_size")
+_PROXY_BOOLS = ("access_log",)
+_UNIX_SOCKET_MAX = 107  # bytes of sun_path, less the terminating NUL
+
+
+def load_config(path: str | Path) -> Config:
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError([Problem(name, "", f"cannot read config file: {e.strerror or e}")]) from e
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise ConfigError([Problem(name, "", f"cannot read config file: {e}")]) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(name, "", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message carries "(at line L, column C)"
+        raise ConfigError([Problem(name, "", f"invalid TOML: {e}")]) from e
+    except RecursionError as e:
+        raise ConfigError([Problem(name, "", "invalid TOML: nested too deeply")]) from e
+    return parse_config(data, Path(path))
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    out = Collector(str(path))
+    try:
+        config = _parse(data, Path(path), out)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a bug here must still reach the user as a ConfigError
+        out.error("", f"internal error while checking the config ({type(e).__name__}: {e}); please report it")
+        raise ConfigError(out.problems) from e
+    if out.problems:
+        raise ConfigError(out.problems)
+    return config
+
+
+def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
+    if not isinstance(data, dict):
+        out.error("", "the config must be a TOML table")
+        raise ConfigError(out.problems)
+    base = path.parent.absolute()
+    top = Table(out, data, "")
+    server_table = top.table("server")
+    server = _server(server_table, base) if server_table else _server(Table(out, {}, "server"), base)
+    proxy_table = top.table("proxy")
+    proxy = _proxy(proxy_table) if proxy_table else ProxyOptions()
+
+    apps: dict[str, AppSpec] = {}
+    apps_table = top.table("apps")
+    for name in list(apps_table.data) if apps_table else ():
+        assert apps_table is not None
+        app_table = apps_table.table(name)
+        if app_table is None:
+            continue
+        message = validators.app_name(name)
+        if message:
+            apps_table.error(name, message)
+        app = parse_app(app_table, name, base)
+        if app is not None:
+            apps[name] = app
+    if apps_table is not None:
+        _check_routes(apps, out)
+    check_tls_listen(apps, server.tls_listen, out)
+    top.finish()
+    return Config(
+        path=path.absolute(),
+        server=server,
+        proxy=proxy,
+        apps=MappingProxyType(apps),
+        warnings=tuple(out.warnings),
+    )
+
+
+def _server(t: Table, base: Path) -> ServerSpec:
+    listen = t.string("listen", defaults.LISTEN, check=validators.listen_address) or defaults.LISTEN
+    state_dir = base / (t.string("state_dir", defaults.STATE_DIR) or defaults.STATE_DIR)
+    socket_text = t.string("control_socket")
+    socket = base / socket_text if socket_text else state_dir / defaults.CONTROL_SOCKET_NAME
+    if len(str(socket).encode()) > _UNIX_SOCKET_MAX:
+        key = "control_socket" if socket_text else "state_dir"
+        t.out.warn(t.key(key), f"the control socket path {str(socket)!r} is longer than {_UNIX_SOCKET_MAX} bytes; Unix sockets cannot bind it")
+    timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
+    instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
+    metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
+    tls = server_tls(t)
+    t.finish()
+    return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
+                      instance=instance, metrics_listen=metrics_listen, **tls)
+
+
+def _proxy(t: Table) -> ProxyOptions:
+    values: dict[str, Any] = {}
+    for name in ProxyOptions.__dataclass_fields__:
+        if not t.has(name):
+            continue
+        value = t.data[name]
+        if name in _PROXY_BOOLS:
+            ok = isinstance(value, bool)
+            expected = "true or false"
+        elif name in _PROXY_INTS:
+            ok = is_int(value)
+            expected = "an integer number of bytes"
+        else:
+            ok = is_number(value)
+            expected = "a number of seconds"
+        if ok:
+            values[name] = value if name in _PROXY_BOOLS or name in _PROXY_INTS else float(value)
+        else:
+            t.bad(name, expected)
+    t.finish()
+    options = ProxyOptions(**values)
+    for key, message in options.validate():
+        t.error(key, message)
+    return options
+
+
+def _check_routes(apps: dict[str, AppSpec], out: Collector) -> None:
+    """Two apps may share a host only under different path prefixes."""
+    owner: dict[tuple[str, str], str] = {}
+    for name, app in apps.items():
+        for host in app.hosts:
+            route = (host, app.path_prefix)
+            if route in owner:
+                out.error(
+                    f"apps.{name}.hosts",
+                    f"host {host!r} with path_prefix {app.path_prefix!r} is already routed to app {owner[route]!r}",
+                )
+            else:
+                owner[route] = name

@@ -1,0 +1,1 @@
+"""`dockyard serve`: wiring, lifecycle, reload and takeover."""

@@ -1,0 +1,228 @@
+"""`dockyard serve`: supervisor, proxy and control API on one uvloop event loop.
+
+Lifecycle (as uvicorn's): startup -> main loop -> shutdown. Signal handlers only set a
+flag; a second signal forces the exit. Stopping the daemon never stops app containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+from contextlib import suppress
+from typing import Any
+
+from aiohttp import web
+
+from proxy import Proxy, compiled
+from scheduler import Scheduler
+from supervisor.api import git as gitcontrol
+from supervisor.api.control import TLS_STATUS_KEY, make_app, prepare_socket_path
+from supervisor.api.cron import add_routes as add_cron_routes
+from supervisor.config.loader import load_config
+from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
+from supervisor.deploy import reconcile
+from supervisor.deploy.supervisor import Supervisor
+from supervisor.deploy.watch import Watcher
+from supervisor.git import repo as gitrepo
+from supervisor.model.errors import ConfigError, DockyardError
+from supervisor.model.spec import Config
+from supervisor.ops import logs, metrics
+from supervisor.runtime.docker import DockerRuntime
+from supervisor.store.releases import StateStore
+from supervisor.tls.acme import start_tls
+
+log = logging.getLogger("dockyard.supervisor")
+SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Daemon:
+    def __init__(self, config: Config, takeover: bool = False) -> None:
+        self.config = config
+        self.takeover = takeover
+        self.handed_over = False
+        self.acme: Any = None
+        self.should_exit = asyncio.Event()
+        self.should_reload = asyncio.Event()
+        self._signals = 0
+        self._reload_lock = asyncio.Lock()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal=%d: exiting now", signum)
+            os._exit(1)
+        self.should_exit.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(64, "dockyard"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.should_reload.set)
+
+        server = self.config.server
+        state = StateStore(server.state_dir)
+        runtime = DockerRuntime()
+        proxy = Proxy(self.config.proxy)
+        sup = Supervisor(self.config, runtime, proxy, state)
+        self.sup = sup
+
+        def image_of(app: str) -> tuple[str, int] | None:
+            rel = state.current(app)
+            return (rel.image, rel.number) if rel else None
+
+        # The scheduler sees the apps as deployed: a pushed app.json's cron included.
+        sched = self.sched = Scheduler(sup.config, runtime, image_of)
+        sup.on_config.append(self._reschedule)
+        watcher = Watcher(sup)
+
+        takeover_path = server.state_dir / "takeover.sock"
+        handoff = await request_handoff(takeover_path) if self.takeover else None
+        if self.takeover and handoff is None:
+            log.info("takeover: no running daemon answers on %s; starting normally", takeover_path)
+        inherited = handoff.sockets if handoff else systemd_sockets()
+        if handoff is None:
+            prepare_socket_path(server.control_socket)
+        host, port = split_listen(server.listen)
+        try:
+            await asyncio.to_thread(gitrepo.ensure_repos, self.config)
+            await sup.adopt()  # the route table is complete before the first accept
+            await proxy.start(host, port, sock=inherited[0] if inherited else None)
+            # TLS listener (the second inherited socket, if any), manual certs, ACME: docs/tls.md
+            self.acme = await start_tls(
+                self.config, proxy, sock=inherited[1] if len(inherited) > 1 else None
+            )
+            watcher.start()
+        except BaseException:
+            if handoff is not None:
+                handoff.abandon()  # the old daemon keeps serving
+            raise
+        if handoff is not None:
+            await handoff.release()  # the old daemon stops accepting only now
+            log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
+
+        control = make_app(sup, self.reload)
+        control[TLS_STATUS_KEY] = lambda: self.acme.status() if self.acme is not None else {}
+        add_cron_routes(control, lambda: sched)
+        gitcontrol.add_routes(control, lambda: sup)
+        metrics.add_routes(control, lambda: sup, lambda: proxy)
+        metrics_runner = (
+            await metrics.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
+            if server.metrics_listen else None
+        )
+        runner = web.AppRunner(control, access_log=None)
+        await runner.setup()
+        old_umask = os.umask(0o177)
+        try:
+            site = web.UnixSite(runner, str(server.control_socket))
+            await site.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(server.control_socket, 0o600)
+
+        async def release() -> None:
+            """A new daemon took the listeners: stop accepting and hand everything over."""
+            nonlocal metrics_runner
+            self.handed_over = True
+            proxy.stop_accepting()
+            await site.stop()
+            if metrics_runner is not None:  # the new daemon binds metrics_listen next
+                await metrics_runner.cleanup()
+                metrics_runner = None
+            await takeovers.close(unlink=False)
+            await sched.stop()
+            await watcher.close()
+            await sup.retirer.close()
+            self.should_exit.set()
+
+        def busy() -> str | None:
+            running = [name for name in self.config.apps if sup.lock(name).locked()]
+            return f"a deploy of {', '.join(running)} is running" if running else None
+
+        takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
+        await takeovers.start()
+        log.info(
+            "serving listen=%s control=%s pid=%d proxy=%s", server.listen, server.control_socket, os.getpid(),
+            compiled.describe(),
+        )
+        await sched.start()
+        starting = asyncio.ensure_future(sup.start_apps())
+        reloads = asyncio.ensure_future(self._reload_on_signal())
+        try:
+            await self.should_exit.wait()
+        finally:
+            log.info("stopping pid=%d (app containers keep running)", os.getpid())
+            for task in (starting, reloads):
+                task.cancel()
+                with suppress(BaseException):
+                    await task
+            await watcher.close()
+            await sched.stop()
+            sched.close()
+            await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            if self.acme is not None:
+                await self.acme.close()
+            await proxy.stop(SHUTDOWN_GRACE)
+            await sup.retirer.close()
+            state.close()
+            if not self.handed_over:
+                await takeovers.close()
+                with suppress(FileNotFoundError):
+                    server.control_socket.unlink()
+            log.info("stopped pid=%d handed_over=%s", os.getpid(), self.handed_over)
+
+    async def _reload_on_signal(self) -> None:
+        while True:
+            await self.should_reload.wait()
+            self.should_reload.clear()
+            try:
+                await self.reload()
+            except ConfigError as exc:
+                log.error("reload refused: the config has errors; nothing changed: %s", exc)
+            except DockyardError as exc:
+                log.error("reload failed error=%s", exc)
+
+    def _reschedule(self, config: Config) -> None:
+        """The apps' definitions changed (a build brought an app.json, a reload): the cron too."""
+        try:
+            self.sched.reload(config)
+        except DockyardError as exc:
+            log.error("cron not rescheduled error=%s", exc)
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
+        async with self._reload_lock:
+            new = load_config(self.config.path)
+            self.sched.reload(self.sup.effective(new))  # raises on a bad schedule before anything changed
+            result = await reconcile.apply(self.sup, new)
+            if self.acme is not None:
+                self.acme.apply(new)  # certificates follow the apps (docs/tls.md)
+            self.config = new
+            return result
+
+
+def serve(config: Config, log_format: str = "kv", takeover: bool = False) -> int:
+    logs.setup(log_format)
+    for warning in config.warnings:
+        log.warning("config warning=%r", warning)
+    try:
+        import uvloop
+
+        uvloop.run(Daemon(config, takeover).run())
+    except DockyardError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    return 0

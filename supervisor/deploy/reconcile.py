@@ -1,0 +1,124 @@
+"""Config reload as reconcile: a pure plan from (old, new), then the supervisor carries it out.
+
+`plan(old, new)` sorts every app into one of: added (deploy it), removed (drain and stop it),
+changed (anything a container is started with differs: image, env, command, limits, checks,
+... -> redeploy that app alone, without downtime), scaled (only process counts differ ->
+scale), rerouted (only hosts, path_prefix, balance or TLS settings differ -> new routes and
+certificates, no container touched), unchanged. Server-level changes that need a restart are reported, not applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from supervisor.model.spec import AppSpec, Config, ProcessSpec
+
+if TYPE_CHECKING:
+    from supervisor.deploy.supervisor import Supervisor
+
+log = logging.getLogger("dockyard.supervisor")
+ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
+RESTART_ONLY_SERVER_FIELDS = (
+    "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
+    "acme_directory", "acme_email",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    scaled: tuple[str, ...] = ()
+    rerouted: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    needs_restart: tuple[str, ...] = ()  # [server] keys that only a restart applies
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _without_scale(app: AppSpec) -> AppSpec:
+    procs = {n: dataclasses.replace(p, scale=0) for n, p in app.processes.items()}
+    return dataclasses.replace(app, processes=MappingProxyType(procs))
+
+
+def _without_routes(app: AppSpec) -> AppSpec:
+    """The app as its containers see it: routes and TLS (the proxy's business) blanked."""
+    return dataclasses.replace(app, **{f: getattr(AppSpec(app.name), f) for f in ROUTE_FIELDS})
+
+
+def _scale_of(app: AppSpec) -> dict[str, int]:
+    return {n: p.scale for n, p in app.processes.items()}
+
+
+def plan(old: Config, new: Config) -> Plan:
+    added = tuple(sorted(set(new.apps) - set(old.apps)))
+    removed = tuple(sorted(set(old.apps) - set(new.apps)))
+    changed, scaled, rerouted, unchanged = [], [], [], []
+    for name in sorted(set(old.apps) & set(new.apps)):
+        a, b = old.apps[name], new.apps[name]
+        if a == b:
+            unchanged.append(name)
+            continue
+        a_core, b_core = _without_routes(_without_scale(a)), _without_routes(_without_scale(b))
+        if a_core != b_core:
+            changed.append(name)
+            continue
+        if _scale_of(a) != _scale_of(b):
+            scaled.append(name)
+        if any(getattr(a, f) != getattr(b, f) for f in ROUTE_FIELDS):
+            rerouted.append(name)
+    needs_restart = tuple(
+        f for f in RESTART_ONLY_SERVER_FIELDS if getattr(old.server, f) != getattr(new.server, f)
+    )
+    if old.proxy != new.proxy:
+        needs_restart += ("proxy",)
+    return Plan(added, removed, tuple(changed), tuple(scaled), tuple(rerouted),
+                tuple(unchanged), needs_restart)
+
+
+async def apply(sup: Supervisor, new_file: Config) -> dict[str, Any]:
+    """Carry out plan(sup.config, new), both with the apps' repository files merged in (see
+    Supervisor.effective). The caller validated `new_file` already."""
+    from supervisor.deploy.scale import scale, stop
+
+    new = sup.effective(new_file)
+    the_plan = plan(sup.config, new)
+    old_config = sup.config
+    log.info("reloading plan=%s", the_plan.as_dict())
+    results: dict[str, Any] = {"plan": the_plan.as_dict(), "deploys": {}}
+    for name in the_plan.removed:  # stopped while the current config still defines them
+        await stop(sup, name)
+        sup.routes.remove_app(name)
+    sup.replace_config(new_file)
+    for name in the_plan.rerouted:
+        app = new.apps[name]
+        if old_config.apps[name].hosts != app.hosts or old_config.apps[name].path_prefix != app.path_prefix:
+            sup.routes.remove_app(name)
+        sup.refresh_routes(app)
+    for name in the_plan.scaled:
+        await scale(sup, name, _scale_of(new.apps[name]))
+    for name in the_plan.added + the_plan.changed:
+        app = new.apps[name]
+        if sup.state.is_stopped(name):
+            continue  # `dockyard start` brings it back, with the new definition
+        current = sup.state.current(name)
+        image_changed = old_config.apps.get(name) is None or old_config.apps[name].image != app.image
+        image = app.image if (image_changed or current is None) else current.image
+        if not image:
+            continue
+        try:
+            report = await sup.deploy(name, image)
+            results["deploys"][name] = {"ok": report.ok, "release": report.release, "reason": report.reason}
+        except Exception as exc:  # one app's failure must not stop the others
+            results["deploys"][name] = {"ok": False, "release": 0, "reason": str(exc)}
+    log.info("reloaded results=%s", results["deploys"])
+    return results
+
+
+__all__ = ["Plan", "ProcessSpec", "apply", "plan"]

@@ -1,0 +1,109 @@
+"""Retiring old containers after a swap: drain, SIGTERM, `docker stop` after retire_after, remove.
+
+Web containers first leave the route table (the swap did that), then their in-flight requests
+are drained (up to drain_timeout), then they get SIGTERM, and `retire_after` seconds after the
+swap (Dokku's wait-to-retire) they are stopped and removed. Other process types get SIGTERM at
+the switch and are stopped after stop_timeout, so two generations of workers never overlap
+longer than that. Every timer is written to SQLite first, so a restarted daemon resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any, Protocol
+
+from supervisor.ops.tasks import TaskSet
+from supervisor.runtime.protocol import ContainerInfo, Runtime
+from supervisor.store.releases import StateStore
+
+log = logging.getLogger("dockyard.supervisor")
+
+
+class Drainer(Protocol):
+    async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
+
+
+class Retirer:
+    def __init__(self, runtime: Runtime, drainer: Drainer, state: StateStore) -> None:
+        self._runtime = runtime
+        self._drainer = drainer
+        self._state = state
+        self._tasks = TaskSet(on_error=lambda exc: log.error("retire failed: %r", exc))
+
+    def retire_web(
+        self,
+        app: str,
+        containers: Iterable[ContainerInfo],
+        targets: Iterable[str],
+        *,
+        drain_timeout: float,
+        retire_after: float,
+        stop_timeout: float,
+    ) -> None:
+        items = list(containers)
+        if not items:
+            return
+        stop_at = time.time() + retire_after
+        self._state.add_retiring(app, [c.id for c in items], stop_at)
+        self._spawn(self._web(app, items, list(targets), drain_timeout, stop_at, stop_timeout))
+
+    def retire_now(self, app: str, containers: Iterable[ContainerInfo], stop_timeout: float) -> None:
+        """SIGTERM now (workers at the switch); stop and remove after stop_timeout."""
+        items = list(containers)
+        if not items:
+            return
+        stop_at = time.time() + stop_timeout
+        self._state.add_retiring(app, [c.id for c in items], stop_at)
+        self._spawn(self._signal_then_stop(app, items, stop_at, stop_timeout))
+
+    def resume(self, app: str, container_id: str, stop_at: float, stop_timeout: float) -> None:
+        """After a daemon restart: finish a retire timer that was running."""
+        self._spawn(self._stop_at(app, [container_id], stop_at, stop_timeout))
+
+    async def _web(
+        self,
+        app: str,
+        items: list[ContainerInfo],
+        targets: list[str],
+        drain_timeout: float,
+        stop_at: float,
+        stop_timeout: float,
+    ) -> None:
+        cancelled = await self._drainer.drain(targets, drain_timeout)
+        log.info("drained app=%s targets=%s cancelled=%d", app, ",".join(targets), cancelled)
+        await self._signal_then_stop(app, items, stop_at, stop_timeout)
+
+    async def _signal_then_stop(
+        self, app: str, items: list[ContainerInfo], stop_at: float, stop_timeout: float
+    ) -> None:
+        for c in items:
+            await self._runtime.no_restart(c.id)
+            await self._runtime.kill(c.id, "SIGTERM")
+        await self._stop_at(app, [c.id for c in items], stop_at, stop_timeout)
+
+    async def _stop_at(
+        self, app: str, ids: list[str], stop_at: float, stop_timeout: float
+    ) -> None:
+        delay = stop_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for cid in ids:
+            await self._runtime.no_restart(cid)
+            await self._runtime.stop(cid, stop_timeout)
+            await self._runtime.remove(cid)
+            self._state.done_retiring(cid)
+            log.info("retired app=%s container=%s", app, cid[:12])
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(coro)
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop the timers (they resume from SQLite on the next start)."""
+        await self._tasks.close()
+
+    async def wait_idle(self) -> None:
+        """Tests: wait until every retire in progress has finished."""
+        await self._tasks.wait_idle()

@@ -1,0 +1,1 @@
+"""Bare git repositories that receive pushes, and builds from them."""

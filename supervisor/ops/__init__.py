@@ -1,0 +1,1 @@
+"""Cross-cutting services: the metrics registry, log format, task sets, resource paths."""

@@ -1,0 +1,1 @@
+"""The container engine behind the `Runtime` Protocol, and the Docker implementation."""

@@ -1,0 +1,274 @@
+"""The real Runtime: Docker through the Docker SDK, with every blocking call off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import docker
+import docker.errors
+
+from supervisor.model.errors import RuntimeFailure
+from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
+
+PORT_RETRIES = 3
+PORT_RACE_MESSAGES = ("address already in use", "port is already allocated")
+log = logging.getLogger("dockyard.supervisor")
+
+
+def _command(command: str | tuple[str, ...] | None) -> list[str] | None:
+    if command is None:
+        return None
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return list(command)
+
+
+def _restart_policy(policy: str) -> dict[str, Any] | None:
+    if policy in ("", "no"):
+        return None
+    name, _, count = policy.partition(":")
+    result: dict[str, Any] = {"Name": name}
+    if name == "on-failure" and count:
+        result["MaximumRetryCount"] = int(count)
+    return result
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp or stamp.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds: 2026-11-27T20:43:11.642903539Z
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    text = f"{head}.{(frac or '0')[:6]}+00:00"
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    ports: dict[int, int] = {}
+    for key, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        if bindings:
+            with contextlib.suppress(ValueError, KeyError, IndexError):
+                ports[int(key.split("/")[0])] = int(bindings[0]["HostPort"])
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        labels=MappingProxyType(dict(config.get("Labels") or {})),
+        status=str(state.get("Status", "unknown")),
+        exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
+        started_at=_epoch(state.get("StartedAt")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        pid=int(state.get("Pid") or 0),
+        ports=MappingProxyType(ports),
+    )
+
+
+class DockerRuntime:
+    """Runtime backed by the local Docker engine."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+            except docker.errors.DockerException as exc:
+                raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(str(exc)) from exc
+
+    def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "command": _command(spec.command),
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "detach": True,
+            "stop_signal": "SIGTERM",
+            "volumes": list(spec.volumes) or None,
+        }
+        if spec.network == "host":
+            kwargs["network_mode"] = "host"
+        elif spec.ports:
+            kwargs["ports"] = {f"{p}/tcp": ("127.0.0.1", None) for p in spec.ports}
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.cpus:
+            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+        policy = _restart_policy(spec.restart)
+        if policy:
+            kwargs["restart_policy"] = policy
+        return kwargs
+
+    def _run_sync(self, spec: ContainerSpec) -> ContainerInfo:
+        container = self.client.containers.run(spec.image, **self._create_kwargs(spec))
+        container.reload()
+        return _info(container.attrs)
+
+    async def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container. Docker allocates published host ports from the same
+        ephemeral range as outgoing connections, so a start can lose a race for a port ("address
+        already in use"): the container is removed and started again, up to PORT_RETRIES times."""
+        for attempt in range(PORT_RETRIES + 1):
+            try:
+                info: ContainerInfo = await self._call(self._run_sync, spec)
+            except docker.errors.NotFound as exc:
+                raise RuntimeFailure(f"image {spec.image!r} not found: {exc.explanation}") from exc
+            except RuntimeFailure as exc:
+                text = str(exc)
+                if attempt < PORT_RETRIES and any(m in text for m in PORT_RACE_MESSAGES):
+                    log.warning("port race container=%s attempt=%d: retrying", spec.name, attempt + 1)
+                    await self.remove(spec.name)
+                    continue
+                raise
+            return info
+        raise AssertionError("unreachable")
+
+    def _inspect_sync(self, container_id: str) -> ContainerInfo | None:
+        try:
+            return _info(self.client.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        result: ContainerInfo | None = await self._call(self._inspect_sync, container_id)
+        return result
+
+    def _list_sync(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        found = self.client.api.containers(all=True, filters=filters, quiet=True)
+        infos = []
+        for item in found:
+            info = self._inspect_sync(item["Id"])
+            if info is not None:
+                infos.append(info)
+        return infos
+
+    async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        result: list[ContainerInfo] = await self._call(self._list_sync, labels)
+        return result
+
+    async def kill(self, container_id: str, signal: str = "SIGTERM") -> None:
+        with contextlib.suppress(docker.errors.NotFound, RuntimeFailure):
+            await self._call(self.client.api.kill, container_id, signal=signal)
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            await self._call(self.client.api.stop, container_id, timeout=int(timeout))
+
+    async def start(self, container_id: str) -> ContainerInfo | None:
+        """Start a stopped container again (a restart by dockyard's policy); its new state."""
+        try:
+            await self._call(self.client.api.start, container_id)
+        except docker.errors.NotFound:
+            return None
+        return await self.inspect(container_id)
+
+    async def no_restart(self, container_id: str) -> None:
+        """Clear the restart policy, so that a container being retired is never restarted."""
+        with contextlib.suppress(docker.errors.NotFound, RuntimeFailure):
+            await self._call(
+                self.client.api.update_container, container_id, restart_policy={"Name": "no"}
+            )
+
+    async def remove(self, container_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            try:
+                await self._call(self.client.api.remove_container, container_id, force=True)
+            except RuntimeFailure as exc:
+                if "already in progress" not in str(exc):
+                    raise
+
+    def _exec_sync(self, container_id: str, command: tuple[str, ...]) -> OneOffResult:
+        exit_code, output = self.client.containers.get(container_id).exec_run(list(command))
+        return OneOffResult(int(exit_code or 0), (output or b"").decode(errors="replace"))
+
+    async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult:
+        try:
+            result: OneOffResult = await asyncio.wait_for(
+                self._call(self._exec_sync, container_id, command), timeout
+            )
+        except TimeoutError:
+            return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
+        except docker.errors.NotFound:
+            return OneOffResult(-1, "container is gone")
+        return result
+
+    async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult:
+        """Run a container to completion; return its exit code and output; always remove it."""
+        info = await self.run(spec)
+        timed_out = False
+        try:
+            try:
+                status = await asyncio.wait_for(
+                    self._call(self.client.api.wait, info.id), timeout
+                )
+                exit_code = int(status.get("StatusCode", -1))
+            except TimeoutError:
+                timed_out = True
+                await self.stop(info.id, timeout=spec.stop_timeout)
+                exit_code = -1
+            logs = await self._call(self.client.api.logs, info.id, stdout=True, stderr=True)
+            return OneOffResult(exit_code, logs.decode(errors="replace"), timed_out)
+        finally:
+            await self.remove(info.id)
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._call(self.client.api.inspect_image, image)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
+        """Container events for containers carrying `labels`, until the consumer stops."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[RuntimeEvent | None] = asyncio.Queue()
+        filters = {
+            "type": "container",
+            "label": [f"{k}={v}" if v else k for k, v in labels.items()],
+        }
+        stream = await self._call(self.client.api.events, decode=True, filters=filters)
+
+        def pump() -> None:
+            try:
+                for raw in stream:
+                    attrs = (raw.get("Actor") or {}).get("Attributes") or {}
+                    code = attrs.get("exitCode")
+                    event = RuntimeEvent(
+                        action=str(raw.get("Action") or raw.get("status") or ""),
+                        container_id=str(raw.get("id") or ""),
+                        labels=MappingProxyType(dict(attrs)),
+                        exit_code=int(code) if code is not None else None,
+                    )
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except Exception:  # the stream was closed
+                pass
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        thread = threading.Thread(target=pump, name="docker-events", daemon=True)
+        thread.start()
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()

@@ -1,0 +1,109 @@
+"""The seam between the supervisor and the container engine.
+
+`Runtime` is a small Protocol; `supervisor.docker_runtime.DockerRuntime` is the real one.
+Pure logic (plans, specs) never needs it; integration tests use the real engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Protocol
+
+from supervisor.model import defaults
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything needed to start one container."""
+
+    name: str
+    image: str
+    command: str | tuple[str, ...] | None
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    network: Literal["bridge", "host"] = "bridge"
+    ports: tuple[int, ...] = ()  # container ports published on 127.0.0.1 (bridge only)
+    memory: str | None = None
+    cpus: float | None = None
+    volumes: tuple[str, ...] = ()
+    restart: str = "no"
+    stop_timeout: float = defaults.STOP_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """What the engine says about one container."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    status: str = "created"  # created | running | exited | dead | ...
+    exit_code: int | None = None
+    started_at: float | None = None  # epoch seconds
+    restart_count: int = 0
+    pid: int = 0  # host pid of the main process (0 when not running)
+    ports: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))  # container -> host
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def app(self) -> str:
+        return self.labels.get(defaults.LABEL_APP, "")
+
+    @property
+    def process(self) -> str:
+        return self.labels.get(defaults.LABEL_PROCESS, "")
+
+    @property
+    def release(self) -> int:
+        try:
+            return int(self.labels.get(defaults.LABEL_RELEASE, "0"))
+        except ValueError:
+            return 0
+
+
+@dataclass(frozen=True, slots=True)
+class OneOffResult:
+    exit_code: int
+    output: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeEvent:
+    """A container lifecycle event (start, die, ...) from the engine's event stream."""
+
+    action: str
+    container_id: str
+    labels: Mapping[str, str]
+    exit_code: int | None = None
+
+
+class Runtime(Protocol):
+    async def run(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None: ...
+
+    async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
+
+    async def kill(self, container_id: str, signal: str = "SIGTERM") -> None: ...
+
+    async def stop(self, container_id: str, timeout: float) -> None: ...
+
+    async def start(self, container_id: str) -> ContainerInfo | None: ...
+
+    async def no_restart(self, container_id: str) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult: ...
+
+    async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult: ...
+
+    async def image_exists(self, image: str) -> bool: ...
+
+    def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...

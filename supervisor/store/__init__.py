@@ -1,0 +1,1 @@
+"""SQLite state: releases, retire timers, repository files, scale, stopped apps."""

@@ -1,0 +1,252 @@
+"""Releases and their history in SQLite (stdlib sqlite3, WAL) under state_dir.
+
+Config is input; this is state. Docker labels remain the truth about which containers exist.
+Every write is one short transaction, so a crash leaves either the old or the new row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from supervisor.config.repo import RepoFiles
+from supervisor.store import sqlite
+
+ReleaseStatus = Literal["pending", "active", "superseded", "failed"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    app TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    image TEXT NOT NULL,
+    config TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    steps TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    PRIMARY KEY (app, number)
+);
+CREATE TABLE IF NOT EXISTS retiring (
+    container_id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    stop_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stopped (
+    app TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS repo_files (
+    app TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    procfile TEXT,
+    app_json TEXT,
+    source TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (app, number)
+);
+CREATE TABLE IF NOT EXISTS scale (
+    app TEXT NOT NULL,
+    process TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (app, process)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    app: str
+    number: int
+    image: str
+    config: Mapping[str, Any]
+    kind: str  # deploy | rollback | restart
+    status: ReleaseStatus
+    reason: str
+    steps: tuple[Mapping[str, Any], ...]
+    created_at: float
+    finished_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "number": self.number,
+            "image": self.image,
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "steps": list(self.steps),
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+def _release(row: sqlite3.Row) -> Release:
+    return Release(
+        app=row["app"],
+        number=row["number"],
+        image=row["image"],
+        config=orjson.loads(row["config"]),
+        kind=row["kind"],
+        status=row["status"],
+        reason=row["reason"],
+        steps=tuple(orjson.loads(row["steps"])),
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+class StateStore:
+    """The daemon's SQLite database: releases, retire timers, scale overrides."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "dockyard.db"
+        self._db = sqlite.connect(self.path, SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db)
+
+    # releases -----------------------------------------------------------------
+
+    def begin_release(self, app: str, image: str, config: Mapping[str, Any], kind: str) -> Release:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)
+            ).fetchone()
+            number = int(row[0])
+            db.execute(
+                "INSERT INTO releases (app, number, image, config, kind, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                (app, number, image, orjson.dumps(config).decode(), kind, time.time()),
+            )
+        release = self.release(app, number)
+        assert release is not None
+        return release
+
+    def activate(self, app: str, number: int, steps: Sequence[Mapping[str, Any]]) -> None:
+        """Mark `number` the one serving release of `app`; the previous one is superseded."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'active'",
+                (app,),
+            )
+            db.execute(
+                "UPDATE releases SET status = 'active', steps = ?, finished_at = ?"
+                " WHERE app = ? AND number = ?",
+                (orjson.dumps(steps).decode(), time.time(), app, number),
+            )
+
+    def fail(self, app: str, number: int, reason: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE releases SET status = 'failed', reason = ?, steps = ?, finished_at = ?"
+                " WHERE app = ? AND number = ?",
+                (reason, orjson.dumps(steps).decode(), time.time(), app, number),
+            )
+
+    def fail_pending(self, reason: str) -> list[Release]:
+        """Mark deploys a crash left half-way as failed (the old release keeps serving)."""
+        pending = [
+            _release(r)
+            for r in self._db.execute("SELECT * FROM releases WHERE status = 'pending'")
+        ]
+        for rel in pending:
+            self.fail(rel.app, rel.number, reason, rel.steps)
+        return pending
+
+    def release(self, app: str, number: int) -> Release | None:
+        row = self._db.execute(
+            "SELECT * FROM releases WHERE app = ? AND number = ?", (app, number)
+        ).fetchone()
+        return _release(row) if row else None
+
+    def set_repo_files(self, app: str, number: int, files: RepoFiles) -> None:
+        """The Procfile and app.json a release was built with (git push, --build)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO repo_files (app, number, procfile, app_json, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (app, number, files.procfile, files.app_json, files.source),
+            )
+
+    def repo_files(self, app: str, number: int) -> RepoFiles | None:
+        row = self._db.execute(
+            "SELECT procfile, app_json, source FROM repo_files WHERE app = ? AND number = ?",
+            (app, number),
+        ).fetchone()
+        return RepoFiles(row[0], row[1], row[2]) if row else None
+
+    def current(self, app: str) -> Release | None:
+        row = self._db.execute(
+            "SELECT * FROM releases WHERE app = ? AND status = 'active'", (app,)
+        ).fetchone()
+        return _release(row) if row else None
+
+    def releases(self, app: str) -> list[Release]:
+        rows = self._db.execute(
+            "SELECT * FROM releases WHERE app = ? ORDER BY number DESC", (app,)
+        ).fetchall()
+        return [_release(r) for r in rows]
+
+    def previous_good(self, app: str) -> Release | None:
+        """The newest superseded release whose image differs from the current one."""
+        current = self.current(app)
+        for rel in self.releases(app):
+            if rel.status == "superseded" and (current is None or rel.number < current.number):
+                if current is None or rel.image != current.image:
+                    return rel
+        return None
+
+    def apps(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT app FROM releases ORDER BY app")]
+
+    # retire timers ------------------------------------------------------------
+
+    def add_retiring(self, app: str, container_ids: list[str], stop_at: float) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO retiring (container_id, app, stop_at) VALUES (?, ?, ?)",
+                [(cid, app, stop_at) for cid in container_ids],
+            )
+
+    def done_retiring(self, container_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM retiring WHERE container_id = ?", (container_id,))
+
+    def retiring(self) -> list[tuple[str, str, float]]:
+        rows = self._db.execute("SELECT container_id, app, stop_at FROM retiring").fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # scale overrides ------------------------------------------------------------
+
+    def set_scale(self, app: str, counts: Mapping[str, int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO scale (app, process, count) VALUES (?, ?, ?)",
+                [(app, proc, n) for proc, n in counts.items()],
+            )
+
+    def scale(self, app: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT process, count FROM scale WHERE app = ?", (app,))
+        return {r[0]: r[1] for r in rows}
+
+    # stopped apps (dockyard stop) -------------------------------------------------
+
+    def set_stopped(self, app: str, stopped: bool) -> None:
+        with self._tx() as db:
+            if stopped:
+                db.execute("INSERT OR IGNORE INTO stopped (app) VALUES (?)", (app,))
+            else:
+                db.execute("DELETE FROM stopped WHERE app = ?", (app,))
+
+    def is_stopped(self, app: str) -> bool:
+        return self._db.execute("SELECT 1 FROM stopped WHERE app = ?", (app,)).fetchone() is not None

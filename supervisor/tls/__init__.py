@@ -1,0 +1,1 @@
+"""Certificates for the proxy's TLS listener: ACME."""
