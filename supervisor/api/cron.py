@@ -13,34 +13,25 @@ Unknown app or task: 404 {"error": "..."}. A run started by POST .../run goes on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from scheduler.errors import UnknownTask
 from scheduler.runs import RunRecord
 from scheduler.service import Scheduler
+from supervisor.api.responses import error_response, json_response
+from supervisor.api.stream import Emit, stream
 
 GetScheduler = Callable[[], Scheduler]
 RUNS_LIMIT = 20
 RUNS_LIMIT_MAX = 500
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(message: str, status: int) -> web.Response:
-    return _json({"error": message}, status)
-
-
 def result_event(record: RunRecord) -> dict[str, Any]:
+    """The final line of a run's stream (without "event", which the streamer adds)."""
     return {
-        "event": "result",
         "run": record.id,
         "app": record.app,
         "task": record.task,
@@ -58,22 +49,22 @@ def routes(get_scheduler: GetScheduler) -> list[web.RouteDef]:
 
     async def list_tasks(request: web.Request) -> web.Response:
         try:
-            return _json(get_scheduler().list(request.query.get("app") or None))
+            return json_response(get_scheduler().list(request.query.get("app") or None))
         except UnknownTask as exc:
-            return _error(str(exc), 404)
+            return error_response(exc)
 
     async def list_runs(request: web.Request) -> web.Response:
         app, task = request.match_info["app"], request.match_info["task"]
         try:
             limit = min(int(request.query.get("limit", RUNS_LIMIT)), RUNS_LIMIT_MAX)
         except ValueError:
-            return _error("limit must be an integer", 400)
+            raise web.HTTPBadRequest(text="limit must be an integer") from None
         sched = get_scheduler()
         try:
             sched.task(app, task)
         except UnknownTask as exc:
-            return _error(str(exc), 404)
-        return _json([r.to_dict() for r in sched.runs(app, task, limit)])
+            return error_response(exc)
+        return json_response([r.to_dict() for r in sched.runs(app, task, limit)])
 
     async def run(request: web.Request) -> web.StreamResponse:
         app, task = request.match_info["app"], request.match_info["task"]
@@ -81,23 +72,18 @@ def routes(get_scheduler: GetScheduler) -> list[web.RouteDef]:
         try:
             sched.task(app, task)
         except UnknownTask as exc:
-            return _error(str(exc), 404)
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        going = asyncio.ensure_future(sched.run_now(app, task, queue.put_nowait))
-        going.add_done_callback(lambda _f: queue.put_nowait(None))
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        while (line := await queue.get()) is not None:
-            await response.write(orjson.dumps({"event": "output", "line": line}) + b"\n")
-        try:
-            final = result_event(going.result())
-        except Exception as exc:  # reported in the stream: the headers are gone already
-            final = {"event": "result", "app": app, "task": task, "status": "failed",
-                     "exit_code": None, "error": str(exc)}
-        await response.write(orjson.dumps(final) + b"\n")
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
-        return response
+            return error_response(exc)
+
+        async def work(emit: Emit) -> dict[str, Any]:
+            def line(text: str) -> None:
+                emit({"event": "output", "line": text})
+
+            return result_event(await sched.run_now(app, task, line))
+
+        def failed(reason: str) -> dict[str, Any]:
+            return {"app": app, "task": task, "status": "failed", "exit_code": None, "error": reason}
+
+        return await stream(request, work, failed)
 
     def toggle(suspend: bool) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
@@ -106,8 +92,8 @@ def routes(get_scheduler: GetScheduler) -> list[web.RouteDef]:
             try:
                 (sched.suspend if suspend else sched.resume)(app, task)
             except UnknownTask as exc:
-                return _error(str(exc), 404)
-            return _json({"app": app, "id": task, "suspended": suspend})
+                return error_response(exc)
+            return json_response({"app": app, "id": task, "suspended": suspend})
 
         return handler
 

@@ -25,16 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from supervisor.api.control import json_body
-from supervisor.config.repo import APP_JSON, PROCFILE, RepoFiles, merge_repo
-from supervisor.deploy.flow import DeployReport, Progress, deploy
+from supervisor.api.responses import error_response, json_body
+from supervisor.api.stream import stream
+from supervisor.config.repo import APP_JSON, PROCFILE, merge_repo
+from supervisor.deploy.flow import deploy_holding_lock
+from supervisor.deploy.locks import Claim
+from supervisor.deploy.report import DeployReport, Progress
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.git import repo as gitrepo
 from supervisor.model import defaults
-from supervisor.model.errors import ConfigError, DeployError, DeployInProgress
+from supervisor.model.errors import DeployError, DockyardError
+from supervisor.model.release import ReleaseKind, RepoFiles
 from supervisor.model.spec import AppSpec
 from supervisor.runtime import builds
 
@@ -52,26 +55,18 @@ class Prepared:
     context: bytes
     tag: str
     warnings: tuple[str, ...]
-    kind: str
+    kind: ReleaseKind
     files: RepoFiles
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(message: str, status: int) -> web.Response:
-    return _json({"error": message}, status)
-
-
-def prepare_dir(app: AppSpec, root: Path, tag: str, kind: str, source: str) -> Prepared:
+def prepare_dir(app: AppSpec, root: Path, tag: str, kind: ReleaseKind, source: str) -> Prepared:
     """Blocking: read Procfile/app.json under `root`, merge them, and tar the context."""
     files = RepoFiles(builds.read_text(root, PROCFILE), builds.read_text(root, APP_JSON), source)
     merged = merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=source)
     return Prepared(merged.spec, builds.context_tar(root), tag, merged.warnings, kind, files)
 
 
-def prepare_tar(app: AppSpec, data: bytes, tag: str, kind: str, source: str) -> Prepared:
+def prepare_tar(app: AppSpec, data: bytes, tag: str, kind: ReleaseKind, source: str) -> Prepared:
     """Blocking: unpack a tar (git archive or upload) and prepare it like a directory."""
     with tempfile.TemporaryDirectory(prefix="dockyard-build-") as tmp:
         builds.unpack(data, Path(tmp))
@@ -98,30 +93,26 @@ def routes(
     """The route definitions; add them with `app.router.add_routes(routes(...))`.
 
     `image_labels` are added to every image built (the tests label theirs for cleanup)."""
-    building: set[str] = set()
 
     async def guarded(
         request: web.Request, prepare: Callable[[Supervisor, AppSpec], Awaitable[Prepared]]
     ) -> web.StreamResponse:
+        """Claim the app's operation lock, prepare, then build and deploy holding it."""
         sup = get_supervisor()
         name = request.match_info["app"]
         try:
-            app = sup.base_app(name)  # the new files merge into the config's definition
-            if name in building or sup.lock(name).locked():
-                raise DeployInProgress(f"a deploy of {name!r} is already running; try again when it ends")
-            building.add(name)
-            try:
-                prepared = await prepare(sup, app)
-            except BaseException:
-                building.discard(name)
-                raise
-        except DeployInProgress as exc:
-            return _error(str(exc), 409)
-        except ConfigError as exc:
-            return _json({"error": "invalid Procfile or app.json", "problems": [str(p) for p in exc.problems]}, 400)
-        except DeployError as exc:
-            return _error(str(exc), 404 if "unknown app" in str(exc) else 400)
-        return await _stream(request, sup, prepared, building, image_labels or {})
+            app = sup.ctx.apps.base_app(name)  # the new files merge into the config's definition
+            claim = sup.ctx.locks.claim(name, "build")
+        except DockyardError as exc:
+            return error_response(exc)
+        try:
+            prepared = await prepare(sup, app)
+        except BaseException as exc:
+            claim.release()
+            if isinstance(exc, DockyardError):
+                return error_response(exc)
+            raise
+        return await _stream(request, sup, prepared, claim, image_labels or {})
 
     async def git_push(request: web.Request) -> web.StreamResponse:
         body = await json_body(request)
@@ -191,7 +182,8 @@ async def _read_limited(request: web.Request) -> bytes:
 
 async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progress,
                            image_labels: Mapping[str, str]) -> tuple[DeployReport | None, str]:
-    """Build the image, then run the deploy pipeline. (None, reason) when the build failed."""
+    """Build the image, then run the deploy pipeline (the caller holds the app's operation
+    lock). (None, reason) when the build failed."""
     app = prepared.spec
     for warning in prepared.warnings:
         progress({"event": "warning", "app": app.name, "message": warning})
@@ -213,40 +205,33 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
         progress({"event": "build", "app": app.name, "status": "failed", "error": str(exc)})
         return None, str(exc)
     progress({"event": "build", "app": app.name, "status": "done", "image": prepared.tag})
-    report = await deploy(sup, app, prepared.tag, kind=prepared.kind, progress=progress, repo=prepared.files)
+    report = await deploy_holding_lock(sup.ctx, app, prepared.tag, kind=prepared.kind,
+                                       progress=progress, repo=prepared.files)
     return report, ""
 
 
 async def _stream(
-    request: web.Request, sup: Supervisor, prepared: Prepared, building: set[str],
+    request: web.Request, sup: Supervisor, prepared: Prepared, claim: Claim,
     image_labels: Mapping[str, str],
 ) -> web.StreamResponse:
-    queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
     name = prepared.spec.name
 
-    async def run() -> dict[str, Any]:
+    async def work(emit: Progress) -> dict[str, Any]:
         try:
-            report, reason = await build_and_deploy(sup, prepared, queue.put_nowait, image_labels)
-        except DeployError as exc:
-            return {"ok": False, "release": 0, "reason": str(exc), "warnings": []}
+            report, reason = await build_and_deploy(sup, prepared, emit, image_labels)
         finally:
-            building.discard(name)
+            claim.release()
+        result: dict[str, Any] = {"app": name, "image": prepared.tag}
         if report is None:
-            return {"ok": False, "release": 0, "reason": reason, "warnings": []}
-        return {"ok": report.ok, "release": report.release, "reason": report.reason,
+            return {**result, **_failed(reason)}
+        return {**result, "ok": report.ok, "release": report.release, "reason": report.reason,
                 "warnings": report.warnings}
 
-    # Its own task: a client that goes away does not cancel a build or deploy half-way.
-    task = asyncio.ensure_future(run())
-    task.add_done_callback(lambda _t: queue.put_nowait(None))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    try:
-        while (event := await queue.get()) is not None:
-            await response.write(orjson.dumps(event) + b"\n")
-        final = {"event": "result", "app": name, "image": prepared.tag, **task.result()}
-        await response.write(orjson.dumps(final) + b"\n")
-        await response.write_eof()
-    except ConnectionResetError:
-        log.info("client went away app=%s; the build and deploy go on", name)
-    return response
+    def failed(reason: str) -> dict[str, Any]:
+        return {"app": name, "image": prepared.tag, **_failed(reason)}
+
+    return await stream(request, work, failed)
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"ok": False, "release": 0, "reason": reason, "warnings": []}

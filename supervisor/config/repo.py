@@ -24,20 +24,11 @@ from types import MappingProxyType
 from supervisor.config.appjson import AppJson, parse_app_json
 from supervisor.config.procfile import parse_procfile
 from supervisor.model import defaults
+from supervisor.model.release import RepoFiles
 from supervisor.model.spec import AppSpec, HealthCheckSpec, ProcessSpec
 
 PROCFILE = "Procfile"
 APP_JSON = "app.json"
-
-
-@dataclass(frozen=True, slots=True)
-class RepoFiles:
-    """The texts a build read from its repository, kept with the release (state.repo_files):
-    the app's definition is the config's with these merged in, until a deploy without them."""
-
-    procfile: str | None = None
-    app_json: str | None = None
-    source: str = ""
 
 
 def with_repo(app: AppSpec, files: RepoFiles) -> AppSpec:

@@ -19,17 +19,17 @@ from aiohttp import web
 from proxy import Proxy, compiled
 from scheduler import Scheduler
 from supervisor.api import git as gitcontrol
+from supervisor.api import metrics as metrics_api
 from supervisor.api.control import TLS_STATUS_KEY, make_app, prepare_socket_path
 from supervisor.api.cron import add_routes as add_cron_routes
 from supervisor.config.loader import load_config
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
-from supervisor.deploy import reconcile
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.deploy.watch import Watcher
 from supervisor.git import repo as gitrepo
 from supervisor.model.errors import ConfigError, DockyardError
 from supervisor.model.spec import Config
-from supervisor.ops import logs, metrics
+from supervisor.ops import logs
 from supervisor.runtime.docker import DockerRuntime
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
@@ -82,7 +82,7 @@ class Daemon:
         # The scheduler sees the apps as deployed: a pushed app.json's cron included.
         sched = self.sched = Scheduler(sup.config, runtime, image_of)
         sup.on_config.append(self._reschedule)
-        watcher = Watcher(sup)
+        watcher = Watcher(sup.ctx)
 
         takeover_path = server.state_dir / "takeover.sock"
         handoff = await request_handoff(takeover_path) if self.takeover else None
@@ -113,9 +113,9 @@ class Daemon:
         control[TLS_STATUS_KEY] = lambda: self.acme.status() if self.acme is not None else {}
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
-        metrics.add_routes(control, lambda: sup, lambda: proxy)
+        metrics_api.add_routes(control, lambda: sup, lambda: proxy)
         metrics_runner = (
-            await metrics.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
+            await metrics_api.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
             if server.metrics_listen else None
         )
         runner = web.AppRunner(control, access_log=None)
@@ -144,8 +144,9 @@ class Daemon:
             self.should_exit.set()
 
         def busy() -> str | None:
-            running = [name for name in self.config.apps if sup.lock(name).locked()]
-            return f"a deploy of {', '.join(running)} is running" if running else None
+            running = sup.busy()  # deploys, builds, rollbacks, restarts, scales, stops
+            return ", ".join(f"a {what} of {app}" for app, what in sorted(running.items())) + \
+                " is running" if running else None
 
         takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
         await takeovers.start()
@@ -191,6 +192,8 @@ class Daemon:
                 log.error("reload refused: the config has errors; nothing changed: %s", exc)
             except DockyardError as exc:
                 log.error("reload failed error=%s", exc)
+            except Exception as exc:  # the signal loop must survive anything: later SIGHUPs work
+                log.error("reload failed unexpectedly error=%r", exc, exc_info=exc)
 
     def _reschedule(self, config: Config) -> None:
         """The apps' definitions changed (a build brought an app.json, a reload): the cron too."""
@@ -203,8 +206,8 @@ class Daemon:
         """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
         async with self._reload_lock:
             new = load_config(self.config.path)
-            self.sched.reload(self.sup.effective(new))  # raises on a bad schedule before anything changed
-            result = await reconcile.apply(self.sup, new)
+            self.sched.reload(self.sup.ctx.apps.effective(new))  # a bad schedule raises first
+            result = await self.sup.reload(new)
             if self.acme is not None:
                 self.acme.apply(new)  # certificates follow the apps (docs/tls.md)
             self.config = new

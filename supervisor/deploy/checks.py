@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from supervisor.model.spec import HealthCheckSpec
+from supervisor.model.spec import AppSpec, HealthCheckSpec
 from supervisor.runtime.containers import LABEL_PORT
 from supervisor.runtime.protocol import ContainerInfo, Runtime
 
@@ -60,6 +60,11 @@ class CheckContext:
         if self.network == "host":
             return "127.0.0.1", self.listen_port(port)
         return "127.0.0.1", self.container.ports.get(port, 0)
+
+
+def check_host(app: AppSpec) -> str | None:
+    """The Host header of HTTP checks without httpHeaders: the app's first host."""
+    return app.hosts[0].replace("*.", "www.", 1) if app.hosts else None
 
 
 class CheckFailed(Exception):

@@ -13,12 +13,12 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from supervisor.deploy.context import Context
+from supervisor.deploy.flow import deploy
+from supervisor.deploy.scale import scale, stop
 from supervisor.model.spec import AppSpec, Config, ProcessSpec
-
-if TYPE_CHECKING:
-    from supervisor.deploy.supervisor import Supervisor
 
 log = logging.getLogger("dockyard.supervisor")
 ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
@@ -82,38 +82,36 @@ def plan(old: Config, new: Config) -> Plan:
                 tuple(unchanged), needs_restart)
 
 
-async def apply(sup: Supervisor, new_file: Config) -> dict[str, Any]:
-    """Carry out plan(sup.config, new), both with the apps' repository files merged in (see
-    Supervisor.effective). The caller validated `new_file` already."""
-    from supervisor.deploy.scale import scale, stop
-
-    new = sup.effective(new_file)
-    the_plan = plan(sup.config, new)
-    old_config = sup.config
+async def apply(ctx: Context, new_file: Config) -> dict[str, Any]:
+    """Carry out plan(ctx.apps.config, new), both with the apps' repository files merged in (see
+    Definitions.effective). The caller validated `new_file` already."""
+    new = ctx.apps.effective(new_file)
+    the_plan = plan(ctx.apps.config, new)
+    old_config = ctx.apps.config
     log.info("reloading plan=%s", the_plan.as_dict())
     results: dict[str, Any] = {"plan": the_plan.as_dict(), "deploys": {}}
     for name in the_plan.removed:  # stopped while the current config still defines them
-        await stop(sup, name)
-        sup.routes.remove_app(name)
-    sup.replace_config(new_file)
+        await stop(ctx, name)
+        ctx.fleet.routes.remove_app(name)
+    ctx.apps.replace(new_file)
     for name in the_plan.rerouted:
         app = new.apps[name]
         if old_config.apps[name].hosts != app.hosts or old_config.apps[name].path_prefix != app.path_prefix:
-            sup.routes.remove_app(name)
-        sup.refresh_routes(app)
+            ctx.fleet.routes.remove_app(name)
+        ctx.fleet.install(app)
     for name in the_plan.scaled:
-        await scale(sup, name, _scale_of(new.apps[name]))
+        await scale(ctx, name, _scale_of(new.apps[name]))
     for name in the_plan.added + the_plan.changed:
         app = new.apps[name]
-        if sup.state.is_stopped(name):
+        if ctx.state.is_stopped(name):
             continue  # `dockyard start` brings it back, with the new definition
-        current = sup.state.current(name)
+        current = ctx.state.current(name)
         image_changed = old_config.apps.get(name) is None or old_config.apps[name].image != app.image
         image = app.image if (image_changed or current is None) else current.image
         if not image:
             continue
         try:
-            report = await sup.deploy(name, image)
+            report = await deploy(ctx, app, image)
             results["deploys"][name] = {"ok": report.ok, "release": report.release, "reason": report.reason}
         except Exception as exc:  # one app's failure must not stop the others
             results["deploys"][name] = {"ok": False, "release": 0, "reason": str(exc)}

@@ -7,20 +7,15 @@ them. The new counts persist in SQLite, over the config's scale, across daemon r
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from supervisor.deploy.flow import DeployReport, Progress, deploy
-from supervisor.deploy.supervisor import Serving
-from supervisor.deploy.watch import check_host
-from supervisor.model.errors import DeployError, DeployInProgress
+from supervisor.deploy.context import Context
+from supervisor.deploy.flow import check_all, deploy, discard
+from supervisor.deploy.report import DeployReport, Progress
+from supervisor.model.errors import DeployError
 from supervisor.runtime.containers import process_spec, scales
 from supervisor.runtime.protocol import ContainerInfo
-
-if TYPE_CHECKING:
-    from supervisor.deploy.supervisor import Supervisor
 
 _INDEX = re.compile(r"\.(\d+)\.r\d+$")
 
@@ -41,97 +36,74 @@ def parse_counts(words: list[str]) -> dict[str, int]:
     return counts
 
 
-async def scale(sup: Supervisor, name: str, counts: Mapping[str, int]) -> dict[str, int]:
+async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str, int]:
     """Bring the serving release of `name` to `counts`; return the resulting scale."""
-    app = sup.app(name)
+    app = ctx.apps.app(name)
     unknown = sorted(set(counts) - set(app.processes))
     if unknown:
         raise DeployError(
             f"app {name!r} has no process type {', '.join(unknown)} "
             f"(it has {', '.join(app.processes)})"
         )
-    lock = sup.lock(name)
-    if lock.locked():
-        raise DeployInProgress(f"a deploy of {name!r} is running; scale it when it ends")
-    async with lock:
-        sup.state.set_scale(name, counts)
-        serving = sup.serving.get(name)
-        current = sup.state.current(name)
+    with ctx.locks.hold(name, "scale"):
+        serving = ctx.fleet.get(name)
+        current = ctx.state.current(name)
         if serving is None or current is None:
-            return scales(app, sup.state.scale(name))  # applies at the next deploy
+            ctx.state.set_scale(name, counts)
+            return scales(app, ctx.state.scale(name))  # applies at the next deploy
         added: list[ContainerInfo] = []
         removed: list[ContainerInfo] = []
-        for process, wanted in counts.items():
-            mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
-            if wanted < len(mine):
+        try:
+            for process, wanted in counts.items():
+                mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
                 removed.extend(mine[wanted:])
-            taken = {index_of(c) for c in mine}
-            free = (i for i in range(1, 10_000) if i not in taken)
-            for _ in range(wanted - len(mine)):
-                spec = process_spec(
-                    app, image=current.image, instance=sup.instance, release=current.number,
-                    process=process, index=next(free),
-                )
-                added.append(await sup.runtime.run(spec))
-        if added:
-            await _check_or_discard(sup, name, added)
-        keep = tuple(c for c in serving.containers if c not in removed) + tuple(added)
-        sup.serving[name] = Serving(serving.release, keep)
-        sup.refresh_routes(app)  # new web containers in, removed ones out: one assignment
-        sup.retire(app, removed, retire_after=0.0)
-        return scales(app, sup.state.scale(name))
+                taken = {index_of(c) for c in mine}
+                free = (i for i in range(1, 10_000) if i not in taken)
+                for _ in range(wanted - len(mine)):
+                    spec = process_spec(
+                        app, image=current.image, instance=ctx.instance, release=current.number,
+                        process=process, index=next(free),
+                    )
+                    added.append(await ctx.runtime.run(spec))
+            await check_all(ctx, app, added)
+        except Exception as exc:  # the containers started so far go; nothing else changed
+            await discard(ctx, added)
+            raise DeployError(f"scale of {name!r} failed; nothing changed: {exc}") from exc
+        ctx.state.set_scale(name, counts)  # saved once the new containers passed their checks
+        keep = [c for c in serving.containers if c not in removed] + added
+        ctx.fleet.resize(app, keep)  # new web containers in, removed ones out: one assignment
+        ctx.retire(app, removed, retire_after=0.0)
+        return scales(app, ctx.state.scale(name))
 
 
-async def _check_or_discard(sup: Supervisor, name: str, added: list[ContainerInfo]) -> None:
-    from supervisor.deploy.checks import CheckContext, run_checks
-
-    app = sup.app(name)
-
-    async def one(info: ContainerInfo) -> None:
-        checks = app.checks_for(info.process, "startup") + app.checks_for(info.process, "readiness")
-        ctx = CheckContext(info, app.port, check_host(app), app.network)
-        result = await run_checks(sup.runtime, ctx, checks, app.default_checks_wait)
-        if not result.ok:
-            raise DeployError(f"check {result.name!r} failed on {info.name}: {result.error}")
-
-    results = await asyncio.gather(*(one(i) for i in added), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        await asyncio.gather(*(sup.runtime.remove(c.id) for c in added), return_exceptions=True)
-        raise DeployError(f"scale of {name!r} failed; nothing changed: {errors[0]}")
-
-
-async def stop(sup: Supervisor, name: str) -> int:
+async def stop(ctx: Context, name: str) -> int:
     """Take the app out of the routes (503), drain and stop its containers; remember it."""
-    app = sup.app(name)
-    lock = sup.lock(name)
-    if lock.locked():
-        raise DeployInProgress(f"a deploy of {name!r} is running; stop it when it ends")
-    async with lock:
-        sup.state.set_stopped(name, True)
-        serving = sup.serving.pop(name, None)
-        sup.refresh_routes(app)
+    app = ctx.apps.app(name)
+    with ctx.locks.hold(name, "stop"):
+        ctx.state.set_stopped(name, True)
+        serving = ctx.fleet.withdraw(app)
         if serving is None:
             return 0
-        sup.retire(app, list(serving.containers), retire_after=0.0)
+        ctx.retire(app, list(serving.containers), retire_after=0.0)
         return len(serving.containers)
 
 
-async def start(sup: Supervisor, name: str, progress: Progress | None = None) -> DeployReport:
+async def start(ctx: Context, name: str, progress: Progress | None = None) -> DeployReport:
     """Start a stopped app again: a deploy of its current release's image."""
-    app = sup.app(name)
-    current = sup.state.current(name)
+    app = ctx.apps.app(name)
+    current = ctx.state.current(name)
     image = current.image if current else app.image
     if not image:
         raise DeployError(f"app {name!r} has never been deployed and has no image")
-    sup.state.set_stopped(name, False)
-    return await deploy(sup, app, image, kind="start", progress=progress)
+    ctx.locks.refuse_if_busy(name)
+    ctx.state.set_stopped(name, False)
+    return await deploy(ctx, app, image, kind="start", progress=progress)
 
 
-async def restart(sup: Supervisor, name: str, progress: Progress | None = None) -> DeployReport:
+async def restart(ctx: Context, name: str, progress: Progress | None = None) -> DeployReport:
     """A zero-downtime restart on the same image: new containers, checks, swap, retire."""
-    app = sup.app(name)
-    current = sup.state.current(name)
+    app = ctx.apps.app(name)
+    current = ctx.state.current(name)
     if current is None:
         raise DeployError(f"app {name!r} has no serving release to restart")
-    return await deploy(sup, app, current.image, kind="restart", progress=progress)
+    return await deploy(ctx, app, current.image, kind="restart", progress=progress)

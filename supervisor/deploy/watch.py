@@ -17,17 +17,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from supervisor.deploy.checks import CheckContext, attempt_once, run_checks
+from supervisor.deploy.checks import CheckContext, attempt_once, check_host, run_checks
+from supervisor.deploy.context import Context
 from supervisor.model import defaults
+from supervisor.model.spec import AppSpec
 from supervisor.ops import metrics
 from supervisor.ops.tasks import TaskSet
 from supervisor.runtime.protocol import ContainerInfo
-
-if TYPE_CHECKING:
-    from supervisor.deploy.supervisor import Supervisor
-    from supervisor.model.spec import AppSpec
 
 log = logging.getLogger("dockyard.supervisor")
 BACKOFF_FIRST = 0.5
@@ -51,13 +49,9 @@ def backoff(restarts: int) -> float:
     return float(min(BACKOFF_MAX, BACKOFF_FIRST * (2 ** restarts)))
 
 
-def check_host(app: AppSpec) -> str | None:
-    return app.hosts[0].replace("*.", "www.", 1) if app.hosts else None
-
-
 class Watcher:
-    def __init__(self, sup: Supervisor, period: float = defaults.CHECK_PERIOD) -> None:
-        self.sup = sup
+    def __init__(self, ctx: Context, period: float = defaults.CHECK_PERIOD) -> None:
+        self.ctx = ctx
         self.period = period
         self._tasks = TaskSet()
         self._restarting: set[str] = set()
@@ -70,10 +64,10 @@ class Watcher:
 
     def _recover_adopted(self) -> None:
         """Containers found dead at adoption (they died while no daemon ran): the policy."""
-        for name, serving in self.sup.serving.items():
-            app = self.sup.config.apps.get(name)
+        for name, serving in self.ctx.fleet.serving.items():
+            app = self.ctx.apps.config.apps.get(name)
             for info in serving.containers:
-                if app is None or info.id not in self.sup.down or info.running:
+                if app is None or not self.ctx.fleet.is_down(info.id) or info.running:
                     continue
                 if should_restart(app.restart, info.exit_code, 0):
                     self._restarting.add(info.id)
@@ -85,14 +79,21 @@ class Watcher:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._tasks.spawn(coro)
 
+    def _serving(self, container_id: str) -> tuple[AppSpec, ContainerInfo] | None:
+        """The app and container, if `container_id` is one of a serving release."""
+        found = self.ctx.fleet.find(container_id)
+        if found is None or found[0] not in self.ctx.apps.config.apps:
+            return None
+        return self.ctx.apps.config.apps[found[0]], found[1]
+
     # crashes ----------------------------------------------------------------------
 
     async def _events(self) -> None:
-        labels = {defaults.LABEL_INSTANCE: self.sup.instance, defaults.LABEL_ROLE: "app"}
+        labels = {defaults.LABEL_INSTANCE: self.ctx.instance, defaults.LABEL_ROLE: "app"}
         delay = BACKOFF_FIRST
         while True:
             try:
-                async for event in self.sup.runtime.events(labels):
+                async for event in self.ctx.runtime.events(labels):
                     delay = BACKOFF_FIRST
                     if event.action == "die":
                         self.on_die(event.container_id, event.exit_code)
@@ -104,15 +105,14 @@ class Watcher:
             delay = min(BACKOFF_MAX, delay * 2)
 
     def on_die(self, container_id: str, exit_code: int | None) -> None:
-        found = self.sup.serving_container(container_id)
+        found = self._serving(container_id)
         if found is None or container_id in self._restarting:
             return  # not serving (retiring, one-off, another release) or already handled
         app, info = found
-        self.sup.mark_down(app, container_id)
-        if exit_code is not None:
-            self.sup.last_exit[container_id] = exit_code
+        self.ctx.fleet.mark_down(app, container_id)
+        self.ctx.fleet.record_exit(container_id, exit_code)
         log.warning("container died app=%s container=%s exit_code=%s", app.name, info.name, exit_code)
-        restarts = self.sup.restarts.get(container_id, 0)
+        restarts = self.ctx.fleet.restarts(container_id)
         if should_restart(app.restart, exit_code, restarts):
             self._restarting.add(container_id)
             self._spawn(self._restart(app, info, restarts))
@@ -120,26 +120,26 @@ class Watcher:
     async def _restart(self, app: AppSpec, info: ContainerInfo, restarts: int) -> None:
         try:
             await asyncio.sleep(backoff(restarts))
-            if self.sup.serving_container(info.id) is None:
+            if self._serving(info.id) is None:
                 return  # replaced by a deploy meanwhile
-            self.sup.restarts[info.id] = restarts + 1
-            fresh = await self.sup.runtime.start(info.id)
+            self.ctx.fleet.record_restart(info.id)
+            fresh = await self.ctx.runtime.start(info.id)
             if fresh is None:
                 return
             log.info("restarted app=%s container=%s restarts=%d", app.name, info.name, restarts + 1)
             metrics.container_restarted(app.name, info.process)
             checks = app.checks_for(info.process, "startup") + app.checks_for(info.process, "readiness")
             ctx = CheckContext(fresh, app.port, check_host(app), app.network)
-            result = await run_checks(self.sup.runtime, ctx, checks, app.default_checks_wait)
-            if self.sup.serving_container(info.id) is None:
+            result = await run_checks(self.ctx.runtime, ctx, checks, app.default_checks_wait)
+            if self._serving(info.id) is None:
                 return
             if result.ok:
-                self.sup.mark_up(app, fresh)
+                self.ctx.fleet.mark_up(app, fresh)
                 log.info("rejoined app=%s container=%s", app.name, info.name)
             else:
                 log.warning("restart check failed app=%s container=%s error=%s", app.name, info.name, result.error)
                 self._restarting.discard(info.id)
-                await self.sup.runtime.kill(info.id, "SIGKILL")  # its die event restarts it again
+                await self.ctx.runtime.kill(info.id, "SIGKILL")  # its die event restarts it again
                 return
         finally:
             self._restarting.discard(info.id)
@@ -154,14 +154,14 @@ class Watcher:
 
     async def probe_all(self) -> None:
         jobs = []
-        for name, serving in list(self.sup.serving.items()):
-            app = self.sup.config.apps.get(name)
+        for name, serving in self.ctx.fleet.serving.items():
+            app = self.ctx.apps.config.apps.get(name)
             if app is None:
                 continue
             for info in serving.containers:
                 if info.id in self._restarting:
                     continue
-                if info.id in self.sup.down and info.running and not app.checks_for(info.process, "readiness"):
+                if self.ctx.fleet.is_down(info.id) and info.running and not app.checks_for(info.process, "readiness"):
                     jobs.append(self._recheck(app, info))  # adopted but not ready: back when it is
                     continue
                 checks = app.checks_for(info.process, "readiness") + app.checks_for(info.process, "liveness")
@@ -172,31 +172,31 @@ class Watcher:
     async def _recheck(self, app: AppSpec, info: ContainerInfo) -> None:
         ctx = CheckContext(info, app.port, check_host(app), app.network)
         checks = app.checks_for(info.process, "startup")
-        errors = await asyncio.gather(*(attempt_once(self.sup.runtime, ctx, c) for c in checks))
+        errors = await asyncio.gather(*(attempt_once(self.ctx.runtime, ctx, c) for c in checks))
         if not any(errors):
             log.info("ready again app=%s container=%s", app.name, info.name)
-            self.sup.mark_up(app, info)
+            self.ctx.fleet.mark_up(app, info)
 
     async def _probe(self, app: AppSpec, info: ContainerInfo, checks: tuple[Any, ...]) -> None:
         ctx = CheckContext(info, app.port, check_host(app), app.network)
-        errors = await asyncio.gather(*(attempt_once(self.sup.runtime, ctx, c) for c in checks))
+        errors = await asyncio.gather(*(attempt_once(self.ctx.runtime, ctx, c) for c in checks))
         for check, error in zip(checks, errors, strict=True):
             key = (info.id, check.name or check.type)
             if error is None:
                 self._failures.pop(key, None)
-                if check.type == "readiness" and info.id in self.sup.down and info.id not in self._restarting:
+                if check.type == "readiness" and self.ctx.fleet.is_down(info.id) and info.id not in self._restarting:
                     if not any(e for c, e in zip(checks, errors, strict=True) if c.type == "readiness"):
                         log.info("ready again app=%s container=%s", app.name, info.name)
-                        self.sup.mark_up(app, info)
+                        self.ctx.fleet.mark_up(app, info)
                 continue
             metrics.check_failed(app.name, check.name or check.type, info.process, check.type)
             streak = self._failures[key] = self._failures.get(key, 0) + 1
             if streak < check.attempts:
                 continue
-            if check.type == "readiness" and info.id not in self.sup.down:
+            if check.type == "readiness" and not self.ctx.fleet.is_down(info.id):
                 log.warning("not ready app=%s container=%s error=%s", app.name, info.name, error)
-                self.sup.mark_down(app, info.id)
+                self.ctx.fleet.mark_down(app, info.id)
             elif check.type == "liveness":
                 log.warning("liveness failed app=%s container=%s error=%s", app.name, info.name, error)
                 self._failures.pop(key, None)
-                await self.sup.runtime.kill(info.id, "SIGKILL")  # die -> restart policy
+                await self.ctx.runtime.kill(info.id, "SIGKILL")  # die -> restart policy

@@ -35,12 +35,20 @@ class RuntimeFailure(DockyardError):
     """The container runtime (Docker) failed to do what was asked."""
 
 
+class ContainerGone(RuntimeFailure):
+    """The container was removed (or never existed) while dockyard worked with it."""
+
+
 class DeployError(DockyardError):
     """A deploy failed; the old release keeps serving."""
 
 
+class UnknownApp(DeployError):
+    """The config defines no app of that name (the control API answers 404)."""
+
+
 class DeployInProgress(DeployError):
-    """A deploy of the same app is already running."""
+    """Another operation (deploy, build, rollback, restart, scale, stop) of the app is running."""
 
 
 class ControlError(DockyardError):

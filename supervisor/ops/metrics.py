@@ -1,5 +1,5 @@
-"""Prometheus metrics through prometheus-client: `GET /metrics` on the control socket, and on
-`[server] metrics_listen` (a localhost port) when set.
+"""Prometheus metrics through prometheus-client: the registry and its collectors. They are
+served as `GET /metrics` by supervisor/api/metrics.py.
 
 Two kinds of metrics:
 
@@ -14,14 +14,11 @@ Two kinds of metrics:
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -34,11 +31,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from supervisor.deploy.supervisor import Supervisor
-
-log = logging.getLogger("dockyard.supervisor")
 
 NAMESPACE = "dockyard"
 DEPLOY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -155,10 +147,30 @@ def _cumulative(buckets: Mapping[str, int]) -> list[tuple[str, float]]:
     return out
 
 
+class _Process(Protocol):
+    @property
+    def process(self) -> str: ...
+
+
+class _Serving(Protocol):
+    @property
+    def release(self) -> int: ...
+
+    @property
+    def containers(self) -> Sequence[_Process]: ...
+
+
+class ServingSource(Protocol):
+    """What the supervisor collector needs (deploy.Supervisor provides it)."""
+
+    @property
+    def serving(self) -> Mapping[str, _Serving]: ...
+
+
 class SupervisorCollector(Collector):
     """What serves: release and container counts per app, and the daemon's start time."""
 
-    def __init__(self, sup: Supervisor, started: float) -> None:
+    def __init__(self, sup: ServingSource, started: float) -> None:
         self.sup = sup
         self.started = started
 
@@ -192,7 +204,7 @@ class _Registry(Collector):
 
 
 def render(
-    sup: Supervisor | None = None, proxy: StatsSource | None = None, started: float | None = None
+    sup: ServingSource | None = None, proxy: StatsSource | None = None, started: float | None = None
 ) -> bytes:
     """The text exposition of every metric: events, plus live values of what is given."""
     scrape = CollectorRegistry(auto_describe=False)
@@ -205,65 +217,3 @@ def render(
 
 
 _STARTED = time.time()
-
-
-# serving ----------------------------------------------------------------------------------
-
-GetSupervisor = Callable[[], "Supervisor | None"]
-GetProxy = Callable[[], StatsSource | None]
-
-
-def _proxy_of(sup: Supervisor | None, get_proxy: GetProxy | None) -> StatsSource | None:
-    if get_proxy is not None:
-        return get_proxy()
-    routes = getattr(sup, "routes", None)  # the supervisor's RouteSink is the Proxy in the daemon
-    return routes if routes is not None and hasattr(routes, "stats_all") else None
-
-
-def routes(get_supervisor: GetSupervisor, get_proxy: GetProxy | None = None) -> list[web.RouteDef]:
-    """`GET /metrics`; add with `app.router.add_routes(metrics.routes(lambda: sup))`.
-
-    Without `get_proxy`, the supervisor's route sink is used when it has `stats_all()`.
-    """
-
-    async def handler(request: web.Request) -> web.Response:
-        sup = get_supervisor()
-        body = render(sup, _proxy_of(sup, get_proxy))
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
-    return [web.get("/metrics", handler)]
-
-
-def add_routes(app: web.Application, get_supervisor: GetSupervisor,
-               get_proxy: GetProxy | None = None) -> None:
-    app.router.add_routes(routes(get_supervisor, get_proxy))
-
-
-async def start_http(
-    listen: str, get_supervisor: GetSupervisor, get_proxy: GetProxy | None = None
-) -> web.AppRunner:
-    """Serve `GET /metrics` on `listen` ("127.0.0.1:9100"); stop with `await runner.cleanup()`."""
-    host, _, port = listen.rpartition(":")
-    app = web.Application()
-    add_routes(app, get_supervisor, get_proxy)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    log.info("serving metrics listen=%s", listen)
-    return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port a `start_http` runner listens on (useful with port 0)."""
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    raise RuntimeError("the metrics runner has no listening site")

@@ -10,16 +10,13 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from supervisor.config.repo import RepoFiles
+from supervisor.model.release import Release, ReleaseKind, RepoFiles
 from supervisor.store import sqlite
-
-ReleaseStatus = Literal["pending", "active", "superseded", "failed"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -60,33 +57,6 @@ CREATE TABLE IF NOT EXISTS scale (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
-    app: str
-    number: int
-    image: str
-    config: Mapping[str, Any]
-    kind: str  # deploy | rollback | restart
-    status: ReleaseStatus
-    reason: str
-    steps: tuple[Mapping[str, Any], ...]
-    created_at: float
-    finished_at: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "number": self.number,
-            "image": self.image,
-            "kind": self.kind,
-            "status": self.status,
-            "reason": self.reason,
-            "steps": list(self.steps),
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-        }
-
-
 def _release(row: sqlite3.Row) -> Release:
     return Release(
         app=row["app"],
@@ -117,7 +87,9 @@ class StateStore:
 
     # releases -----------------------------------------------------------------
 
-    def begin_release(self, app: str, image: str, config: Mapping[str, Any], kind: str) -> Release:
+    def begin_release(
+        self, app: str, image: str, config: Mapping[str, Any], kind: ReleaseKind
+    ) -> Release:
         with self._tx() as db:
             row = db.execute(
                 "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)

@@ -117,7 +117,7 @@ async def test_failed_deploy_keeps_v1_serving(
             predeploy="echo predeploy; exit 3" if case == "predeploy-fails" else None,
         )
         async with Load(s.base + "/", HOST, rate=100) as load:
-            report = await deploy(s.sup, spec, app_images["v2"])
+            report = await deploy(s.sup.ctx, spec, app_images["v2"])
         assert not report.ok
         if case == "container-exits":
             assert "exit" in report.reason

@@ -1,6 +1,6 @@
 """git push deploys on real git and real Docker: push -> pre-receive hook -> daemon -> build -> deploy.
 
-The daemon here is the real control app (supervisor.control + gitcontrol routes) on a unix
+The daemon here is the real control app (supervisor.api.control + supervisor.api.git routes) on a unix
 socket in the test's event loop, with a Supervisor on the real proxy and Docker (tests.utils).
 Pushes run `git push` as a subprocess with no environment but PATH and HOME.
 """
@@ -234,7 +234,6 @@ async def test_the_pushed_definition_stays_through_restarts_reloads_and_rollback
     `dockyard restart`, a daemon restart, a config reload and cron; a rollback brings back
     the files of the release it returns to."""
     from scheduler.plan import tasks_of
-    from supervisor.deploy.scale import restart
     from supervisor.deploy.supervisor import Supervisor
 
     d = daemon
@@ -258,12 +257,10 @@ async def test_the_pushed_definition_stays_through_restarts_reloads_and_rollback
     again = Supervisor(d.s.config, sup.runtime, d.s.proxy, sup.state)
     assert defined(again) == (["web", "worker"], ["echo tick"])
     # a config reload with an unchanged file changes nothing
-    from supervisor.deploy import reconcile
-
-    result = await reconcile.apply(sup, d.s.config)
+    result = await sup.reload(d.s.config)
     assert result["plan"]["changed"] == [] and defined(sup) == (["web", "worker"], ["echo tick"])
     # `dockyard restart` keeps the worker
-    report = await restart(sup, "procs")
+    report = await sup.restart("procs")
     assert report.ok, report.reason
     rows = await sup.ps("procs")
     assert sorted({r["process"] for r in rows if r["serving"]}) == ["web", "worker"]
@@ -324,9 +321,9 @@ async def test_deploy_build_from_a_local_directory(daemon: Daemon) -> None:
 RUNNER = """\
 import argparse, sys
 sys.path.insert(0, {root!r})
-from supervisor.config import load_config
-from supervisor.errors import DockyardError
-from supervisor.gitcli import add_commands
+from supervisor.config.loader import load_config
+from supervisor.model.errors import DockyardError
+from supervisor.cli.git import add_commands
 common = argparse.ArgumentParser(add_help=False)
 common.add_argument("-c", "--config", default=argparse.SUPPRESS)
 parser = argparse.ArgumentParser(parents=[common])

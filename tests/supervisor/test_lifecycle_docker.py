@@ -16,7 +16,6 @@ import pytest
 
 from supervisor.cli.client import ControlClient
 from supervisor.config.loader import load_config
-from supervisor.deploy.scale import scale
 from supervisor.deploy.watch import Watcher
 from supervisor.model.errors import ControlError
 from tests.conftest import SESSION
@@ -45,7 +44,7 @@ async def test_killed_web_container_leaves_routes_and_comes_back(
     config = make_config(tmp_path, {"web": app_def(app_images["v1"])})
     async with stack(config, docker_client) as s:
         assert (await s.sup.deploy("web")).ok
-        watcher = Watcher(s.sup, period=3600)
+        watcher = Watcher(s.sup.ctx, period=3600)
         watcher.start()
         await asyncio.sleep(0.3)  # the event stream is attached
         victim = sorted(s.sup.serving["web"].containers, key=lambda c: c.name)[0]
@@ -63,8 +62,8 @@ async def test_killed_web_container_leaves_routes_and_comes_back(
             # Reported, not asserted (timings belong in bench/): the budget is 1 s.
             print(f"\nkilled container left the route table after {removed_after * 1000:.0f} ms")
             assert serving_ids(s) >= {victim.id}  # the same container, restarted
-            assert s.sup.restarts[victim.id] == 1
-            assert s.sup.last_exit[victim.id] == 137
+            assert s.sup.ctx.fleet.restarts(victim.id) == 1
+            assert s.sup.ctx.fleet.last_exit(victim.id) == 137
             rows = {r["name"]: r for r in await s.sup.ps("web")}
             assert rows[victim.name]["restarts"] == 1 and rows[victim.name]["exit_code"] == 137
         finally:
@@ -81,7 +80,7 @@ async def test_readiness_failure_takes_target_out_and_recovery_puts_it_back(
     config = make_config(tmp_path, {"web": app_def(app_images["v1"], healthchecks=checks)})
     async with stack(config, docker_client) as s:
         assert (await s.sup.deploy("web")).ok
-        watcher = Watcher(s.sup, period=0.1)
+        watcher = Watcher(s.sup.ctx, period=0.1)
         watcher.start()
         try:
             sick = sorted(s.sup.serving["web"].containers, key=lambda c: c.name)[0]
@@ -108,10 +107,10 @@ async def test_scale_up_and_down_under_load(
     async with stack(config, docker_client) as s:
         assert (await s.sup.deploy("web")).ok
         async with Load(s.base + "/", HOST, rate=200) as load:
-            assert await scale(s.sup, "web", {"web": 3}) == {"web": 3}
+            assert await s.sup.scale("web", {"web": 3}) == {"web": 3}
             assert len(s.sup.targets("web")) == 3
             await asyncio.sleep(0.5)
-            assert await scale(s.sup, "web", {"web": 1}) == {"web": 1}
+            assert await s.sup.scale("web", {"web": 1}) == {"web": 1}
             assert len(s.sup.targets("web")) == 1
             await asyncio.sleep(0.5)
         await s.sup.retirer.wait_idle()

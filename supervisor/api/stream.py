@@ -1,0 +1,50 @@
+"""The one NDJSON streamer of the control API: deploys, builds and cron runs.
+
+The work runs in its own task, so a client that goes away does not cancel a deploy or a build
+half-way: it goes on to the end and is recorded. Each event is one JSON line; the last line is
+`{"event": "result", ...}`, also when the work failed (the headers are gone by then, so a
+failure is reported in the stream, never as a status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from supervisor.model.errors import DockyardError
+
+log = logging.getLogger("dockyard.supervisor")
+Emit = Callable[[Mapping[str, Any]], None]
+Work = Callable[[Emit], Awaitable[Mapping[str, Any]]]
+
+
+async def stream(
+    request: web.Request, work: Work, failed: Callable[[str], Mapping[str, Any]]
+) -> web.StreamResponse:
+    """Stream `work`'s events, then `{"event": "result", **what it returned}`; when it raises,
+    the result is `failed(reason)`."""
+    queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
+    task = asyncio.ensure_future(work(queue.put_nowait))
+    task.add_done_callback(lambda _t: queue.put_nowait(None))
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    try:
+        await response.prepare(request)
+        while (event := await queue.get()) is not None:
+            await response.write(orjson.dumps(event) + b"\n")
+        try:
+            result = task.result()
+        except (DockyardError, OSError) as exc:
+            result = failed(str(exc))
+        except Exception as exc:  # a bug: still a final line, and the log has the traceback
+            log.error("streamed work failed error=%r", exc, exc_info=exc)
+            result = failed(f"internal error: {exc.__class__.__name__}: {exc}")
+        await response.write(orjson.dumps({"event": "result", **result}) + b"\n")
+        await response.write_eof()
+    except ConnectionError:
+        log.info("client went away path=%s; the work goes on", request.path)
+    return response

@@ -1,0 +1,53 @@
+"""The parts every supervisor operation works with, handed to each as one value.
+
+The operations (deploy/flow.py, scale.py, adopt.py, watch.py, reconcile.py) are functions of a
+`Context`; the `Supervisor` (supervisor.py) only builds one and offers the operations as
+methods. The parts are small objects with their own rules: the fleet (what serves, the swap),
+the definitions (what each app is), the per-app operation locks and the retirer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from supervisor.deploy.definitions import Definitions
+from supervisor.deploy.fleet import Fleet, targets_of, web_of
+from supervisor.deploy.locks import OperationLocks
+from supervisor.deploy.retire import Retirer
+from supervisor.model import defaults
+from supervisor.model.spec import AppSpec
+from supervisor.runtime.protocol import ContainerInfo, Runtime
+from supervisor.store.releases import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    runtime: Runtime
+    state: StateStore
+    fleet: Fleet
+    apps: Definitions
+    locks: OperationLocks
+    retirer: Retirer
+
+    @property
+    def instance(self) -> str:
+        """The value of the dockyard.instance label on everything this daemon creates."""
+        return self.apps.config.server.instance
+
+    def retire(
+        self, app: AppSpec, old: Sequence[ContainerInfo], *, retire_after: float | None = None
+    ) -> None:
+        """Old containers, already out of the routes: web ones drain, then all stop."""
+        web = web_of(old)
+        self.retirer.retire_web(
+            app.name,
+            web,
+            targets_of(app, web),
+            drain_timeout=app.drain_timeout,
+            retire_after=app.retire_after if retire_after is None else retire_after,
+            stop_timeout=app.stop_timeout,
+        )
+        others = [c for c in old if c.process != defaults.WEB_PROCESS]
+        self.retirer.retire_now(app.name, others, app.stop_timeout)
+        self.fleet.forget(old)

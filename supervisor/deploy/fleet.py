@@ -1,0 +1,182 @@
+"""The fleet: which release of each app serves, with which containers, and the swap.
+
+`Fleet.swap()` is the one place a deploy changes the proxy's route table: one synchronous
+`set_app` call, which the proxy turns into one assignment of an immutable table. Everything that
+takes a container out of rotation or puts it back (the watcher, scale, stop) goes through the
+methods here too, so the serving set and the routes never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from supervisor.model import defaults
+from supervisor.model.spec import AppSpec
+from supervisor.runtime.containers import target_of
+from supervisor.runtime.protocol import ContainerInfo
+
+
+class RouteSink(Protocol):
+    """What the supervisor needs of the proxy (proxy.Proxy provides it)."""
+
+    def set_app(
+        self,
+        app: str,
+        hosts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        path_prefix: str = "/",
+        balance: str = "round_robin",
+        tls_redirect: bool = False,
+        hsts: int | None = None,
+    ) -> None: ...
+
+    def remove_app(self, app: str) -> None: ...
+
+    async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
+
+    async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int: ...
+
+    def inflight(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    release: int
+    containers: tuple[ContainerInfo, ...]
+
+
+def web_of(containers: Iterable[ContainerInfo]) -> list[ContainerInfo]:
+    return [c for c in containers if c.process == defaults.WEB_PROCESS]
+
+
+def targets_of(app: AppSpec, containers: Iterable[ContainerInfo]) -> list[str]:
+    """The proxy targets ("127.0.0.1:PORT") of the web containers among `containers`."""
+    found = (target_of(c, app.port, app.network) for c in web_of(containers))
+    return [t for t in found if t]
+
+
+class Fleet:
+    def __init__(self, routes: RouteSink) -> None:
+        self.routes = routes
+        self._serving: dict[str, Serving] = {}
+        self._down: set[str] = set()  # serving container ids out of rotation (dead, not ready)
+        self._restarts: dict[str, int] = {}  # container id -> restarts done by dockyard
+        self._last_exit: dict[str, int] = {}  # container id -> its last exit code
+
+    # reading ---------------------------------------------------------------------------
+
+    @property
+    def serving(self) -> dict[str, Serving]:
+        """app -> what serves it (a copy: change it through the methods below)."""
+        return dict(self._serving)
+
+    def get(self, app: str) -> Serving | None:
+        return self._serving.get(app)
+
+    def is_down(self, container_id: str) -> bool:
+        return container_id in self._down
+
+    def restarts(self, container_id: str) -> int:
+        return self._restarts.get(container_id, 0)
+
+    def last_exit(self, container_id: str) -> int | None:
+        return self._last_exit.get(container_id)
+
+    def targets(self, app: AppSpec) -> list[str]:
+        """The targets the proxy routes `app` to: serving web containers not marked down."""
+        serving = self._serving.get(app.name)
+        if serving is None:
+            return []
+        return targets_of(app, (c for c in serving.containers if c.id not in self._down))
+
+    def find(self, container_id: str) -> tuple[str, ContainerInfo] | None:
+        """(app name, container) when `container_id` belongs to a serving release."""
+        for name, serving in self._serving.items():
+            for info in serving.containers:
+                if info.id == container_id:
+                    return name, info
+        return None
+
+    # the swap --------------------------------------------------------------------------
+
+    async def warm(self, app: AppSpec, new: Sequence[ContainerInfo]) -> None:
+        """Open pooled connections to the new web containers, as many as the serving ones hold."""
+        if app.hosts:
+            await self.routes.warm(targets_of(app, new), self.targets(app))
+
+    def swap(self, app: AppSpec, release: int, new: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+        """Point the app's routes at the new containers; return the containers replaced."""
+        old = self._serving.get(app.name)
+        self._serving[app.name] = Serving(release, tuple(new))
+        self.install(app)
+        return list(old.containers) if old else []
+
+    def install(self, app: AppSpec) -> None:
+        """Give the proxy the app's current targets (one route-table assignment)."""
+        if app.hosts:
+            self.routes.set_app(
+                app.name,
+                app.hosts,
+                self.targets(app),
+                path_prefix=app.path_prefix,
+                balance=app.balance,
+                tls_redirect=app.tls_redirect,
+                hsts=app.hsts,
+            )
+
+    def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],
+              down: Iterable[str]) -> None:
+        """Daemon start: what already serves, with the containers that start out of rotation."""
+        self._serving[app.name] = Serving(release, tuple(containers))
+        self._down.update(down)
+        self.install(app)
+
+    def resize(self, app: AppSpec, keep: Sequence[ContainerInfo]) -> None:
+        """Scale: the same release with another set of containers, routed in one assignment."""
+        serving = self._serving.get(app.name)
+        if serving is not None:
+            self._serving[app.name] = Serving(serving.release, tuple(keep))
+            self.install(app)
+
+    def withdraw(self, app: AppSpec) -> Serving | None:
+        """Stop: the app serves nothing (the proxy answers 503); return what served it."""
+        serving = self._serving.pop(app.name, None)
+        self.install(app)
+        return serving
+
+    def forget(self, containers: Iterable[ContainerInfo]) -> None:
+        """Retired containers: drop what the fleet remembered about them."""
+        for c in containers:
+            self._down.discard(c.id)
+            self._restarts.pop(c.id, None)
+            self._last_exit.pop(c.id, None)
+
+    # health ----------------------------------------------------------------------------
+
+    def mark_down(self, app: AppSpec, container_id: str) -> None:
+        """Take a container out of rotation now (one route-table assignment)."""
+        if container_id not in self._down:
+            self._down.add(container_id)
+            self.install(app)
+
+    def mark_up(self, app: AppSpec, info: ContainerInfo) -> None:
+        """Put a (restarted, recovered) container back in rotation with its current ports."""
+        serving = self._serving.get(app.name)
+        if serving is None:
+            return
+        replaced = tuple(info if c.id == info.id else c for c in serving.containers)
+        self._serving[app.name] = Serving(serving.release, replaced)
+        self._down.discard(info.id)
+        self.install(app)
+
+    def record_exit(self, container_id: str, exit_code: int | None) -> None:
+        if exit_code is not None:
+            self._last_exit[container_id] = exit_code
+
+    def record_restart(self, container_id: str) -> int:
+        """Count one restart done by dockyard; return how many it has had."""
+        self._restarts[container_id] = self._restarts.get(container_id, 0) + 1
+        return self._restarts[container_id]
