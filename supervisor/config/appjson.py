@@ -12,21 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from supervisor.config import validators
 from supervisor.config.fields import Collector, Table, is_int, show
 from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
-from supervisor.model.spec import ConcurrencyPolicy, CronSpec, HealthCheckSpec
+from supervisor.model.kinds import CONCURRENCY_POLICIES
+from supervisor.model.spec import CronSpec, HealthCheckSpec
 
 # Heroku app.json keys that Dokku (and dockyard) do not act on.
 IGNORED_KEYS = frozenset(
     "name description keywords logo website repository image addons buildpacks stack "
     "success_url environments".split()
 )
-CONCURRENCY_POLICIES = ("allow", "forbid", "replace")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -174,7 +174,7 @@ def _cron(top: Table, app: str) -> list[CronSpec]:
                 id=cron_id(app, command, schedule),
                 command=command,
                 schedule=schedule,
-                concurrency_policy=cast(ConcurrencyPolicy, policy),
+                concurrency_policy=policy,
                 source="app.json",
             )
         )

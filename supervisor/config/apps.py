@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from supervisor.config import validators
 from supervisor.config.appjson import AppJson, cron_id, load_app_json
@@ -21,18 +21,8 @@ from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
-from supervisor.model.spec import (
-    AppSpec,
-    Balance,
-    ConcurrencyPolicy,
-    CronSpec,
-    HealthCheckSpec,
-    LimitsSpec,
-    Network,
-    ProcessSpec,
-)
-
-_APP_JSON_CONCURRENCY = ("allow", "forbid", "replace")
+from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
+from supervisor.model.spec import AppSpec, CronSpec, HealthCheckSpec, LimitsSpec, ProcessSpec
 
 
 def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
@@ -94,8 +84,8 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         drain_timeout=t.number("drain_timeout", defaults.DRAIN_TIMEOUT),
         default_checks_wait=t.number("default_checks_wait", defaults.DEFAULT_CHECKS_WAIT),
         deploy_timeout=t.number("deploy_timeout", defaults.DEPLOY_TIMEOUT, positive=True),
-        network=cast(Network, t.choice("network", defaults.NETWORK, ("bridge", "host"))),
-        balance=cast(Balance, t.choice("balance", defaults.BALANCE, ("round_robin", "least_inflight"))),
+        network=t.choice("network", defaults.NETWORK, NETWORKS),
+        balance=t.choice("balance", defaults.BALANCE, BALANCES),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
         env=MappingProxyType(env),
         volumes=_volumes(t),
@@ -189,7 +179,7 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
         for required in ("command", "schedule"):
             if required not in item:
                 c.error(required, "is required")
-        policy = c.choice("concurrency_policy", defaults.CRON_CONCURRENCY, _APP_JSON_CONCURRENCY)
+        policy = c.choice("concurrency_policy", defaults.CRON_CONCURRENCY, CONCURRENCY_POLICIES)
         timeout = c.optional_number("timeout", positive=True)
         c.finish()
         if len(t.out.problems) != before or command is None or schedule is None:
@@ -199,7 +189,7 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
             t.out.error(f"{key}.id", f"duplicate cron id {task_id!r} (also {t.key('cron')}[{ids[task_id]}])")
             continue
         ids[task_id] = i
-        result.append(CronSpec(task_id, command, schedule, cast(ConcurrencyPolicy, policy), timeout, "config"))
+        result.append(CronSpec(task_id, command, schedule, policy, timeout, "config"))
     return result
 
 

@@ -13,10 +13,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from supervisor.model.errors import Problem
 
+Word = TypeVar("Word", bound=str)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -28,6 +29,11 @@ def key_part(name: object) -> str:
 
 def join(prefix: str, name: object) -> str:
     return f"{prefix}.{key_part(name)}" if prefix else key_part(name)
+
+
+def one_of(text: str | None, words: tuple[Word, ...]) -> Word | None:
+    """`text` as the member of `words` it equals (typed as the words' Literal), else None."""
+    return next((w for w in words if w == text), None)
 
 
 def show(value: object) -> str:
@@ -112,11 +118,11 @@ class Table:
                 return default
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.string(name, default)
-        assert value is not None
-        if value not in choices:
-            self.error(name, f"must be one of {', '.join(choices)}, got {show(value)}")
+    def choice(self, name: str, default: Word, choices: tuple[Word, ...]) -> Word:
+        """One of `choices` (a kinds tuple, so the result keeps its Literal type)."""
+        value = one_of(self.string(name, default), choices)
+        if value is None:
+            self.error(name, f"must be one of {', '.join(choices)}, got {show(self.data.get(name, default))}")
             return default
         return value
 

@@ -7,15 +7,14 @@ Dokku's defaults (docker-container-healthchecker: attempts 3, timeout 5, wait 5,
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import cast
 
-from supervisor.config.fields import Table, is_int, show
+from supervisor.config.fields import Table, is_int, one_of, show
 from supervisor.model import defaults
-from supervisor.model.spec import CheckType, HealthCheckSpec
+from supervisor.model.kinds import CHECK_SCHEMES, CHECK_TYPES, CheckType
+from supervisor.model.spec import HealthCheckSpec
 
-CHECK_TYPES = ("startup", "liveness", "readiness")
 # "path" is the reference document's name for an HTTP startup check.
-_TYPE_ALIASES = {"path": "startup"}
+_TYPE_ALIASES: dict[str, CheckType] = {"path": "startup"}
 
 
 def parse_healthchecks(table: Table, *, strict: bool) -> dict[str, tuple[HealthCheckSpec, ...]]:
@@ -46,9 +45,9 @@ def parse_check(t: Table, *, strict: bool) -> HealthCheckSpec | None:
     before = len(t.out.problems)
     kind_text = t.string("type", defaults.CHECK_TYPE, empty_ok=not strict) or defaults.CHECK_TYPE
     is_path_type = kind_text == "path"
-    kind = _TYPE_ALIASES.get(kind_text, kind_text)
-    if kind not in CHECK_TYPES:
-        t.error("type", f"must be one of startup, liveness, readiness (or path), got {show(kind_text)}")
+    kind = _TYPE_ALIASES.get(kind_text) or one_of(kind_text, CHECK_TYPES)
+    if kind is None:
+        t.error("type", f"must be one of {', '.join(CHECK_TYPES)} (or path), got {show(kind_text)}")
         kind = defaults.CHECK_TYPE
 
     path = t.string("path", empty_ok=not strict) or None
@@ -56,9 +55,9 @@ def parse_check(t: Table, *, strict: bool) -> HealthCheckSpec | None:
         t.error("path", f"must start with \"/\", got {show(path)}")
     if is_path_type and path is None:
         path = defaults.CHECK_PATH
-    scheme = (t.string("scheme", defaults.CHECK_SCHEME) or defaults.CHECK_SCHEME).lower()
-    if scheme not in ("http", "https"):
-        t.error("scheme", f"must be http or https, got {show(t.data.get('scheme'))}")
+    scheme = one_of((t.string("scheme", defaults.CHECK_SCHEME) or defaults.CHECK_SCHEME).lower(), CHECK_SCHEMES)
+    if scheme is None:
+        t.error("scheme", f"must be {' or '.join(CHECK_SCHEMES)}, got {show(t.data.get('scheme'))}")
         scheme = defaults.CHECK_SCHEME
 
     port = t.integer("port", 0, minimum=1, maximum=65535) if t.has("port") else 0
@@ -86,12 +85,12 @@ def parse_check(t: Table, *, strict: bool) -> HealthCheckSpec | None:
         t.out.error(t.prefix, f"a check can use only one of command, path, uptime, listening; got {', '.join(modes)}")
 
     check = HealthCheckSpec(
-        type=cast(CheckType, kind),
+        type=kind,
         name=t.string("name", "", empty_ok=True) or "",
         description=t.string("description", "", empty_ok=True) or "",
         path=path,
         port=port or None,
-        scheme="https" if scheme == "https" else "http",
+        scheme=scheme,
         http_headers=_headers(t),
         attempts=attempts,
         timeout=timeout,

@@ -10,8 +10,7 @@ from supervisor.config import validators
 from supervisor.config.certs import check_pair
 from supervisor.config.fields import Table, is_int, show
 from supervisor.model import defaults
-
-TLS_MODES = ("off", "manual", "acme")
+from supervisor.model.kinds import TLS_MODES
 
 
 def server_tls(t: Table) -> dict[str, Any]:

@@ -5,6 +5,15 @@ Dokku's own defaults are named after the Dokku setting they mirror.
 
 from __future__ import annotations
 
+from supervisor.model.kinds import (
+    Balance,
+    CheckScheme,
+    CheckType,
+    ConcurrencyPolicy,
+    Network,
+    TlsMode,
+)
+
 # [server]
 LISTEN = "127.0.0.1:8080"
 STATE_DIR = ".dockyard"
@@ -26,11 +35,11 @@ STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL on docker stop
 DRAIN_TIMEOUT = 30.0  # seconds in-flight requests get after a swap
 DEFAULT_CHECKS_WAIT = 10.0  # Dokku's DOKKU_DEFAULT_CHECKS_WAIT: no checks -> wait, then "still running?"
 DEPLOY_TIMEOUT = 600.0  # a whole deploy, checks included
-NETWORK = "bridge"
+NETWORK: Network = "bridge"
 RESTART_POLICY = "on-failure:10"  # Dokku's default restart policy
-BALANCE = "round_robin"
+BALANCE: Balance = "round_robin"
 PATH_PREFIX = "/"
-TLS_MODE = "off"  # "off" | "manual" | "acme"
+TLS_MODE: TlsMode = "off"
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
 
 # processes
@@ -40,24 +49,20 @@ SCALE = 1
 # healthchecks (Dokku app.json defaults, as dokku/docker-container-healthchecker applies them:
 # attempts 3, timeout 5 s, wait 5 s between attempts, initialDelay 0, path "/", port 5000,
 # scheme http, uptime 0; a missing type means a startup check)
-CHECK_TYPE = "startup"
+CHECK_TYPE: CheckType = "startup"
 CHECK_ATTEMPTS = 3
 CHECK_TIMEOUT = 5.0
 CHECK_WAIT = 5.0
 CHECK_INITIAL_DELAY = 0.0
 CHECK_PATH = "/"
-CHECK_PORT = 5000  # dockyard: a check without a port uses the app's port, which defaults to 5000 too
-CHECK_SCHEME = "http"
-CHECK_UPTIME = 0.0
+CHECK_SCHEME: CheckScheme = "http"
 CHECK_PERIOD = 10.0  # dockyard: how often liveness/readiness checks run after the deploy
 
 # cron
-CRON_CONCURRENCY = "allow"  # Dokku's app.json default
-CRON_TIMEOUT = None  # seconds; None: a run may take as long as it likes
+CRON_CONCURRENCY: ConcurrencyPolicy = "allow"  # Dokku's app.json default
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
 
 # labels every container carries
-LABEL_PREFIX = "dockyard"
 LABEL_APP = "dockyard.app"
 LABEL_PROCESS = "dockyard.process"
 LABEL_RELEASE = "dockyard.release"

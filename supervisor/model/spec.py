@@ -1,7 +1,8 @@
 """Typed, immutable specs: what a user's config file means once it has been loaded.
 
 `supervisor.config.load_config` builds these from TOML (and app.json/Procfile); everything
-else in dockyard reads only these values. Defaults live in `supervisor.defaults`.
+else in dockyard reads only these values. Defaults live in `supervisor.model.defaults`,
+the enums (`Network`, `CheckType`, ...) in `supervisor.model.kinds`.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from proxy.options import ProxyOptions
 from supervisor.model import defaults
+from supervisor.model.kinds import (
+    Balance,
+    CheckScheme,
+    CheckType,
+    ConcurrencyPolicy,
+    CronSource,
+    Network,
+    TlsMode,
+)
 
-CheckType = Literal["startup", "liveness", "readiness"]
-Network = Literal["bridge", "host"]
-Balance = Literal["round_robin", "least_inflight"]
-ConcurrencyPolicy = Literal["allow", "forbid", "replace"]
-TlsMode = Literal["off", "manual", "acme"]
 
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
@@ -47,12 +51,12 @@ class ProcessSpec:
 class HealthCheckSpec:
     """One Dokku app.json healthcheck, with Dokku's defaults."""
 
-    type: CheckType = "startup"
+    type: CheckType = defaults.CHECK_TYPE
     name: str = ""
     description: str = ""
     path: str | None = None  # HTTP check when set
     port: int | None = None  # None: the app's port
-    scheme: Literal["http", "https"] = "http"
+    scheme: CheckScheme = defaults.CHECK_SCHEME
     http_headers: tuple[tuple[str, str], ...] = ()  # app.json "httpHeaders"
     attempts: int = defaults.CHECK_ATTEMPTS
     timeout: float = defaults.CHECK_TIMEOUT
@@ -71,9 +75,9 @@ class CronSpec:
     id: str
     command: str
     schedule: str  # 5-field cron, or @hourly/@daily/@weekly/@monthly/@yearly
-    concurrency_policy: ConcurrencyPolicy = "allow"
+    concurrency_policy: ConcurrencyPolicy = defaults.CRON_CONCURRENCY
     timeout: float | None = None  # seconds; None: no limit
-    source: Literal["config", "app.json"] = "config"
+    source: CronSource = "config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,8 @@ class AppSpec:
     drain_timeout: float = defaults.DRAIN_TIMEOUT
     default_checks_wait: float = defaults.DEFAULT_CHECKS_WAIT
     deploy_timeout: float = defaults.DEPLOY_TIMEOUT
-    network: Network = "bridge"
-    balance: Balance = "round_robin"
+    network: Network = defaults.NETWORK
+    balance: Balance = defaults.BALANCE
     restart: str = defaults.RESTART_POLICY
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     volumes: tuple[str, ...] = ()  # Docker -v syntax: "/host/path:/container/path[:ro]"
@@ -113,13 +117,13 @@ class AppSpec:
     predeploy: str | None = None  # app.json scripts.dokku.predeploy
     postdeploy: str | None = None  # app.json scripts.dokku.postdeploy
     deploy_branch: str | None = None  # None: main or master
-    tls: TlsMode = "off"
+    tls: TlsMode = defaults.TLS_MODE
     tls_cert: str | None = None  # manual mode: PEM certificate chain (absolute path)
     tls_key: str | None = None  # manual mode: PEM private key (absolute path)
     tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
 
-    def checks_for(self, process: str, kind: CheckType = "startup") -> tuple[HealthCheckSpec, ...]:
+    def checks_for(self, process: str, kind: CheckType = defaults.CHECK_TYPE) -> tuple[HealthCheckSpec, ...]:
         return tuple(c for c in self.healthchecks.get(process, ()) if c.type == kind)
 
     @property
