@@ -8,27 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-CRON_MONTHS, CRON_DAYS = _MONTHS, _DAYS  # the scheduler builds its triggers with the same names
-# (field name, lowest, highest, names) -- the ranges of robfig/cron, which Dokku uses.
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 6, _DAYS),
-)
+from supervisor.config import cron
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
@@ -50,53 +30,11 @@ def _q(text: str) -> str:
 
 
 def cron_schedule(schedule: str) -> str | None:
-    """A 5-field cron expression or an @ alias, as robfig/cron (Dokku's parser) accepts them."""
-    text = schedule.strip()
-    if text.startswith("@"):
-        if text.lower() in CRON_ALIASES:
-            return None
-        known = ", ".join(sorted(CRON_ALIASES))
-        return f"unknown schedule alias {_q(text)} (known: {known})"
-    fields = text.split()
-    if len(fields) != 5:
-        return f"must have 5 fields (minute hour day-of-month month day-of-week) or be an @ alias, got {len(fields)} field(s) in {_q(schedule)}"
-    for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        message = _cron_field(value, low, high, names)
-        if message:
-            return f"{name} field {_q(value)}: {message}"
-    return None
-
-
-def _cron_field(field: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
-    for part in field.split(","):
-        if not part:
-            return "empty list element"
-        base, slash, step = part.partition("/")
-        if slash:
-            if not step.isdigit() or int(step) == 0:
-                return f"step {_q(step)} must be a positive integer"
-        if base in ("*", "?"):
-            continue
-        start_text, dash, end_text = base.partition("-")
-        start = _cron_value(start_text, names)
-        if start is None or not low <= start <= high:
-            return f"{_q(start_text)} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-        if dash:
-            end = _cron_value(end_text, names)
-            if end is None or not low <= end <= high:
-                return f"{_q(end_text)} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-            if end < start:
-                return f"range {_q(base)} goes backwards"
-    return None
-
-
-def _cron_value(text: str, names: tuple[str, ...]) -> int | None:
-    if text.isascii() and text.isdigit():
-        return int(text)
-    lowered = text.lower()
-    if lowered in names:
-        # months count from 1, days of week from 0 (sun)
-        return names.index(lowered) + (1 if names is _MONTHS else 0)
+    """A 5-field cron expression or an @ alias, in the one cron grammar (supervisor.config.cron)."""
+    try:
+        cron.parse(schedule)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

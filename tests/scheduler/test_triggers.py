@@ -1,4 +1,4 @@
-"""Schedule strings -> triggers: cron's meaning (Sunday is 0, day-of-month OR day-of-week)."""
+"""Schedule strings -> triggers: cron's meaning (Sunday is 0 and 7, day-of-month OR day-of-week)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,29 @@ def test_sunday_is_zero_and_seven_not_monday() -> None:
     assert fires("0 9 * * 5-6", 2) == ["Fri 2026-01-02 09:00:00", "Sat 2026-01-03 09:00:00"]
 
 
+def test_seven_is_sunday_in_ranges_lists_and_steps() -> None:
+    # The one grammar (supervisor.config.cron) reads day of week 0-7 as cron does.
+    assert fires("0 9 * * 5-7", 3) == [
+        "Fri 2026-01-02 09:00:00", "Sat 2026-01-03 09:00:00", "Sun 2026-01-04 09:00:00"
+    ]
+    assert fires("0 9 * * 6,7", 2) == ["Sat 2026-01-03 09:00:00", "Sun 2026-01-04 09:00:00"]
+    assert fires("0 9 * * 0-7/7", 2) == ["Sun 2026-01-04 09:00:00", "Sun 2026-01-11 09:00:00"]
+
+
+def test_the_config_accepts_what_the_trigger_builder_accepts() -> None:
+    from supervisor.config.validators import cron_schedule
+
+    for schedule in ("0 9 * * 7", "0 9 * * 5-7", "0 0 13 * fri", "@weekly", "5/20 3 * * *"):
+        assert cron_schedule(schedule) is None
+        build_trigger(schedule, "UTC")
+    for schedule in ("* * * * 8", "61 * * * *", "@often"):
+        message = cron_schedule(schedule)
+        assert message is not None
+        with pytest.raises(ScheduleError) as info:
+            build_trigger(schedule, "UTC")
+        assert info.value.reason == message
+
+
 def test_day_of_month_or_day_of_week() -> None:
     # Both restricted: either matches (cron, robfig/cron). Jan 2026: the 13th is a Tuesday.
     assert fires("0 0 13 * fri", 3) == [
@@ -90,19 +113,19 @@ def test_timezone() -> None:
 @pytest.mark.parametrize(
     ("schedule", "fragment"),
     [
-        ("* * *", "needs 5 fields"),
+        ("* * *", "must have 5 fields"),
         ("", "got 0 field(s)"),
-        ("@often", "unknown alias"),
-        ("61 * * * *", "minute value '61' is not in 0-59"),
-        ("* 24 * * *", "hour value '24'"),
-        ("* * 0 * *", "day of month value '0' is not in 1-31"),
-        ("* * * 13 *", "month value '13' is not in 1-12 or jan-dec"),
-        ("* * * * 8", "day of week value '8'"),
+        ("@often", "unknown schedule alias"),
+        ("61 * * * *", 'minute field "61": "61" is not in 0-59'),
+        ("* 24 * * *", 'hour field "24"'),
+        ("* * 0 * *", 'day of month field "0": "0" is not in 1-31'),
+        ("* * * 13 *", 'month field "13": "13" is not in 1-12 or jan-dec'),
+        ("* * * * 8", 'day of week field "8": "8" is not in 0-7 or sun-sat'),
         ("* * * * mon-sun", "goes backwards"),
         ("30-10 * * * *", "goes backwards"),
-        ("*/0 * * * *", "step '0'"),
+        ("*/0 * * * *", 'step "0"'),
         ("1,,2 * * * *", "empty list element"),
-        ("x * * * *", "minute value 'x'"),
+        ("x * * * *", 'minute field "x"'),
     ],
 )
 def test_bad_schedules_say_why(schedule: str, fragment: str) -> None:

@@ -141,6 +141,14 @@ def test_bad_app_json(text: str, key: str, fragment: str) -> None:
     assert any(p.file == "dir/app.json" and p.key == key and fragment in p.message for p in caught.value.problems), str(caught.value)
 
 
+def test_cron_day_of_week_seven_is_sunday() -> None:
+    # One cron grammar (supervisor.config.cron): app.json, TOML and the scheduler all take 0-7.
+    parsed = parse_app_json('{"cron": [{"command": "x", "schedule": "0 9 * * 7"}]}', "app.json")
+    assert [c.schedule for c in parsed.cron] == ["0 9 * * 7"]
+    with pytest.raises(ConfigError, match='day of week field "8"'):
+        parse_app_json('{"cron": [{"command": "x", "schedule": "0 9 * * 8"}]}', "app.json")
+
+
 def test_lenient_where_dokku_is_lenient() -> None:
     parsed = parse_app_json(
         '{"healthchecks": {"web": [{"attempts": 0, "timeout": -1, "path": "/", "foo": 1, "type": ""}]},'

@@ -85,7 +85,7 @@ def test_path_type_means_http_startup_check_and_camel_case_maps() -> None:
     assert (check.type, check.path, check.initial_delay, check.http_headers) == ("startup", "/", 2.0, (("X", "1"),))
 
 
-@pytest.mark.parametrize("schedule", ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "0 3 * * mon-fri", "*/15 0-6,22-23 1,15 jan-jun,dec ?", "5 5 5 5 5"])
+@pytest.mark.parametrize("schedule", ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "0 3 * * mon-fri", "*/15 0-6,22-23 1,15 jan-jun,dec ?", "5 5 5 5 5", "0 9 * * 7", "0 9 * * 5-7", "0 9 * * SAT,7"])
 def test_good_schedules(schedule: str) -> None:
     data = {"apps": {"a": {"image": "a", "cron": [{"id": "t", "command": "true", "schedule": schedule}]}}}
     assert parse_config(data, Path("x.toml")).apps["a"].cron[0].schedule == schedule

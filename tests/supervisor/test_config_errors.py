@@ -159,7 +159,7 @@ def test_app_json_required_env_must_be_set(tmp_path: Path) -> None:
         ("* 24 * * *", 'hour field "24"'),
         ("* * 0 * *", 'day of month field "0"'),
         ("* * * 13 *", 'month field "13"'),
-        ("* * * * 7", 'day of week field "7"'),
+        ("* * * * 8", 'day of week field "8": "8" is not in 0-7 or sun-sat'),
         ("* * * foo *", 'month field "foo"'),
         ("*/0 * * * *", "step"),
         ("5-1 * * * *", "goes backwards"),
