@@ -12,7 +12,7 @@ from supervisor.config import cron
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+APP_NAME_RE = re.compile(rf"^{_LABEL}$")  # a DNS label; git/repo.py checks pushed names with it too
 _PROCESS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmg]?$", re.IGNORECASE)
@@ -67,7 +67,7 @@ def port_text(port: str, whole: str) -> str | None:
 
 
 def app_name(name: str) -> str | None:
-    if not _NAME_RE.match(name):
+    if not APP_NAME_RE.match(name):
         return "app names must be lowercase letters, digits and dashes, at most 63 characters, starting and ending with a letter or digit"
     return None
 

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.config.validators import APP_NAME_RE
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
 from supervisor.model.spec import AppSpec, Config
@@ -30,7 +31,6 @@ GIT_DIR_NAME = "git"
 HOOK = "pre-receive"
 ZERO_REV = "0" * 40
 _REV_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # sha1 or sha256
-_APP_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 HOOK_SCRIPT = """\
 #!{python}
@@ -171,6 +171,6 @@ def app_from_ssh_command(command: str) -> str:
     if len(words) != 2 or words[0] != "git-receive-pack":
         raise GitError(f"only `git push` is allowed here, not {command!r}")
     name = words[1].strip("/").removesuffix(".git").rsplit("/", 1)[-1]
-    if not _APP_RE.match(name):
+    if not APP_NAME_RE.match(name):
         raise GitError(f"not an app name: {words[1]!r}")
     return name
