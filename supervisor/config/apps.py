@@ -1,9 +1,8 @@
 """One `[apps.NAME]` table -> `AppSpec`, merged with the app's Dokku app.json when it names one.
 
-Precedence: what the TOML defines wins. Per process type, TOML healthchecks replace the
-app.json ones; a TOML `cron` array (even empty) replaces app.json's cron; a TOML `scale` beats
-the app.json formation quantity; TOML predeploy/postdeploy beat scripts.dokku; TOML env
-values beat app.json env defaults.
+The TOML is read into an AppSpec that records what it set explicitly (`scales_given`,
+`cron_given`); the app.json goes under it through the one merge (supervisor.config.merge),
+whose rules say what wins: the TOML, including an explicit `scale = 1` or `cron = []`.
 """
 
 from __future__ import annotations
@@ -18,11 +17,12 @@ from supervisor.config import validators
 from supervisor.config.appjson import AppJson, cron_id, load_app_json
 from supervisor.config.fields import Table, is_number, join, show
 from supervisor.config.healthcheck import parse_healthchecks
+from supervisor.config.merge import merge
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
 from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
-from supervisor.model.spec import AppSpec, CronSpec, HealthCheckSpec, LimitsSpec, ProcessSpec
+from supervisor.model.spec import AppSpec, CronSpec, LimitsSpec, ProcessSpec
 
 
 def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
@@ -41,35 +41,12 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
     if not path_prefix.startswith("/"):
         t.error("path_prefix", f"must start with \"/\", got {show(path_prefix)}")
     app_json_name = t.string("app_json")
+    app_json_path = str(base / app_json_name) if app_json_name else ""
     app_json = _load_app_json(t, base / app_json_name, name) if app_json_name else AppJson()
-    processes, explicit_scale = _processes(t)
-    for process, quantity in app_json.formation.items():
-        if process not in explicit_scale:
-            current = processes.get(process, ProcessSpec(process))
-            processes[process] = ProcessSpec(process, current.command, quantity)
-
+    processes, scales_given = _processes(t)
     checks_table = t.table("healthchecks")
     checks = parse_healthchecks(checks_table, strict=True) if checks_table else {}
-    for process in checks:
-        if process not in processes:
-            t.out.error(join(t.key("healthchecks"), process), f"no process named {process!r} (processes: {', '.join(processes)})")
-    merged_checks: dict[str, tuple[HealthCheckSpec, ...]] = dict(checks)
-    for process, found in app_json.healthchecks.items():
-        if process in checks:
-            continue
-        if process not in processes:
-            t.out.warn(t.key("app_json"), f"healthchecks for process {process!r} ignored: the app has no such process")
-            continue
-        merged_checks[process] = found
-
-    cron = _cron(t, name) if t.has("cron") else list(app_json.cron)
-    env = {**app_json.env, **_env(t)}
-    for var in app_json.required_env:
-        if var not in env:
-            t.error("env", f"{var} is required by {app_json_name} (no value there); set it in {t.key('env')}")
-    for var in app_json.generated_env:
-        if var not in env:
-            t.out.warn(t.key("env"), f"{var} has a generator in {app_json_name}; dockyard generates no values, set it here")
+    cron = _cron(t, name) if t.has("cron") else []
 
     spec = AppSpec(
         name=name,
@@ -87,20 +64,28 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         network=t.choice("network", defaults.NETWORK, NETWORKS),
         balance=t.choice("balance", defaults.BALANCE, BALANCES),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
-        env=MappingProxyType(env),
+        env=MappingProxyType(_env(t)),
         volumes=_volumes(t),
         app_json=app_json_name,
         processes=MappingProxyType(processes),
-        healthchecks=MappingProxyType(merged_checks),
+        scales_given=tuple(sorted(scales_given)),
+        healthchecks=MappingProxyType(checks),
         cron=tuple(cron),
+        cron_given=t.has("cron"),
         limits=_limits(t),
-        predeploy=t.string("predeploy") or app_json.predeploy,
-        postdeploy=t.string("postdeploy") or app_json.postdeploy,
+        predeploy=t.string("predeploy"),
+        postdeploy=t.string("postdeploy"),
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
         **app_tls(t, base, hosts),
     )
+    merged = merge(spec, app_json, app_json=app_json_path)
+    t.out.warnings.extend(merged.warnings)
+    t.out.problems.extend(merged.errors)
+    for process in checks:
+        if process not in merged.spec.processes:
+            t.out.error(join(t.key("healthchecks"), process), f"no process named {process!r} (processes: {', '.join(merged.spec.processes)})")
     t.finish()
-    return spec if len(t.out.problems) == before else None
+    return merged.spec if len(t.out.problems) == before else None
 
 
 def _load_app_json(t: Table, path: Path, app: str) -> AppJson:

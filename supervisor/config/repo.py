@@ -1,38 +1,28 @@
-"""Merge what a pushed repository says about its app (Procfile, app.json) into the config's AppSpec.
+"""A pushed (or uploaded) repository's Procfile and app.json, merged into the config's AppSpec.
 
 Pure: it takes file texts, returns a new AppSpec and warnings, and raises ConfigError for a
-Procfile or app.json that Dokku would reject. The config (the TOML, and the app.json it names)
-wins wherever both define a thing:
-
-- processes: when a config process has a `command`, the config defines the process types and
-  the repository's Procfile is ignored (with a warning). Otherwise (no `processes` table, or
-  one that only sets scales) the Procfile defines the types and their commands; scales the
-  config sets stay, and process types only the config names are kept.
-- scale: the repository app.json `formation` sets the scale of a process type whose config
-  scale is the default (1).
-- healthchecks: per process type, config checks replace the repository's.
-- cron: a non-empty config cron list replaces the repository's.
-- predeploy / postdeploy: the config's replace the repository's scripts.dokku ones.
-- env: config values win; the repository's app.json `env` values are defaults.
+Procfile or app.json that Dokku would reject, or a required env var the config leaves unset.
+The rules are those of the one merge (supervisor.config.merge), with the config (the TOML and
+the app.json it names) on top: where both define a thing, the config wins.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from types import MappingProxyType
+from dataclasses import dataclass
 
 from supervisor.config.appjson import AppJson, parse_app_json
+from supervisor.config.merge import merge
 from supervisor.config.procfile import parse_procfile
-from supervisor.model import defaults
+from supervisor.model.errors import ConfigError
 from supervisor.model.release import RepoFiles
-from supervisor.model.spec import AppSpec, HealthCheckSpec, ProcessSpec
+from supervisor.model.spec import AppSpec
 
 PROCFILE = "Procfile"
 APP_JSON = "app.json"
 
 
 def with_repo(app: AppSpec, files: RepoFiles) -> AppSpec:
-    """`app` with a release's repository files merged in (they were valid when pushed)."""
+    """`app` with a release's repository files merged in (ConfigError if they no longer fit)."""
     return merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=files.source).spec
 
 
@@ -42,69 +32,14 @@ class RepoApp:
     warnings: tuple[str, ...] = ()
 
 
-def config_defines_processes(app: AppSpec) -> bool:
-    """True when the config gave at least one process a command (so it owns the process types)."""
-    return any(p.command is not None for p in app.processes.values())
-
-
 def merge_repo(
     app: AppSpec, *, procfile: str | None = None, app_json: str | None = None, source: str = ""
 ) -> RepoApp:
     """`app` with the repository's Procfile and app.json texts merged in (None: no such file)."""
     where = f"{source}:" if source else ""
-    warnings: list[str] = []
-    processes = dict(app.processes)
-
-    if procfile is not None:
-        parsed = parse_procfile(procfile, f"{where}{PROCFILE}")
-        warnings.extend(parsed.warnings)
-        if config_defines_processes(app):
-            warnings.append(
-                f"{where}{PROCFILE}: ignored, the config defines the processes of {app.name!r}"
-            )
-        else:
-            merged = {
-                name: ProcessSpec(name, command, _config_scale(app, name))
-                for name, command in parsed.items()
-            }
-            for name, process in processes.items():
-                merged.setdefault(name, process)
-            processes = merged
-
+    parsed = parse_procfile(procfile, f"{where}{PROCFILE}") if procfile is not None else None
     found = parse_app_json(app_json, f"{where}{APP_JSON}", app=app.name) if app_json else AppJson()
-    warnings.extend(found.warnings)
-    for name, quantity in found.formation.items():
-        if name in processes and processes[name].scale == defaults.SCALE:
-            processes[name] = replace(processes[name], scale=quantity)
-        elif name not in processes:
-            warnings.append(f"{where}{APP_JSON}: formation for {name!r} ignored: no such process")
-
-    checks: dict[str, tuple[HealthCheckSpec, ...]] = dict(app.healthchecks)
-    for name, repo_checks in found.healthchecks.items():
-        if name in checks:
-            continue
-        if name not in processes:
-            warnings.append(f"{where}{APP_JSON}: healthchecks for {name!r} ignored: no such process")
-            continue
-        checks[name] = repo_checks
-
-    env = {**found.env, **app.env}
-    for var in found.required_env:
-        if var not in env:
-            warnings.append(f"{where}{APP_JSON}: {var} is required but has no value; set it in the config's env")
-
-    spec = replace(
-        app,
-        processes=MappingProxyType(processes),
-        healthchecks=MappingProxyType(checks),
-        cron=app.cron or found.cron,
-        predeploy=app.predeploy or found.predeploy,
-        postdeploy=app.postdeploy or found.postdeploy,
-        env=MappingProxyType(env),
-    )
-    return RepoApp(spec, tuple(warnings))
-
-
-def _config_scale(app: AppSpec, process: str) -> int:
-    current = app.processes.get(process)
-    return current.scale if current else defaults.SCALE
+    merged = merge(app, found, app_json=f"{where}{APP_JSON}", procfile=parsed, procfile_name=f"{where}{PROCFILE}")
+    if merged.errors:
+        raise ConfigError(list(merged.errors))
+    return RepoApp(merged.spec, (parsed.warnings if parsed else ()) + found.warnings + merged.warnings)

@@ -122,6 +122,12 @@ class AppSpec:
     tls_key: str | None = None  # manual mode: PEM private key (absolute path)
     tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
+    # What the config set itself (the TOML, or the app.json its `app_json` names), which an
+    # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
+    # override: the process types with a given scale (even 1), and whether `cron` was given
+    # (even `cron = []`). Where a value came from, not what the app is: not compared.
+    scales_given: tuple[str, ...] = field(default=(), compare=False)
+    cron_given: bool = field(default=False, compare=False)
 
     def checks_for(self, process: str, kind: CheckType = defaults.CHECK_TYPE) -> tuple[HealthCheckSpec, ...]:
         return tuple(c for c in self.healthchecks.get(process, ()) if c.type == kind)

@@ -147,6 +147,19 @@ def test_formation_sets_scale_unless_the_toml_does(tmp_path: Path) -> None:
     assert dict(app.processes) == {"web": ProcessSpec("web", None, 3), "worker": ProcessSpec("worker", "node worker.js", 1)}
 
 
+def test_an_explicit_toml_scale_of_one_and_cron_list_beat_the_app_json(tmp_path: Path) -> None:
+    (tmp_path / "app.json").write_text(
+        '{"formation": {"web": {"quantity": 3}}, "cron": [{"command": "echo tick", "schedule": "0 9 * * 7"}]}'
+    )
+    (tmp_path / "a.toml").write_text('[apps.a]\nimage = "a"\napp_json = "app.json"\n')
+    app = load_config(tmp_path / "a.toml").apps["a"]
+    assert (app.web_scale, [c.schedule for c in app.cron]) == (3, ["0 9 * * 7"])
+    assert (app.scales_given, app.cron_given) == (("web",), True)  # the config's app.json set them
+    (tmp_path / "b.toml").write_text('[apps.a]\nimage = "a"\napp_json = "app.json"\ncron = []\n[apps.a.processes.web]\nscale = 1\n')
+    app = load_config(tmp_path / "b.toml").apps["a"]
+    assert (app.web_scale, app.cron) == (1, ())
+
+
 @needs_dokku
 def test_app_json_env_defaults_and_warnings(tmp_path: Path) -> None:
     shutil.copy(DOKKU / "python__app-env.json", tmp_path / "app.json")

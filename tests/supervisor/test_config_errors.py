@@ -143,7 +143,7 @@ def test_app_json_problems_name_the_app_json_file(tmp_path: Path) -> None:
 def test_app_json_required_env_must_be_set(tmp_path: Path) -> None:
     (tmp_path / "app.json").write_text('{"env": {"DATABASE_URL": {"description": "db"}}}')
     (tmp_path / "dockyard.toml").write_text('[apps.a]\nimage = "a:1"\napp_json = "app.json"\n')
-    with pytest.raises(ConfigError, match=r"apps\.a\.env: DATABASE_URL is required by app.json"):
+    with pytest.raises(ConfigError, match=r"app\.json: required env var DATABASE_URL has no value; set it in \[apps\.a\.env\]"):
         load_config(tmp_path / "dockyard.toml")
     (tmp_path / "dockyard.toml").write_text(
         '[apps.a]\nimage = "a:1"\napp_json = "app.json"\nenv = { DATABASE_URL = "postgres://x" }\n'

@@ -81,10 +81,81 @@ def test_config_wins_where_both_define_a_thing(tmp_path: Path) -> None:
     assert spec.predeploy == "echo config-pre" and spec.postdeploy == "echo post"
 
 
-def test_checks_for_unknown_processes_only_warn(tmp_path: Path) -> None:
-    merged = merge_repo(app(tmp_path), app_json=APP_JSON)  # no Procfile: only web
-    assert "worker" not in merged.spec.healthchecks
-    assert any("'worker' ignored" in w for w in merged.warnings)
+def test_checks_and_formation_for_unknown_processes_only_warn(tmp_path: Path) -> None:
+    merged = merge_repo(app(tmp_path), procfile="web: /bin/app-web\n", app_json=APP_JSON)
+    assert list(merged.spec.processes) == ["web"] and "worker" not in merged.spec.healthchecks
+    assert any("healthchecks for process 'worker' ignored" in w for w in merged.warnings)
+    assert any("formation for process 'worker' ignored" in w for w in merged.warnings)
+
+
+def test_formation_adds_a_type_only_when_every_process_runs_the_image_cmd(tmp_path: Path) -> None:
+    # No Procfile and no config command: the app runs the image's CMD, and a formation entry
+    # adds a type running it, as for the TOML's own app.json (test_config.py).
+    spec = merge_repo(app(tmp_path), app_json=APP_JSON).spec
+    assert {n: (p.command, p.scale) for n, p in spec.processes.items()} == {"web": (None, 1), "worker": (None, 2)}
+    assert [c.name for c in spec.checks_for("worker")] == ["repo-worker"]
+
+
+# One merge (supervisor.config.merge) for the TOML's app.json and the repository's: each test
+# below failed with the repository path's own rules before the two were made one.
+
+
+def test_an_empty_toml_cron_list_keeps_the_repositorys_cron_out(tmp_path: Path) -> None:
+    spec = merge_repo(app(tmp_path, cron=[]), procfile=PROCFILE, app_json=APP_JSON).spec
+    assert spec.cron == ()
+
+
+def test_an_explicit_toml_scale_of_one_beats_the_repositorys_formation(tmp_path: Path) -> None:
+    spec = merge_repo(app(tmp_path, processes={"worker": {"scale": 1}}), procfile=PROCFILE, app_json=APP_JSON).spec
+    assert spec.processes["worker"].scale == 1
+    assert spec.processes["worker"].command == "/bin/app-worker"  # scales alone leave the types to the Procfile
+
+
+def test_a_required_env_var_without_a_value_is_an_error(tmp_path: Path) -> None:
+    required = json.dumps({"env": {"DATABASE_URL": {"description": "the database", "required": True}}})
+    with pytest.raises(ConfigError) as caught:
+        merge_repo(app(tmp_path), app_json=required, source="abc1234")
+    assert str(caught.value) == "abc1234:app.json: required env var DATABASE_URL has no value; set it in [apps.web.env]"
+    spec = merge_repo(app(tmp_path, env={"DATABASE_URL": "postgres://db"}), app_json=required).spec
+    assert spec.env["DATABASE_URL"] == "postgres://db"
+
+
+def test_a_generated_env_var_without_a_value_warns(tmp_path: Path) -> None:
+    generated = json.dumps({"env": {"SECRET_KEY": {"generator": "secret"}}})
+    merged = merge_repo(app(tmp_path), app_json=generated, source="abc1234")
+    assert merged.warnings == (
+        "abc1234:app.json: SECRET_KEY has a generator; dockyard generates no values, set it in [apps.web.env]",
+    )
+    assert merge_repo(app(tmp_path, env={"SECRET_KEY": "s"}), app_json=generated).warnings == ()
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {},
+        {"cron": []},
+        {"processes": {"worker": {"scale": 1}}},
+        {"processes": {"web": {"command": "/bin/web"}}},
+        {"env": {"GREETING": "config"}, "predeploy": "echo config-pre"},
+        {"healthchecks": {"web": []}},
+    ],
+)
+def test_the_toml_and_the_repository_merge_the_same_app_json_alike(tmp_path: Path, table: dict[str, Any]) -> None:
+    (tmp_path / "app.json").write_text(APP_JSON)
+    by_toml = app(tmp_path, app_json="app.json", **table)
+    by_repo = merge_repo(app(tmp_path, **table), app_json=APP_JSON).spec
+    fields = ("processes", "healthchecks", "cron", "env", "predeploy", "postdeploy", "scales_given", "cron_given")
+    assert {f: getattr(by_repo, f) for f in fields} == {f: getattr(by_toml, f) for f in fields}
+
+
+def test_the_configs_own_app_json_beats_the_repositorys(tmp_path: Path) -> None:
+    # "The config" is the TOML and the app.json it names: its formation and cron stay.
+    own = {"formation": {"worker": {"quantity": 4}}, "cron": [{"command": "echo own", "schedule": "@daily"}]}
+    (tmp_path / "own.json").write_text(json.dumps(own))
+    spec = merge_repo(app(tmp_path, app_json="own.json"), procfile=PROCFILE, app_json=APP_JSON).spec
+    assert spec.processes["worker"].scale == 4
+    assert [c.command for c in spec.cron] == ["echo own"]
+    assert [c.name for c in spec.checks_for("web")] == ["repo-web"]  # what the config leaves open
 
 
 def test_bad_repository_files_are_config_errors(tmp_path: Path) -> None:
