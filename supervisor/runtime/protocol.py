@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Protocol
 
 from supervisor.model import defaults
+from supervisor.model.kinds import Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class ContainerSpec:
     command: str | tuple[str, ...] | None
     env: Mapping[str, str]
     labels: Mapping[str, str]
-    network: Literal["bridge", "host"] = "bridge"
+    network: Network = "bridge"
     ports: tuple[int, ...] = ()  # container ports published on 127.0.0.1 (bridge only)
     memory: str | None = None
     cpus: float | None = None
