@@ -13,7 +13,6 @@ shows the pusher every line as `remote: ...`.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import subprocess
 import sys
@@ -21,34 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from supervisor.cli.client import ControlClient, _UnixConnection
-from supervisor.model.errors import ControlError, DockyardError
+from supervisor.cli.client import ControlClient
+from supervisor.model.errors import DockyardError
 from supervisor.model.spec import Config
 
 EXIT_OK, EXIT_FAIL = 0, 1
 LoadConfig = Callable[[argparse.Namespace], Config]
-
-
-class BuildClient(ControlClient):
-    """ControlClient that can also upload a tar body and stream the NDJSON answer."""
-
-    def stream_tar(self, path: str, data: bytes) -> Iterator[dict[str, Any]]:
-        conn = _UnixConnection(self.socket_path, None)
-        try:
-            conn.request("POST", path, body=data, headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ControlError(
-                f"no dockyard daemon answers on {self.socket_path}: start one with `dockyard serve -c FILE`"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise ControlError(f"talking to the daemon on {self.socket_path}: {exc}") from exc
-        self._check(resp)
-        while line := resp.readline():
-            if line.strip():
-                yield orjson.loads(line)
 
 
 def show_builds(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -123,8 +100,8 @@ def deploy_build(args: argparse.Namespace, load_config: LoadConfig | None = None
     assert load_config is not None
     config = load_config(args)
     data = context_tar(Path(args.build).resolve())
-    client = BuildClient(config.server.control_socket)
-    return follow(client.stream_tar(f"/v1/apps/{args.app}/build-deploy", data))
+    client = ControlClient(config.server.control_socket)
+    return follow(client.upload(f"/v1/apps/{args.app}/build-deploy", data))
 
 
 def add_commands(

@@ -118,6 +118,7 @@ ANSWERS: dict[tuple[str, str], tuple[int, Any]] = {
     ("POST", "/v1/apps/web/cron/cleanup/suspend"): (200, {}),
     ("GET", "/v1/apps/web/cron/cleanup/runs?limit=20"): (200, RUNS),
     ("POST", "/v1/apps/nope/deploy"): (404, {"error": "unknown app 'nope'"}),
+    ("POST", "/v1/apps/garbled/deploy"): (200, ["not json"]),
     ("POST", "/v1/apps/web/start"): (409, {"error": "invalid config", "problems": ["a: bad", "b: worse"]}),
 }
 STREAMED = {"deploy", "rollback", "build-deploy", "run"}
@@ -137,7 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         status, body = ANSWERS.get((self.command, self.path), (404, {"error": "no such route"}))
         streamed = status == 200 and self.path.rsplit("/", 1)[-1] in STREAMED
-        data = b"".join(orjson.dumps(e) + b"\n" for e in body) if streamed else orjson.dumps(body)
+        if streamed:
+            data = b"".join((e.encode() if isinstance(e, str) else orjson.dumps(e)) + b"\n" for e in body)
+        else:
+            data = orjson.dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/x-ndjson" if streamed else "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -244,3 +248,13 @@ def test_help_imports_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                           cwd=REPO, check=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+# errors become one message and an exit code, never a traceback ------------------------------
+
+
+def test_a_broken_stream_is_a_message_and_exit_code_1(stub: Path) -> None:
+    got = run_cli(stub, ("deploy", "garbled"))
+    assert got["code"] == 1 and got["out"] == ""
+    assert got["err"].startswith("dockyard: the daemon's stream on <home>/control.sock broke off: ")
+    assert got["err"].count("\n") == 1
