@@ -7,6 +7,7 @@ Regenerate the golden file only on purpose: DOCKYARD_CLI_GOLDEN=write pytest tes
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from typing import Any
 import orjson
 import pytest
 
+from supervisor.cli.exits import EXIT_FAIL, EXIT_INTERRUPTED, run
 from supervisor.cli.main import main
+from supervisor.model.errors import ConfigError, ControlError, Problem
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "fixtures" / "cli" / "golden.json"
@@ -258,3 +261,22 @@ def test_a_broken_stream_is_a_message_and_exit_code_1(stub: Path) -> None:
     assert got["code"] == 1 and got["out"] == ""
     assert got["err"].startswith("dockyard: the daemon's stream on <home>/control.sock broke off: ")
     assert got["err"].count("\n") == 1
+
+
+def test_exit_codes_of_errors_and_interrupts(capsys: pytest.CaptureFixture[str]) -> None:
+    def failing(exc: BaseException) -> Callable[[argparse.Namespace], int]:
+        def command(_args: argparse.Namespace) -> int:
+            raise exc
+
+        return command
+
+    args = argparse.Namespace()
+    assert run(failing(ControlError("the daemon said no")), args) == EXIT_FAIL
+    assert capsys.readouterr().err == "dockyard: the daemon said no\n"
+    problems = [Problem("a.toml", "apps.x", "bad"), Problem("a.toml", "", "worse")]
+    assert run(failing(ConfigError(problems)), args) == EXIT_FAIL
+    assert capsys.readouterr().err == "error: a.toml: apps.x: bad\nerror: a.toml: worse\n"
+    assert run(failing(KeyboardInterrupt()), args) == EXIT_INTERRUPTED
+    assert run(lambda _args: 7, args) == 7
+    with pytest.raises(ZeroDivisionError):  # a bug in dockyard stays a traceback
+        run(failing(ZeroDivisionError()), args)
