@@ -322,7 +322,10 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
         return EXIT_OK
 
     def cmd_install(args: argparse.Namespace) -> int:
-        report = install(Path(args.prefix), enable=args.enable, binary=not args.no_binary)
+        try:
+            report = install(Path(args.prefix), enable=args.enable, binary=not args.no_binary)
+        except OSError as exc:  # not root, a read-only /etc...: one line, not a traceback
+            raise DockyardError(f"cannot install: {exc}") from exc
         for line in report.done:
             print(line)
         if not args.enable:

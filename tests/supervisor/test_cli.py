@@ -263,6 +263,14 @@ def test_a_broken_stream_is_a_message_and_exit_code_1(stub: Path) -> None:
     assert got["err"].count("\n") == 1
 
 
+def test_install_that_cannot_write_is_a_message_and_exit_code_1(stub: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    got = run_cli(stub, ("install", "--no-binary", "--prefix", str(tmp_path / "file")))
+    assert got["code"] == 1 and got["out"] == ""
+    assert got["err"].startswith("dockyard: cannot install: [Errno 20] Not a directory: ")
+    assert got["err"].count("\n") == 1
+
+
 def test_exit_codes_of_errors_and_interrupts(capsys: pytest.CaptureFixture[str]) -> None:
     def failing(exc: BaseException) -> Callable[[argparse.Namespace], int]:
         def command(_args: argparse.Namespace) -> int:
