@@ -6,8 +6,9 @@ The archive holds dockyard's own packages (supervisor, proxy, scheduler) and con
 unit file and the example config that `dockyard install` writes out). It does NOT bundle the
 dependencies: several are C extensions (uvloop, orjson, httptools, aiohttp's speedups) that
 Python cannot import from inside a zip. It runs with a system Python 3.11+ that has them
-installed (`pip install docker aiohttp uvloop orjson apscheduler httptools prometheus-client`,
-or Debian's python3-* packages); a missing one is named when dockyard starts.
+installed (`pip install docker aiohttp uvloop orjson apscheduler httptools prometheus-client
+cryptography acme josepy`, or Debian's python3-* packages); a missing one is named when
+dockyard starts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import zipapp
 from pathlib import Path
 
+from supervisor.cli.exits import EXIT_OK
 from supervisor.ops import paths
 
 REPO = paths.PACKAGE_ROOT
@@ -35,10 +37,13 @@ DEPENDENCIES = {
     "apscheduler": "apscheduler~=3.10",
     "httptools": "httptools",
     "prometheus_client": "prometheus-client",
+    "cryptography": "cryptography",
+    "acme": "acme",
+    "josepy": "josepy",
 }
 
 MAIN = '''\
-"""dockyard.pyz entry point (built by supervisor/pyz.py)."""
+"""dockyard.pyz entry point (built by supervisor/cli/pyz.py)."""
 import sys
 
 if sys.version_info < (3, 11):
@@ -48,6 +53,8 @@ DEPENDENCIES = {deps!r}
 
 
 def _run() -> int:
+    from supervisor.cli.exits import EXIT_FAIL  # stdlib and dockyard only: safe before the check
+
     try:
         from supervisor.cli.main import main
         return main()
@@ -59,7 +66,7 @@ def _run() -> int:
         print(f"dockyard: the Python module {{top!r}} is missing; dockyard.pyz does not bundle "
               f"its dependencies: run `{{sys.executable}} -m pip install {{wanted}}`",
               file=sys.stderr)
-        return 1
+        return EXIT_FAIL
 
 
 sys.exit(_run())
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     path = build(args.output)
     print(f"built {path} ({path.stat().st_size // 1024} KiB); run it with a Python 3.11+ that has "
           f"the dependencies: {' '.join(DEPENDENCIES.values())}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
