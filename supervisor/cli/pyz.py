@@ -20,7 +20,7 @@ import tempfile
 import zipapp
 from pathlib import Path
 
-from supervisor.cli.exits import EXIT_OK
+from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 from supervisor.ops import paths
 
 REPO = paths.PACKAGE_ROOT
@@ -53,8 +53,6 @@ DEPENDENCIES = {deps!r}
 
 
 def _run() -> int:
-    from supervisor.cli.exits import EXIT_FAIL  # stdlib and dockyard only: safe before the check
-
     try:
         from supervisor.cli.main import main
         return main()
@@ -66,7 +64,7 @@ def _run() -> int:
         print(f"dockyard: the Python module {{top!r}} is missing; dockyard.pyz does not bundle "
               f"its dependencies: run `{{sys.executable}} -m pip install {{wanted}}`",
               file=sys.stderr)
-        return EXIT_FAIL
+        return {fail}  # exits.EXIT_FAIL, written in at build time: importing dockyard just failed
 
 
 sys.exit(_run())
@@ -88,7 +86,7 @@ def build(output: Path = DEFAULT_OUTPUT, repo: Path = REPO) -> Path:
         (stage / "configs").mkdir()
         for name in CONFIGS:
             shutil.copyfile(repo / "configs" / name, stage / "configs" / name)
-        (stage / "__main__.py").write_text(MAIN.format(deps=DEPENDENCIES))
+        (stage / "__main__.py").write_text(MAIN.format(deps=DEPENDENCIES, fail=EXIT_FAIL))
         partial = output.with_name(output.name + ".tmp")
         zipapp.create_archive(stage, partial, interpreter=INTERPRETER, compressed=True)
         partial.replace(output)
