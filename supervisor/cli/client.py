@@ -1,4 +1,6 @@
-"""The CLI's side of the control API: HTTP/1.1 over the daemon's unix socket (stdlib only)."""
+"""The CLI's side of the control API: HTTP/1.1 over the daemon's unix socket (stdlib only).
+
+Every failure to talk to the daemon, or an error answer from it, is a ControlError."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from typing import Any
 import orjson
 
 from supervisor.model.errors import ControlError
+
+JSON = "application/json"
+TAR = "application/x-tar"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -31,20 +36,25 @@ class ControlClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None) -> http.client.HTTPResponse:
-        conn = _UnixConnection(self.socket_path, self.timeout)
-        payload = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+    def _request(
+        self, method: str, path: str, payload: bytes | None = None, content_type: str = JSON,
+        *, stream: bool = False,
+    ) -> http.client.HTTPResponse:
+        # a streamed answer (a deploy, a build) may take long; the daemon sends progress
+        conn = _UnixConnection(self.socket_path, None if stream else self.timeout)
+        headers = {"Content-Type": content_type} if payload is not None else {}
         try:
             conn.request(method, path, body=payload, headers=headers)
-            return conn.getresponse()
+            resp = conn.getresponse()
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ControlError(
                 f"no dockyard daemon answers on {self.socket_path}: start one with "
                 "`dockyard serve -c FILE`"
             ) from exc
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise ControlError(f"talking to the daemon on {self.socket_path}: {exc}") from exc
+        self._check(resp)
+        return resp
 
     @staticmethod
     def _check(resp: http.client.HTTPResponse) -> None:
@@ -60,22 +70,35 @@ class ControlClient:
                 message = raw.decode(errors="replace").strip()
             raise ControlError(message)
 
+    def _read(self, resp: http.client.HTTPResponse) -> Any:
+        try:
+            return orjson.loads(resp.read())
+        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+            raise ControlError(f"reading the daemon's answer on {self.socket_path}: {exc}") from exc
+
+    def _lines(self, resp: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+        """Each NDJSON line of `resp` as it arrives."""
+        try:
+            while line := resp.readline():
+                line = line.strip()
+                if line:
+                    yield orjson.loads(line)
+        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+            raise ControlError(
+                f"the daemon's stream on {self.socket_path} broke off: {exc or type(exc).__name__}"
+            ) from exc
+
     def get(self, path: str) -> Any:
-        resp = self._request("GET", path)
-        self._check(resp)
-        return orjson.loads(resp.read())
+        return self._read(self._request("GET", path))
 
     def post(self, path: str, body: Any = None) -> Any:
-        resp = self._request("POST", path, body if body is not None else {})
-        self._check(resp)
-        return orjson.loads(resp.read())
+        return self._read(self._request("POST", path, orjson.dumps(body if body is not None else {})))
 
     def stream(self, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
-        """POST and yield each NDJSON line as it arrives."""
-        self.timeout = None  # a deploy may take long; the daemon streams progress
-        resp = self._request("POST", path, body if body is not None else {})
-        self._check(resp)
-        while line := resp.readline():
-            line = line.strip()
-            if line:
-                yield orjson.loads(line)
+        """POST `body` as JSON and yield each NDJSON line of the answer as it arrives."""
+        payload = orjson.dumps(body if body is not None else {})
+        yield from self._lines(self._request("POST", path, payload, stream=True))
+
+    def upload(self, path: str, data: bytes, content_type: str = TAR) -> Iterator[dict[str, Any]]:
+        """POST raw `data` (a build context) and yield each NDJSON line of the answer."""
+        yield from self._lines(self._request("POST", path, data, content_type, stream=True))

@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
-ClientFactory = Callable[[argparse.Namespace], Any]
-EXIT_OK = 0
-EXIT_FAIL = 1
-
-
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max([len(col)] + [len(r[i]) for r in cells]) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
+from supervisor.cli import render
+from supervisor.cli.common import ClientFactory, SubParsers
+from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 
 
 def _when(iso: str | None) -> str | None:
@@ -53,25 +34,27 @@ def _task_path(args: argparse.Namespace, action: str) -> str:
     return f"/v1/apps/{quote(args.app, safe='')}/cron/{quote(args.id, safe='')}/{action}"
 
 
-def add_commands(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    common: argparse.ArgumentParser,
-    client_factory: ClientFactory,
-) -> None:
+def _exit_code(code: Any) -> int:
+    """The task's own exit code for `cron run`; EXIT_FAIL when it has none that a shell can see."""
+    return code if isinstance(code, int) and 0 <= code <= 255 else EXIT_FAIL
+
+
+def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
     """Add `dockyard cron` and its subcommands to `sub`."""
 
     def cmd_list(args: argparse.Namespace) -> int:
         path = f"/v1/cron?app={quote(args.app, safe='')}" if args.app else "/v1/cron"
         rows = client_factory(args).get(path)
         if args.json:
-            print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+            render.print_json(rows)
             return EXIT_OK
         table = [
             {**row, "next_run": _when(row.get("next_run")) if not row["suspended"] else "suspended",
              "last": _last(row.get("last"))}
             for row in rows
         ]
-        print(_table(table, ("app", "id", "schedule", "next_run", "last", "command")))
+        print(render.table(table, ("app", "id", "schedule", "next_run", "last", "command"),
+                           padded_header=True))
         return EXIT_OK
 
     def cmd_run(args: argparse.Namespace) -> int:
@@ -87,7 +70,7 @@ def add_commands(
                     print(f"dockyard: cron {args.app} {args.id}: {status}"
                           + (f" (exit code {exit_code})" if exit_code is not None else ""),
                           file=sys.stderr)
-                code = exit_code if isinstance(exit_code, int) and 0 <= exit_code <= 255 else EXIT_FAIL
+                code = _exit_code(exit_code)
         return code
 
     def cmd_toggle(args: argparse.Namespace) -> int:
@@ -98,7 +81,7 @@ def add_commands(
     def cmd_runs(args: argparse.Namespace) -> int:
         rows = client_factory(args).get(_task_path(args, "runs") + f"?limit={args.limit}")
         if args.json:
-            print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+            render.print_json(rows)
             return EXIT_OK
         for row in rows:
             stamp = row.get("scheduled") or row.get("started")
@@ -106,12 +89,18 @@ def add_commands(
             row["took"] = (f"{row['ended'] - row['started']:.1f}s"
                            if row.get("ended") and row.get("started") else None)
             row["kind"] = "manual" if row["manual"] else "scheduled"
-        print(_table(rows, ("id", "when", "kind", "status", "exit_code", "took", "release")))
+        print(render.table(rows, ("id", "when", "kind", "status", "exit_code", "took", "release"),
+                           padded_header=True))
         return EXIT_OK
 
     help_text = "cron tasks: list, run now, suspend, resume, past runs"
     cron = sub.add_parser("cron", parents=[common], help=help_text, description=help_text)
-    cron.set_defaults(func=lambda _args: (cron.print_help(), EXIT_FAIL)[1])
+
+    def cmd_cron(_args: argparse.Namespace) -> int:  # no subcommand: the help, and a failure
+        cron.print_help()
+        return EXIT_FAIL
+
+    cron.set_defaults(func=cmd_cron)
     cron_sub = cron.add_subparsers(dest="cron_command", metavar="SUBCOMMAND")
 
     p = cron_sub.add_parser("list", parents=[common], help="tasks, next run and last result")

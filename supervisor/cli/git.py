@@ -13,69 +13,19 @@ shows the pusher every line as `remote: ...`.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-from supervisor.cli.client import ControlClient, _UnixConnection
-from supervisor.model.errors import ControlError, DockyardError
-from supervisor.model.spec import Config
-
-EXIT_OK, EXIT_FAIL = 0, 1
-LoadConfig = Callable[[argparse.Namespace], Config]
-
-
-class BuildClient(ControlClient):
-    """ControlClient that can also upload a tar body and stream the NDJSON answer."""
-
-    def stream_tar(self, path: str, data: bytes) -> Iterator[dict[str, Any]]:
-        conn = _UnixConnection(self.socket_path, None)
-        try:
-            conn.request("POST", path, body=data, headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ControlError(
-                f"no dockyard daemon answers on {self.socket_path}: start one with `dockyard serve -c FILE`"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise ControlError(f"talking to the daemon on {self.socket_path}: {exc}") from exc
-        self._check(resp)
-        while line := resp.readline():
-            if line.strip():
-                yield orjson.loads(line)
-
-
-def show_builds(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Print build output and warnings; pass every event on (to cli._follow for the deploy)."""
-    for event in events:
-        kind = event.get("event")
-        if kind == "build":
-            status = event.get("status")
-            if "line" in event:
-                print(f"       {event['line']}", flush=True)
-            elif status == "start":
-                print(f"-----> building {event.get('image')} ({event.get('context', '?')} context)", flush=True)
-            elif status == "done":
-                print(f"-----> built {event.get('image')}", flush=True)
-            elif status == "failed":
-                print(f"=====> build of {event.get('app')} FAILED: {event.get('error')}", flush=True)
-                print("       nothing was deployed; the previous release keeps serving", flush=True)
-        elif kind == "warning":
-            print(f"       warning: {event.get('message')}", flush=True)
-        yield event
-
-
-def follow(events: Iterable[dict[str, Any]]) -> int:
-    from supervisor.cli.main import _follow
-
-    return int(_follow(show_builds(events)))
-
+from supervisor.cli.client import ControlClient
+from supervisor.cli.common import LoadConfig, SubParsers, load
+from supervisor.cli.exits import EXIT_FAIL, EXIT_OK, report
+from supervisor.cli.stream import follow_build
+from supervisor.git import repo as gitrepo
+from supervisor.model.errors import DockyardError
+from supervisor.runtime.builds import context_tar
 
 # the hook ---------------------------------------------------------------------------------
 
@@ -105,35 +55,26 @@ def pre_receive(app: str, socket: str, stdin: Iterable[str] | None = None) -> in
     quarantine = os.environ.get("GIT_QUARANTINE_PATH") or os.environ.get("GIT_OBJECT_DIRECTORY")
     body = {"updates": updates, "quarantine": quarantine}
     try:
-        return follow(ControlClient(Path(socket)).stream(f"/v1/apps/{app}/git-push", body))
-    except DockyardError as exc:
-        print(f"dockyard: {exc}", file=sys.stderr, flush=True)
-        return EXIT_FAIL
+        return follow_build(ControlClient(Path(socket)).stream(f"/v1/apps/{app}/git-push", body))
+    except DockyardError as exc:  # the hook runs without `dockyard`'s main
+        return report(exc)
 
 
 # commands --------------------------------------------------------------------------------
 
 
-def deploy_build(args: argparse.Namespace, load_config: LoadConfig | None = None) -> int:
+def deploy_build(args: argparse.Namespace, load_config: LoadConfig = load) -> int:
     """`dockyard deploy APP --build PATH`: tar PATH here, upload it, follow build and deploy."""
-    from supervisor.runtime.builds import context_tar
-
-    if load_config is None:
-        from supervisor.cli.main import _load as load_config
-    assert load_config is not None
     config = load_config(args)
     data = context_tar(Path(args.build).resolve())
-    client = BuildClient(config.server.control_socket)
-    return follow(client.stream_tar(f"/v1/apps/{args.app}/build-deploy", data))
+    client = ControlClient(config.server.control_socket)
+    return follow_build(client.upload(f"/v1/apps/{args.app}/build-deploy", data))
 
 
 def add_commands(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    common: argparse.ArgumentParser,
-    load_config: LoadConfig,
+    sub: SubParsers, common: argparse.ArgumentParser, load_config: LoadConfig = load
 ) -> None:
     """Add `dockyard git init` and `dockyard git-receive-pack` to `sub`."""
-    from supervisor.git import repo as gitrepo
 
     def cmd_git_init(args: argparse.Namespace) -> int:
         config = load_config(args)

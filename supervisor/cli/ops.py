@@ -1,6 +1,6 @@
 """Day-two commands: `dockyard logs`, `dockyard status` and `dockyard install`.
 
-Handlers return exit codes and raise DockyardError subclasses; `supervisor.cli.main` turns
+Handlers return exit codes and raise DockyardError subclasses; `supervisor.cli.exits` turns
 those into messages. Wire them in with `add_commands(sub, common, client_factory)`.
 """
 
@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-import orjson
-
+from supervisor.cli import render
+from supervisor.cli.common import ClientFactory, SubParsers, add_command
+from supervisor.cli.exits import EXIT_OK
 from supervisor.model.errors import ControlError, DockyardError
 from supervisor.ops import paths
 from supervisor.runtime import applogs
-
-ClientFactory = Callable[[argparse.Namespace], Any]
-EXIT_OK, EXIT_FAIL = 0, 1
 
 UNIT_NAME = "dockyard.service"
 UNIT_DIR = "etc/systemd/system"
@@ -68,6 +66,7 @@ def logs(
 
 
 def _docker() -> Any:
+    # lazy: the Docker SDK costs ~75 ms to import and only `dockyard logs` needs it here
     import docker
     import docker.errors
 
@@ -158,23 +157,6 @@ def _duration(seconds: float) -> str:
     return "".join(shown[:2])
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], indent: str = "  ") -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, list | tuple):
-            return ",".join(str(v) for v in value) or "-"
-        return str(value)
-
-    cells = [[c.upper() for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "\n".join(
-        indent + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-
-
 def render_status(report: Mapping[str, Any]) -> str:
     lines = [
         f"dockyard {report['version']}  pid {report['pid']}  up {_duration(report['uptime'] or 0)}"
@@ -188,8 +170,9 @@ def render_status(report: Mapping[str, Any]) -> str:
         lines.append(f"{app['app']}  {release}  {hosts}{prefix}  in-flight {app['inflight']}"
                      f"  {app['health']}  restarts {app['restarts']}")
         if app["containers"]:
-            lines.append(_table(app["containers"], ("name", "process", "release", "status",
-                                                    "serving", "restarts", "inflight")))
+            lines.append(render.table(app["containers"], ("name", "process", "release", "status",
+                                                          "serving", "restarts", "inflight"),
+                                      indent="  "))
         for task in app.get("cron") or []:
             nxt = "suspended" if task["suspended"] else task["next_run"] or "-"
             lines.append(f"  cron {task['id']}  {task['schedule']}  next {nxt}"
@@ -320,11 +303,7 @@ def _systemctl(argv: list[str]) -> None:
 # commands ---------------------------------------------------------------------------------
 
 
-def add_commands(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    common: argparse.ArgumentParser,
-    client_factory: ClientFactory,
-) -> None:
+def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
     """Add `logs`, `status` and `install` to `sub` (replaces cli.py's plain `status`)."""
 
     def cmd_logs(args: argparse.Namespace) -> int:
@@ -337,13 +316,16 @@ def add_commands(
     def cmd_status(args: argparse.Namespace) -> int:
         report = status_report(client_factory(args))
         if args.json:
-            print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+            render.print_json(report)
         else:
             print(render_status(report))
         return EXIT_OK
 
     def cmd_install(args: argparse.Namespace) -> int:
-        report = install(Path(args.prefix), enable=args.enable, binary=not args.no_binary)
+        try:
+            report = install(Path(args.prefix), enable=args.enable, binary=not args.no_binary)
+        except OSError as exc:  # not root, a read-only /etc...: one line, not a traceback
+            raise DockyardError(f"cannot install: {exc}") from exc
         for line in report.done:
             print(line)
         if not args.enable:
@@ -353,9 +335,7 @@ def add_commands(
         return EXIT_OK
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=fn)
-        return p
+        return add_command(sub, common, name, fn, help)
 
     p = add("logs", cmd_logs, "the logs of an app's serving containers, merged and prefixed")
     p.add_argument("app")

@@ -6,8 +6,9 @@ The archive holds dockyard's own packages (supervisor, proxy, scheduler) and con
 unit file and the example config that `dockyard install` writes out). It does NOT bundle the
 dependencies: several are C extensions (uvloop, orjson, httptools, aiohttp's speedups) that
 Python cannot import from inside a zip. It runs with a system Python 3.11+ that has them
-installed (`pip install docker aiohttp uvloop orjson apscheduler httptools prometheus-client`,
-or Debian's python3-* packages); a missing one is named when dockyard starts.
+installed (`pip install docker aiohttp uvloop orjson apscheduler httptools prometheus-client
+cryptography acme josepy`, or Debian's python3-* packages); a missing one is named when
+dockyard starts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import zipapp
 from pathlib import Path
 
+from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 from supervisor.ops import paths
 
 REPO = paths.PACKAGE_ROOT
@@ -35,10 +37,13 @@ DEPENDENCIES = {
     "apscheduler": "apscheduler~=3.10",
     "httptools": "httptools",
     "prometheus_client": "prometheus-client",
+    "cryptography": "cryptography",
+    "acme": "acme",
+    "josepy": "josepy",
 }
 
 MAIN = '''\
-"""dockyard.pyz entry point (built by supervisor/pyz.py)."""
+"""dockyard.pyz entry point (built by supervisor/cli/pyz.py)."""
 import sys
 
 if sys.version_info < (3, 11):
@@ -59,7 +64,7 @@ def _run() -> int:
         print(f"dockyard: the Python module {{top!r}} is missing; dockyard.pyz does not bundle "
               f"its dependencies: run `{{sys.executable}} -m pip install {{wanted}}`",
               file=sys.stderr)
-        return 1
+        return {fail}  # exits.EXIT_FAIL, written in at build time: importing dockyard just failed
 
 
 sys.exit(_run())
@@ -81,7 +86,7 @@ def build(output: Path = DEFAULT_OUTPUT, repo: Path = REPO) -> Path:
         (stage / "configs").mkdir()
         for name in CONFIGS:
             shutil.copyfile(repo / "configs" / name, stage / "configs" / name)
-        (stage / "__main__.py").write_text(MAIN.format(deps=DEPENDENCIES))
+        (stage / "__main__.py").write_text(MAIN.format(deps=DEPENDENCIES, fail=EXIT_FAIL))
         partial = output.with_name(output.name + ".tmp")
         zipapp.create_archive(stage, partial, interpreter=INTERPRETER, compressed=True)
         partial.replace(output)
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     path = build(args.output)
     print(f"built {path} ({path.stat().st_size // 1024} KiB); run it with a Python 3.11+ that has "
           f"the dependencies: {' '.join(DEPENDENCIES.values())}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

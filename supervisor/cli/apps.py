@@ -1,0 +1,130 @@
+"""The app commands, through the daemon's control API: deploy, rollback, restart, stop, start,
+scale and reload change what runs; ps, routes and releases show it."""
+
+from __future__ import annotations
+
+import argparse
+
+from supervisor.cli import render
+from supervisor.cli.common import ClientFactory, SubParsers, add_command
+from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
+from supervisor.cli.git import deploy_build
+from supervisor.cli.stream import follow
+from supervisor.model.errors import DockyardError
+
+PLAN_KEYS = ("added", "removed", "changed", "scaled", "rerouted")
+
+
+def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
+    """Add deploy, rollback, restart, stop, start, scale and reload to `sub`."""
+
+    def cmd_deploy(args: argparse.Namespace) -> int:
+        if args.build:
+            return deploy_build(args)
+        body = {"image": args.image} if args.image else {}
+        return follow(client_factory(args).stream(f"/v1/apps/{args.app}/deploy", body))
+
+    def cmd_rollback(args: argparse.Namespace) -> int:
+        return follow(client_factory(args).stream(f"/v1/apps/{args.app}/rollback"))
+
+    def cmd_restart(args: argparse.Namespace) -> int:
+        return follow(client_factory(args).stream(f"/v1/apps/{args.app}/restart"))
+
+    def cmd_start(args: argparse.Namespace) -> int:
+        return follow(client_factory(args).stream(f"/v1/apps/{args.app}/start"))
+
+    def cmd_stop(args: argparse.Namespace) -> int:
+        data = client_factory(args).post(f"/v1/apps/{args.app}/stop")
+        print(f"stopped {data['app']} ({data['stopped']} containers drained and stopped)")
+        return EXIT_OK
+
+    def cmd_scale(args: argparse.Namespace) -> int:
+        # lazy: supervisor.deploy imports aiohttp and docker (~300 ms) for a one-line parser
+        from supervisor.deploy.scale import parse_counts
+
+        try:
+            counts = parse_counts(args.counts)
+        except ValueError as exc:
+            raise DockyardError(str(exc)) from None
+        data = client_factory(args).post(f"/v1/apps/{args.app}/scale", {"counts": counts})
+        print(f"{data['app']}: " + " ".join(f"{k}={v}" for k, v in data["scale"].items()))
+        return EXIT_OK
+
+    def cmd_reload(args: argparse.Namespace) -> int:
+        data = client_factory(args).post("/v1/reload")
+        plan = data["plan"]
+        for key in PLAN_KEYS:
+            if plan[key]:
+                print(f"{key}: {', '.join(plan[key])}")
+        if plan["needs_restart"]:
+            print(f"needs a daemon restart to apply: {', '.join(plan['needs_restart'])}")
+        failed = False
+        for app, result in data["deploys"].items():
+            state = "deployed" if result["ok"] else f"FAILED: {result['reason']}"
+            failed = failed or not result["ok"]
+            print(f"{app}: release {result['release']} {state}")
+        if not any(plan[k] for k in PLAN_KEYS):
+            print("nothing to do")
+        return EXIT_FAIL if failed else EXIT_OK
+
+    p = add_command(sub, common, "deploy", cmd_deploy, "deploy an app (the configured image, or --image)")
+    p.add_argument("app")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--image", help="image to deploy instead of the configured one")
+    how.add_argument("--build", metavar="PATH", help="build PATH's Dockerfile, then deploy it")
+    for name, cmd, text in (
+        ("rollback", cmd_rollback, "go back to the previous successful release"),
+        ("restart", cmd_restart, "zero-downtime restart of an app on the same image"),
+        ("stop", cmd_stop, "take an app out of the routes, drain and stop its containers"),
+        ("start", cmd_start, "start a stopped app again (its current release)"),
+    ):
+        p = add_command(sub, common, name, cmd, text)
+        p.add_argument("app")
+    p = add_command(sub, common, "scale", cmd_scale, "set process counts: dockyard scale APP web=3 worker=2")
+    p.add_argument("app")
+    p.add_argument("counts", nargs="+", metavar="PROCESS=COUNT")
+    add_command(sub, common, "reload", cmd_reload, "re-read the config file and reconcile (like SIGHUP)")
+
+
+def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
+    """Add ps, routes and releases to `sub`: tables, or --json."""
+
+    def cmd_ps(args: argparse.Namespace) -> int:
+        path = f"/v1/ps?app={args.app}" if args.app else "/v1/ps"
+        rows = client_factory(args).get(path)
+        if args.json:
+            render.print_json(rows)
+        else:
+            cols = ("app", "process", "name", "release", "status", "serving", "healthy", "target",
+                    "inflight", "restarts", "exit_code")
+            print(render.table(rows, cols))
+        return EXIT_OK
+
+    def cmd_routes(args: argparse.Namespace) -> int:
+        rows = client_factory(args).get("/v1/routes")
+        if args.json:
+            render.print_json(rows)
+        else:
+            print(render.table(rows, ("app", "hosts", "path_prefix", "release", "targets")))
+        return EXIT_OK
+
+    def cmd_releases(args: argparse.Namespace) -> int:
+        rows = client_factory(args).get(f"/v1/apps/{args.app}/releases")
+        if args.json:
+            render.print_json(rows)
+        else:
+            for row in rows:
+                row["took"] = (
+                    f"{row['finished_at'] - row['created_at']:.3f}s" if row.get("finished_at") else None
+                )
+            print(render.table(rows, ("number", "image", "kind", "status", "took", "reason")))
+        return EXIT_OK
+
+    p = add_command(sub, common, "ps", cmd_ps, "list the containers")
+    p.add_argument("app", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = add_command(sub, common, "routes", cmd_routes, "show the route table")
+    p.add_argument("--json", action="store_true")
+    p = add_command(sub, common, "releases", cmd_releases, "show an app's releases and their history")
+    p.add_argument("app")
+    p.add_argument("--json", action="store_true")
