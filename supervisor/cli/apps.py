@@ -39,9 +39,6 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
         return EXIT_OK
 
     def cmd_scale(args: argparse.Namespace) -> int:
-        # lazy: supervisor.deploy imports aiohttp and docker (~300 ms) for a one-line parser
-        from supervisor.deploy.scale import parse_counts
-
         try:
             counts = parse_counts(args.counts)
         except ValueError as exc:
@@ -128,3 +125,14 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
     p = add_command(sub, common, "releases", cmd_releases, "show an app's releases and their history")
     p.add_argument("app")
     p.add_argument("--json", action="store_true")
+
+
+def parse_counts(words: list[str]) -> dict[str, int]:
+    """`web=3 worker=2` -> {"web": 3, "worker": 2}; ValueError names the bad word."""
+    counts: dict[str, int] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name or not value.isdigit():
+            raise ValueError(f"expected PROCESS=COUNT (e.g. web=3), got {word!r}")
+        counts[name] = int(value)
+    return counts

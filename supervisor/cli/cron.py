@@ -75,7 +75,8 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
 
     def cmd_toggle(args: argparse.Namespace) -> int:
         client_factory(args).post(_task_path(args, args.action))
-        print(f"{args.app} {args.id}: {args.action}d")
+        done = {"suspend": "suspended", "resume": "resumed"}[args.action]
+        print(f"{args.app} {args.id}: {done}")
         return EXIT_OK
 
     def cmd_runs(args: argparse.Namespace) -> int:

@@ -25,17 +25,6 @@ def index_of(info: ContainerInfo) -> int:
     return int(match.group(1)) if match else 0
 
 
-def parse_counts(words: list[str]) -> dict[str, int]:
-    """`web=3 worker=2` -> {"web": 3, "worker": 2}; ValueError names the bad word."""
-    counts: dict[str, int] = {}
-    for word in words:
-        name, sep, value = word.partition("=")
-        if not sep or not name or not value.isdigit():
-            raise ValueError(f"expected PROCESS=COUNT (e.g. web=3), got {word!r}")
-        counts[name] = int(value)
-    return counts
-
-
 async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str, int]:
     """Bring the serving release of `name` to `counts`; return the resulting scale."""
     app = ctx.apps.app(name)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from supervisor.cli.apps import parse_counts
 from supervisor.deploy.reconcile import plan
-from supervisor.deploy.scale import parse_counts
 from supervisor.deploy.watch import backoff, should_restart
 from tests.utils import make_config
 
