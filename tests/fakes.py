@@ -434,6 +434,7 @@ class RecordingRoutes:
 
     def __init__(self, journal: Journal | None = None) -> None:
         self.journal = journal if journal is not None else Journal()
+        self.own = Journal()  # this sink's calls only (the journal may be shared)
         self.table: dict[str, tuple[str, ...]] = {}  # app -> targets
         self.options: dict[str, dict[str, Any]] = {}  # app -> hosts, path_prefix, ...
         self.inflight_counts: dict[str, int] = {}
@@ -451,23 +452,27 @@ class RecordingRoutes:
         hsts: int | None = None,
     ) -> None:
         self.journal.add("set_app", app, tuple(targets))
+        self.own.add("set_app", app, tuple(targets))
         self.table[app] = tuple(targets)
         self.options[app] = {"hosts": tuple(hosts), "path_prefix": path_prefix,
                              "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts}
 
     def remove_app(self, app: str) -> None:
         self.journal.add("remove_app", app)
+        self.own.add("remove_app", app)
         self.table.pop(app, None)
         self.options.pop(app, None)
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int:
         self.journal.add("drain", tuple(targets), timeout)
+        self.own.add("drain", tuple(targets), timeout)
         if self.drain_gate is not None:
             await self.drain_gate.pass_through()
         return 0
 
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int:
         self.journal.add("warm", tuple(targets), tuple(replacing))
+        self.own.add("warm", tuple(targets), tuple(replacing))
         return len(targets)
 
     def inflight(self) -> dict[str, int]:
@@ -475,7 +480,7 @@ class RecordingRoutes:
 
     def set_apps(self, app: str | None = None) -> list[tuple[str, ...]]:
         """The targets of every set_app call (of `app`), in order."""
-        return [c.args[1] for c in self.journal.calls
+        return [c.args[1] for c in self.own.calls
                 if c.op == "set_app" and (app is None or c.args[0] == app)]
 
 
@@ -512,6 +517,7 @@ class Rig:
     state: StateStore
     journal: Journal
     events: list[dict[str, Any]] = field(default_factory=list)  # every progress event
+    later: list[Rig] = field(default_factory=list)  # supervisors started by restarted()
 
     @property
     def ctx(self) -> Any:
@@ -527,11 +533,23 @@ class Rig:
         serving = self.sup.serving.get(name)
         return [c.id for c in serving.containers] if serving else []
 
-    def restarted(self) -> Rig:
-        """A second Supervisor on the same state dir and the same containers (a daemon restart)."""
+    def restarted(self, config: Config | None = None) -> Rig:
+        """A daemon restart: a new Supervisor with a new (empty) route table, on the same state
+        dir and the same containers. The old one's retire timers are left to the test (close
+        `sup.retirer` to stop them, as a daemon stopping does)."""
         state = StateStore(self.state.path.parent)
-        return Rig(Supervisor(self.sup.config, self.runtime, self.routes, state),
-                   self.runtime, self.routes, state, self.journal)
+        routes = RecordingRoutes(self.journal)
+        config = config or self.sup.ctx.apps.base
+        again = Rig(Supervisor(config, self.runtime, routes, state), self.runtime, routes, state,
+                    self.journal)
+        self.later.append(again)
+        return again
+
+    async def close(self) -> None:
+        for other in self.later:
+            await other.close()
+        await self.sup.retirer.close()
+        self.state.close()
 
 
 @contextlib.asynccontextmanager
@@ -547,9 +565,8 @@ async def rig(tmp_path: Path, apps: Mapping[str, Mapping[str, Any]], *, http: bo
     try:
         yield r
     finally:
-        await r.sup.retirer.close()
+        await r.close()
         await runtime.close()
-        state.close()
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes are what the supervisor asks for
