@@ -85,6 +85,15 @@ class Journal:
         self.calls.clear()
 
 
+async def eventually(condition: Callable[[], object], timeout: float = 1.0) -> None:
+    """Wait until `condition()` is true (polled every 5 ms); AssertionError at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout:g}s")
+        await asyncio.sleep(0.005)
+
+
 # the runtime -----------------------------------------------------------------------------
 
 HttpHandler = Callable[["FakeContainer", web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -192,6 +201,7 @@ class FakeRuntime:
         self._ids = itertools.count(1)
         self._ports = itertools.count(41001)
         self._subscribers: list[tuple[Mapping[str, str], asyncio.Queue[RuntimeEvent]]] = []
+        self.subscribed = asyncio.Event()  # set when someone follows the event stream
         self.exec_result: Callable[[FakeContainer, tuple[str, ...]], OneOffResult] = (
             lambda c, cmd: OneOffResult(0, "ok")
         )
@@ -337,6 +347,7 @@ class FakeRuntime:
         queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
         entry = (dict(labels), queue)
         self._subscribers.append(entry)
+        self.subscribed.set()
         try:
             while True:
                 yield await queue.get()
@@ -522,6 +533,12 @@ class Rig:
     @property
     def ctx(self) -> Any:
         return self.sup.ctx
+
+    def clear(self) -> None:
+        """Forget the calls so far (the journal, the route sink's own list) and the events."""
+        self.journal.clear()
+        self.routes.own.clear()
+        self.events.clear()
 
     def progress(self, event: Mapping[str, Any]) -> None:
         self.events.append(dict(event))

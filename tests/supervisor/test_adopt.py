@@ -25,7 +25,7 @@ async def test_the_current_release_is_adopted_and_routed_without_touching_it(tmp
         assert (await r.deploy("shop")).ok
         ids = set(r.serving_ids("shop"))
         table = r.routes.table["shop"]
-        r.journal.clear()
+        r.clear()
 
         r2 = r.restarted()
         await r2.sup.adopt()
@@ -86,7 +86,7 @@ async def test_retiring_containers_are_resumed_not_adopted(tmp_path: Path) -> No
         stop_at = {cid: at for cid, _, at in r.state.retiring()}
 
         r2 = r.restarted()
-        r.journal.clear()
+        r.clear()
         await r2.sup.adopt()
         assert set(r2.serving_ids("shop")).isdisjoint(old)
         assert old[0] not in {c.id for c in r2.sup.serving["shop"].containers}

@@ -71,7 +71,7 @@ async def test_second_deploy_drains_then_stops_the_old_after_retire_after(tmp_pa
         old_web = [c.id for c in release_containers(r, 1) if c.spec.labels["dockyard.process"] == "web"]
         old_worker = [c.id for c in release_containers(r, 1) if c.id not in old_web]
         v1 = targets(r, 1)
-        r.journal.clear()
+        r.clear()
 
         report = await r.deploy("shop", "app:v2")
         assert report.ok, report.reason
@@ -178,7 +178,7 @@ async def test_a_failure_before_the_swap_leaves_the_old_release_serving(case: st
         assert first.ok, first.reason
         v1_ids = set(r.serving_ids("shop"))
         v1_table = r.routes.table["shop"]
-        r.journal.clear()
+        r.clear()
         r.events.clear()
         gate = None
         if case == "image-missing":
@@ -229,7 +229,7 @@ async def test_a_failure_before_the_swap_leaves_the_old_release_serving(case: st
 async def test_a_cancelled_deploy_fails_the_release_and_removes_its_containers(tmp_path: Path) -> None:
     async with rig(tmp_path, {"shop": shop()}) as r:
         assert (await r.deploy("shop")).ok
-        r.journal.clear()
+        r.clear()
         gate = r.runtime.gate("inspect", match=".r2")  # hold the checks
         task = asyncio.create_task(r.deploy("shop", "app:v2"))
         await gate.entered.wait()

@@ -35,7 +35,7 @@ async def test_a_second_operation_during_a_deploy_is_refused(second: str, tmp_pa
         running = asyncio.create_task(r.deploy("shop", "app:v9"))
         await gate.entered.wait()
         assert r.sup.busy() == {"shop": "deploy"}
-        r.journal.clear()
+        r.clear()
 
         with pytest.raises(DeployInProgress) as refused:
             await SECOND[second](r)

@@ -29,7 +29,7 @@ async def test_scale_up_checks_the_new_containers_before_they_join_the_routes(tm
         r.runtime.default = Behaviour(http=up)
         assert (await r.deploy("shop")).ok
         routed_during_checks.clear()
-        r.journal.clear()
+        r.clear()
 
         assert await r.sup.scale("shop", {"web": 3}) == {"web": 3}
         assert routed_during_checks == [1, 1]  # both new ones checked while one target served
@@ -47,7 +47,7 @@ async def test_scale_down_takes_containers_out_first_then_retires_them_at_once(t
         by_name = {c.name: c for c in r.sup.serving["shop"].containers}
         gone = [by_name["fake.shop.web.2.r1"], by_name["fake.shop.web.3.r1"]]
         gone_targets = {f"127.0.0.1:{c.ports[5000]}" for c in gone}
-        r.journal.clear()
+        r.clear()
 
         assert await r.sup.scale("shop", {"web": 1}) == {"web": 1}
         assert web_names(r) == ["fake.shop.web.1.r1"]
@@ -67,7 +67,7 @@ async def test_a_failing_check_discards_the_started_containers_and_changes_nothi
         assert (await r.deploy("shop")).ok
         table = r.routes.table["shop"]
         r.runtime.script("web.3.r1", Behaviour(exit_code=1))
-        r.journal.clear()
+        r.clear()
         with pytest.raises(DeployError, match=r"scale of 'shop' failed; nothing changed: check 'default'"):
             await r.sup.scale("shop", {"web": 3})
         assert r.journal.ops("set_app") == []
@@ -122,7 +122,7 @@ async def test_stop_then_start(tmp_path: Path) -> None:
     async with rig(tmp_path, {"shop": fast_app(retire_after=60, processes={"web": {"scale": 2}})}) as r:
         assert (await r.deploy("shop")).ok
         old = set(r.routes.table["shop"])
-        r.journal.clear()
+        r.clear()
         assert await r.sup.stop("shop") == 2
         assert r.routes.table["shop"] == ()  # routed to nothing: the proxy answers 503
         assert r.sup.serving == {} and r.state.is_stopped("shop")
