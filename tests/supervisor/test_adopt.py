@@ -63,16 +63,16 @@ async def test_an_interrupted_deploy_is_failed_and_its_containers_removed(tmp_pa
     async with rig(tmp_path, {"shop": fast_app()}) as r:
         assert (await r.deploy("shop")).ok
         # what a crash during the checks of release 2 leaves: a pending release, its container
-        rel = r.state.begin_release("shop", "app:v2", {}, "deploy")
+        pending = r.state.begin_release("shop", "app:v2", {}, "deploy")
         spec = process_spec(r.sup.app("shop"), image="app:v2", instance="fake",
-                            release=rel.number, process="web", index=1)
-        new = [await r.runtime.run(spec)]
+                            release=pending.number, process="web", index=1)
+        new = await r.runtime.run(spec)
         r2 = r.restarted()
         await r2.sup.adopt()
         rel = r2.state.release("shop", 2)
         assert rel is not None and rel.status == "failed"
         assert rel.reason == "interrupted: the daemon stopped during the deploy"
-        assert new[0].id not in r.runtime.containers  # not the current release: an orphan
+        assert new.id not in r.runtime.containers  # not the current release: an orphan
         assert r2.sup.serving["shop"].release == 1
 
 

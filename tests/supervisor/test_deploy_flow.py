@@ -269,3 +269,33 @@ async def test_checks_run_on_every_new_container_and_warn_only_checks_do_not_fai
         r.runtime.exec_result = lambda c, cmd: OneOffResult(1, "not ready")
         report = await r.deploy("shop", "app:v2")
         assert not report.ok and "command exited 1: not ready" in report.reason
+
+
+async def test_listening_and_uptime_checks_on_host_networking(tmp_path: Path) -> None:
+    """`listening` reads /proc/<pid>/net/tcp: the fake container's pid is this process, whose
+    sockets include the fake's server on the $PORT dockyard assigned (label dockyard.port)."""
+    checks = {"web": [{"name": "port", "listening": True, "attempts": 1, "timeout": 0.3},
+                      {"name": "stays-up", "uptime": 0.05, "attempts": 1, "timeout": 0.5}]}
+    async with rig(tmp_path, {"shop": fast_app(network="host", healthchecks=checks)}, http=True) as r:
+        report = await r.deploy("shop")
+        assert report.ok, report.reason
+        (web,) = r.runtime.running(app="shop")
+        assert r.routes.table["shop"] == (f"127.0.0.1:{web.spec.labels['dockyard.port']}",)
+
+        r.runtime.default = Behaviour()  # a container that listens on nothing
+        report = await r.deploy("shop", "app:v2")
+        assert not report.ok
+        assert "check 'port' failed" in report.reason and "nothing listens on port" in report.reason
+
+
+async def test_an_uptime_check_fails_a_container_that_exits(tmp_path: Path) -> None:
+    checks = {"web": [{"name": "stays-up", "uptime": 0.1, "attempts": 1, "timeout": 0.5}]}
+    async with rig(tmp_path, {"shop": fast_app(healthchecks=checks)}) as r:
+        gate = r.runtime.gate("inspect")  # the first look at the container waits ...
+        task = asyncio.create_task(r.deploy("shop"))
+        await gate.entered.wait()
+        (web,) = r.runtime.running(app="shop")
+        await r.runtime.die(web.id, 1)  # ... while it crashes
+        gate.open()
+        report = await task
+        assert not report.ok and "container is not running" in report.reason
