@@ -285,7 +285,7 @@ async def test_listening_and_uptime_checks_on_host_networking(tmp_path: Path) ->
         r.runtime.default = Behaviour()  # a container that listens on nothing
         report = await r.deploy("shop", "app:v2")
         assert not report.ok
-        assert "check 'port' failed" in report.reason and "nothing listens on port" in report.reason
+        assert "check 'port' failed" in report.reason  # nothing listens (or the last try timed out)
 
 
 async def test_an_uptime_check_fails_a_container_that_exits(tmp_path: Path) -> None:
