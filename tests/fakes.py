@@ -202,6 +202,10 @@ class FakeRuntime:
         self._ports = itertools.count(41001)
         self._subscribers: list[tuple[Mapping[str, str], asyncio.Queue[RuntimeEvent]]] = []
         self.subscribed = asyncio.Event()  # set when someone follows the event stream
+        # DockerRuntime runs each call in a thread (asyncio.to_thread): a cancelled caller stops
+        # waiting, but the container is created all the same. True: `run` behaves so.
+        self.runs_in_threads = False
+        self._background: set[asyncio.Future[ContainerInfo]] = set()
         self.exec_result: Callable[[FakeContainer, tuple[str, ...]], OneOffResult] = (
             lambda c, cmd: OneOffResult(0, "ok")
         )
@@ -226,6 +230,12 @@ class FakeRuntime:
         self._rules.append(_Rule(op, match, gate, None))
         return gate
 
+    def open_gates(self) -> None:
+        """Let every held call go on (at the end of a test, so none is left pending)."""
+        for rule in self._rules:
+            if isinstance(rule.action, Gate):
+                rule.action.open()
+
     # inspection helpers for tests ----------------------------------------------------------
 
     def running(self, **labels: str) -> list[FakeContainer]:
@@ -247,6 +257,8 @@ class FakeRuntime:
         self._publish("destroy", c)
 
     async def close(self) -> None:
+        for work in list(self._background):
+            work.cancel()
         for c in list(self.containers.values()):
             await self._close_server(c)
 
@@ -254,6 +266,14 @@ class FakeRuntime:
 
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
         self.journal.add("run", spec.name)
+        if self.runs_in_threads:  # cancelling the caller does not stop the engine
+            work = asyncio.ensure_future(self._run(spec))
+            self._background.add(work)
+            work.add_done_callback(self._background.discard)
+            return await asyncio.shield(work)
+        return await self._run(spec)
+
+    async def _run(self, spec: ContainerSpec) -> ContainerInfo:
         await self._apply_rules("run", f"{spec.name} {spec.image}")
         if spec.image in self.missing_images:
             raise RuntimeFailure(f"image {spec.image!r} not found")
@@ -582,6 +602,8 @@ async def rig(tmp_path: Path, apps: Mapping[str, Mapping[str, Any]], *, http: bo
     try:
         yield r
     finally:
+        runtime.open_gates()
+        await asyncio.sleep(0.01)  # calls held by a gate end (a late start retires at once)
         await r.close()
         await runtime.close()
 

@@ -15,7 +15,7 @@ from supervisor.deploy.flow import deploy
 from supervisor.model.errors import ContainerGone, RuntimeFailure
 from supervisor.model.release import RepoFiles
 from supervisor.runtime.protocol import OneOffResult
-from tests.fakes import Behaviour, FakeContainer, OneOff, Rig, fast_app, rig
+from tests.fakes import Behaviour, FakeContainer, OneOff, Rig, eventually, fast_app, rig
 
 HEALTH = {"web": [{"name": "health", "path": "/health", "content": "ok", "attempts": 2,
                    "timeout": 0.5, "wait": 0.01}]}
@@ -299,3 +299,22 @@ async def test_an_uptime_check_fails_a_container_that_exits(tmp_path: Path) -> N
         gate.open()
         report = await task
         assert not report.ok and "container is not running" in report.reason
+
+
+@pytest.mark.parametrize("how", ["deploy-timeout", "another-start-fails"])
+async def test_a_container_created_after_the_deploy_gave_up_is_removed_too(how: str, tmp_path: Path) -> None:
+    """DockerRuntime.run is a thread: cancelling the deploy's wait does not stop the engine,
+    which creates the container after the failed deploy cleaned up."""
+    async with rig(tmp_path, {"shop": shop(deploy_timeout=0.1)}) as r:
+        r.runtime.runs_in_threads = True
+        slow = r.runtime.gate("run", match="web.2.r1")
+        if how == "another-start-fails":
+            r.runtime.fail("run", RuntimeFailure("no space left on device"), match="worker")
+        report = await r.deploy("shop")
+        assert not report.ok
+        assert ("timed out" if how == "deploy-timeout" else "no space left") in report.reason
+        slow.open()  # the engine finishes the start it was asked for
+        await eventually(lambda: any(op[1].endswith("web.2.r1") for op in r.journal.ops("remove")))
+        await r.sup.retirer.wait_idle()
+        assert r.runtime.containers == {}
+        assert r.state.retiring() == []
