@@ -4,7 +4,9 @@
   containers in a dict: ids, labels, status, exit codes, published ports, an event stream.
   Knobs script what Docker would do: `fail()` makes the next calls of an operation raise,
   `gate()` holds calls of an operation until the test opens it, `script()` gives containers a
-  behaviour (exit at once, answer HTTP), `oneoff()` scripts predeploy/postdeploy results.
+  behaviour (exit at once, answer HTTP), `oneoff()` scripts predeploy/postdeploy results,
+  `die()` and `vanish()` crash or remove a container behind dockyard's back, and
+  `runs_in_threads` makes a cancelled `run` finish anyway, as DockerRuntime's threads do.
 - Web containers whose behaviour has an `http` handler answer on real sockets on 127.0.0.1
   (one small aiohttp server per container), so the HTTP checks of deploy/checks.py really
   connect; other containers get made-up port numbers nothing listens on.
@@ -32,9 +34,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from supervisor.config.loader import parse_config
+from supervisor.deploy.context import Context
 from supervisor.deploy.report import DeployReport
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import RuntimeFailure
+from supervisor.model.release import Release
 from supervisor.model.spec import Config
 from supervisor.runtime.containers import LABEL_PORT
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
@@ -551,7 +555,7 @@ class Rig:
     later: list[Rig] = field(default_factory=list)  # supervisors started by restarted()
 
     @property
-    def ctx(self) -> Any:
+    def ctx(self) -> Context:
         return self.sup.ctx
 
     def clear(self) -> None:
@@ -565,6 +569,12 @@ class Rig:
 
     async def deploy(self, name: str, image: str | None = None) -> DeployReport:
         return await self.sup.deploy(name, image, progress=self.progress)
+
+    def current(self, name: str) -> Release:
+        """The app's active release (AssertionError when none is)."""
+        release = self.state.current(name)
+        assert release is not None, f"{name} has no active release"
+        return release
 
     def serving_ids(self, name: str) -> list[str]:
         serving = self.sup.serving.get(name)

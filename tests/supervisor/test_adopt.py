@@ -34,7 +34,7 @@ async def test_the_current_release_is_adopted_and_routed_without_touching_it(tmp
         assert r2.routes.set_apps("shop") == [table]  # routed in one assignment
         assert r.journal.ops("run", "remove", "kill", "stop", "start") == []
         await r2.sup.start_apps()  # it runs already: no deploy
-        assert r2.state.current("shop") is not None and r2.state.current("shop").number == 1  # type: ignore[union-attr]
+        assert r2.current("shop").number == 1
 
 
 async def test_orphans_and_finished_one_offs_are_removed(tmp_path: Path) -> None:
@@ -166,4 +166,4 @@ async def test_start_apps_deploys_what_does_not_run_except_stopped_apps(tmp_path
         assert sorted(r2.sup.serving) == ["blog", "shop"]
         blog = r2.state.current("blog")
         assert blog is not None and blog.kind == "deploy"
-        assert r2.state.current("shop").number == 1  # type: ignore[union-attr]
+        assert r2.current("shop").number == 1

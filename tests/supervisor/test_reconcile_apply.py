@@ -37,7 +37,7 @@ async def test_reroute_changes_only_the_routes(tmp_path: Path) -> None:
         assert ("remove_app", "blog") not in ops
         assert r.routes.options["shop"]["hosts"] == ("new.test",)
         assert r.routes.options["blog"]["balance"] == "least_inflight"
-        assert r.state.current("shop").number == 1  # type: ignore[union-attr]
+        assert r.current("shop").number == 1
 
 
 async def test_scaled_app_is_scaled_and_others_untouched(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ async def test_scaled_app_is_scaled_and_others_untouched(tmp_path: Path) -> None
         assert [op[1] for op in r.journal.ops("run")] == ["fake.shop.web.2.r1", "fake.shop.web.3.r1"]
         assert len(r.routes.table["shop"]) == 3
         assert r.routes.set_apps("blog") == []
-        assert r.state.current("shop").number == 1  # type: ignore[union-attr]
+        assert r.current("shop").number == 1
 
 
 async def test_changed_app_is_redeployed_on_its_current_image_unless_the_image_changed(tmp_path: Path) -> None:
@@ -61,8 +61,8 @@ async def test_changed_app_is_redeployed_on_its_current_image_unless_the_image_c
         assert result["plan"]["changed"] == ["blog", "shop"]
         assert result["deploys"] == {"shop": {"ok": True, "release": 2, "reason": ""},
                                      "blog": {"ok": True, "release": 2, "reason": ""}}
-        assert r.state.current("shop").image == "shop:pushed"  # type: ignore[union-attr]
-        assert r.state.current("blog").image == "app:v2"  # type: ignore[union-attr]
+        assert r.current("shop").image == "shop:pushed"
+        assert r.current("blog").image == "app:v2"
         (web,) = r.runtime.running(app="shop")
         assert web.spec.env["MODE"] == "fast"
 

@@ -43,7 +43,7 @@ async def test_scale_up_checks_the_new_containers_before_they_join_the_routes(tm
 async def test_scale_down_takes_containers_out_first_then_retires_them_at_once(tmp_path: Path) -> None:
     async with rig(tmp_path, {"shop": fast_app(retire_after=60, processes={"web": {"scale": 3}})}) as r:
         assert (await r.deploy("shop")).ok
-        before = dict(zip(web_names(r), r.routes.table["shop"], strict=False))
+        assert len(r.routes.table["shop"]) == 3
         by_name = {c.name: c for c in r.sup.serving["shop"].containers}
         gone = [by_name["fake.shop.web.2.r1"], by_name["fake.shop.web.3.r1"]]
         gone_targets = {f"127.0.0.1:{c.ports[5000]}" for c in gone}
@@ -59,7 +59,6 @@ async def test_scale_down_takes_containers_out_first_then_retires_them_at_once(t
             assert r.journal.first("kill", c.id, "SIGTERM") < r.journal.first("stop", c.id)
             assert c.id not in r.runtime.containers
         assert r.state.scale("shop") == {"web": 1}
-        assert len(before) == 3
 
 
 async def test_a_failing_check_discards_the_started_containers_and_changes_nothing(tmp_path: Path) -> None:
