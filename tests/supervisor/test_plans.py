@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from proxy.options import ProxyOptions
 from supervisor.deploy.reconcile import plan
 from supervisor.deploy.scale import parse_counts
 from supervisor.deploy.watch import backoff, should_restart
@@ -112,7 +111,7 @@ def test_plan_a_new_state_dir_moves_the_default_control_socket_too(tmp_path: Pat
 
 def test_plan_proxy_options_need_a_restart_and_other_server_fields_do_not(tmp_path: Path) -> None:
     old = cfg(tmp_path, {"a": app()})
-    assert plan(old, dataclasses.replace(old, proxy=ProxyOptions(max_body_size=1))).needs_restart == ("proxy",)
+    assert plan(old, dataclasses.replace(old, proxy=dataclasses.replace(old.proxy, max_body_size=1))).needs_restart == ("proxy",)
     quiet = cfg(tmp_path, {"a": app()}, timezone="Europe/Paris", acme_renew_days=10)
     assert plan(old, quiet).needs_restart == ()
 
