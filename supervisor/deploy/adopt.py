@@ -39,7 +39,9 @@ async def adopt(ctx: Context) -> None:
     for app_name, infos in by_app.items():
         current = ctx.state.current(app_name)
         app = ctx.apps.config.apps.get(app_name)
-        keep = [c for c in infos if current and c.release == current.number]
+        # containers on their way out (scaled down, stopped) may be of the current release too
+        keep = [c for c in infos
+                if current and c.release == current.number and c.id not in retiring]
         keep_ids = {c.id for c in keep}
         for info in infos:
             if info.id in keep_ids:

@@ -158,7 +158,12 @@ async def _start_all(
         spec = process_spec(
             app, image=image, instance=ctx.instance, release=release, process=process, index=index
         )
-        started.append(await ctx.runtime.run(spec))
+        run = asyncio.ensure_future(ctx.runtime.run(spec))
+        try:
+            started.append(await asyncio.shield(run))
+        except asyncio.CancelledError:  # the engine finishes the start anyway (a thread):
+            run.add_done_callback(lambda done: _retire_late(ctx, app, done))  # remove it then
+            raise
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -167,6 +172,12 @@ async def _start_all(
                     group.create_task(one(process, index))
     except* Exception as eg:  # the first failure, as itself (not a group)
         raise eg.exceptions[0] from None
+
+
+def _retire_late(ctx: Context, app: AppSpec, run: asyncio.Future[ContainerInfo]) -> None:
+    """A container whose start ended after the deploy gave up on it: it never serves."""
+    if not run.cancelled() and run.exception() is None:
+        ctx.retirer.retire_now(app.name, [run.result()], 0.0)
 
 
 async def check_all(ctx: Context, app: AppSpec, containers: list[ContainerInfo]) -> None:

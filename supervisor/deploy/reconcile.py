@@ -93,6 +93,7 @@ async def apply(ctx: Context, new_file: Config) -> dict[str, Any]:
     for name in the_plan.removed:  # stopped while the current config still defines them
         await stop(ctx, name)
         ctx.fleet.routes.remove_app(name)
+        ctx.state.set_stopped(name, False)  # not `dockyard stop`: added back, it deploys
     ctx.apps.replace(new_file)
     for name in the_plan.rerouted:
         app = new.apps[name]

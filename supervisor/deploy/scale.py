@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from supervisor.deploy.context import Context
 from supervisor.deploy.flow import check_all, deploy, discard
 from supervisor.deploy.report import DeployReport, Progress
+from supervisor.model import defaults
 from supervisor.model.errors import DeployError
 from supervisor.runtime.containers import process_spec, scales
 from supervisor.runtime.protocol import ContainerInfo
@@ -43,10 +44,16 @@ async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str,
         added: list[ContainerInfo] = []
         removed: list[ContainerInfo] = []
         try:
+            # Names are unique in the engine: containers of this release still retiring (a
+            # scale down moments ago) keep theirs until removed, so their indexes are taken too.
+            existing = await ctx.runtime.list({
+                defaults.LABEL_INSTANCE: ctx.instance, defaults.LABEL_APP: name,
+                defaults.LABEL_RELEASE: str(current.number),
+            })
             for process, wanted in counts.items():
                 mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
                 removed.extend(mine[wanted:])
-                taken = {index_of(c) for c in mine}
+                taken = {index_of(c) for c in [*mine, *existing] if c.process == process}
                 free = (i for i in range(1, 10_000) if i not in taken)
                 for _ in range(wanted - len(mine)):
                     spec = process_spec(

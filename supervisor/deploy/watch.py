@@ -118,6 +118,7 @@ class Watcher:
             self._spawn(self._restart(app, info, restarts))
 
     async def _restart(self, app: AppSpec, info: ContainerInfo, restarts: int) -> None:
+        exited: ContainerInfo | None = None
         try:
             await asyncio.sleep(backoff(restarts))
             if self._serving(info.id) is None:
@@ -139,10 +140,15 @@ class Watcher:
             else:
                 log.warning("restart check failed app=%s container=%s error=%s", app.name, info.name, result.error)
                 self._restarting.discard(info.id)
-                await self.ctx.runtime.kill(info.id, "SIGKILL")  # its die event restarts it again
-                return
+                now = await self.ctx.runtime.inspect(info.id)
+                if now is None or now.running:
+                    await self.ctx.runtime.kill(info.id, "SIGKILL")  # its die event restarts it again
+                    return
+                exited = now  # it exited during its checks: that die event came while restarting
         finally:
             self._restarting.discard(info.id)
+        if exited is not None:
+            self.on_die(info.id, exited.exit_code)  # the policy again (a crash loop counts)
 
     # periodic checks -------------------------------------------------------------
 
