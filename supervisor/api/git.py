@@ -230,7 +230,7 @@ async def _stream(
     def failed(reason: str) -> dict[str, Any]:
         return {"app": name, "image": prepared.tag, **_failed(reason)}
 
-    return await stream(request, work, failed)
+    return await stream(request, work, failed, finally_=claim.release)
 
 
 def _failed(reason: str) -> dict[str, Any]:

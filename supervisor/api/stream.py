@@ -24,13 +24,18 @@ Work = Callable[[Emit], Awaitable[Mapping[str, Any]]]
 
 
 async def stream(
-    request: web.Request, work: Work, failed: Callable[[str], Mapping[str, Any]]
+    request: web.Request, work: Work, failed: Callable[[str], Mapping[str, Any]],
+    *, finally_: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Stream `work`'s events, then `{"event": "result", **what it returned}`; when it raises,
-    the result is `failed(reason)`."""
+    the result is `failed(reason)`. `finally_` runs when the work ends, however it ends (also
+    when its task is cancelled before it started: the work's own `finally` would not run)."""
     queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
     task = asyncio.ensure_future(work(queue.put_nowait))
     task.add_done_callback(lambda _t: queue.put_nowait(None))
+    if finally_ is not None:
+        done = finally_
+        task.add_done_callback(lambda _t: done())
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     try:
         await response.prepare(request)

@@ -24,9 +24,13 @@ class Claim:
     def __init__(self, locks: OperationLocks, app: str) -> None:
         self._locks = locks
         self.app = app
+        self._released = False
 
     def release(self) -> None:
-        self._locks._running.pop(self.app, None)
+        """Free the app; a second call does nothing (it must not free a later operation)."""
+        if not self._released:
+            self._released = True
+            self._locks._running.pop(self.app, None)
 
 
 class OperationLocks:
