@@ -116,6 +116,8 @@ class ClientConnection(Downstream):
         if self.upgraded:
             self._hold(data)
             return
+        if self.paused and "overflow" in self.paused:
+            return  # past MAX_PIPELINED the parser stopped; only the queued requests are answered
         if self.in_head:
             if self.parsing is None and self.head_bytes == 0 and self.active is None:
                 self._set_timer(self.options.client_header_timeout)
