@@ -149,6 +149,24 @@ async def normal_load(port: int, rate: float, seconds: float) -> dict[str, Any]:
     return {"requests": n, "failed": failed, "p50_ms": q[49], "p99_ms": q[98], "max_ms": ms[-1] if ms else float("nan")}
 
 
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def sampled(coro: Any, pid: int) -> tuple[dict[str, Any], float]:
+    """Run `coro`, sampling the RSS of process `pid` every 0.25 s; returns (result, max MiB)."""
+    peak = rss_mib(pid)
+    task = asyncio.ensure_future(coro)
+    while not task.done():
+        await asyncio.sleep(0.25)
+        peak = max(peak, rss_mib(pid))
+    return task.result(), peak
+
+
 def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
     import uvloop
 
@@ -157,18 +175,19 @@ def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
         try:
             backend, ours = free_port(), free_port()
             procs.append(start_nginx(Path(tmp) / "backend", BACKEND_BODY.format(port=backend)))
-            procs.append(start_ours(ours, backend))
+            proxy = start_ours(ours, backend)
+            procs.append(proxy)
             wait_port(backend)
             wait_port(ours)
             uvloop.run(normal_load(ours, rate, 2.0))  # warm up
-            quiet = uvloop.run(normal_load(ours, rate, duration))
+            quiet, quiet["rss_mib"] = uvloop.run(sampled(normal_load(ours, rate, duration), proxy.pid))
             root = Path(__file__).resolve().parent.parent
             attacker = subprocess.Popen(
                 [sys.executable, "-m", "bench.attack", "--serve-attack", str(ours), str(hostile), str(duration + 2)],
                 cwd=root, stdout=subprocess.PIPE,
             )
             time.sleep(2.0)  # let the flood build up
-            flood = uvloop.run(normal_load(ours, rate, duration))
+            flood, flood["rss_mib"] = uvloop.run(sampled(normal_load(ours, rate, duration), proxy.pid))
             out, _ = attacker.communicate(timeout=duration + 60)
             counts = json.loads(out.decode().strip().splitlines()[-1])
             return {"quiet": quiet, "flood": flood, "attackers": counts, "hostile": hostile, "rate": rate,
@@ -179,11 +198,12 @@ def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    lines = ["| phase | requests | failed | p50 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| phase | requests | failed | p50 ms | p99 ms | max ms | proxy RSS max MiB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for phase in ("quiet", "flood"):
         x = r[phase]
         lines.append(f"| {phase} | {x['requests']} | {x['failed']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} "
-                     f"| {x['max_ms']:.1f} |")
+                     f"| {x['max_ms']:.1f} | {x['rss_mib']:.0f} |")
     a = r["attackers"]
     lines.append(f"\n{r['hostile']} hostile connections ({', '.join(KINDS)}): {a['opened']} opened, "
                  f"{a['closed']} closed, {a['refused']} refused at connect; normal client {r['rate']:g} req/s, "
