@@ -17,6 +17,10 @@ kind of attack and reconnecting whenever the proxy closes it:
 - never reads: GET requests on a connection it never reads from.
 
 Prints a markdown table: requests, failed, p50/p99/max per phase, and what the attackers saw.
+
+`--deploy` runs the whole daemon instead (`dockyard serve` with bench/swap.py's Python app in
+Docker) and, 2 s into the flood, `dockyard deploy`s the app's other image: it must succeed, and
+the normal client (routed to that app) must see no failure across the swap either.
 """
 
 from __future__ import annotations
@@ -95,25 +99,25 @@ async def _attacker(kind: str, port: int, source: str, counts: dict[str, int], s
         await asyncio.sleep(0.2)  # then again, as long as the flood lasts
 
 
-async def attack(port: int, hostile: int, seconds: float) -> dict[str, int]:
+async def attack(port: int, hostile: int, seconds: float, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
     counts = {"opened": 0, "closed": 0, "refused": 0}
     stop_at = time.monotonic() + seconds
-    tasks = [_attacker(KINDS[i % len(KINDS)], port, SOURCES[i % len(SOURCES)], counts, stop_at)
+    tasks = [_attacker(kinds[i % len(kinds)], port, SOURCES[i % len(SOURCES)], counts, stop_at)
              for i in range(hostile)]
     await asyncio.gather(*tasks)
     return counts
 
 
-def serve_attack(port: int, hostile: int, seconds: float) -> None:
+def serve_attack(port: int, hostile: int, seconds: float, kinds: tuple[str, ...]) -> None:
     import uvloop
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(json.dumps(uvloop.run(attack(port, hostile, seconds))), flush=True)
+    print(json.dumps(uvloop.run(attack(port, hostile, seconds, kinds))), flush=True)
 
 
 # -- the normal client ------------------------------------------------------------------------------------
-async def normal_load(port: int, rate: float, seconds: float) -> dict[str, Any]:
+async def normal_load(port: int, rate: float, seconds: float, host: str = "localhost") -> dict[str, Any]:
     import aiohttp
 
     latencies: list[float] = []
@@ -123,7 +127,7 @@ async def normal_load(port: int, rate: float, seconds: float) -> dict[str, Any]:
         nonlocal failed
         t0 = time.monotonic()
         try:
-            async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": "localhost"}) as resp:
+            async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
                 await resp.read()
                 if resp.status != 200:
                     failed += 1
@@ -167,7 +171,7 @@ async def sampled(coro: Any, pid: int) -> tuple[dict[str, Any], float]:
     return task.result(), peak
 
 
-def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
+def run_attack(rate: float, duration: float, hostile: int, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     import uvloop
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -183,7 +187,8 @@ def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
             quiet, quiet["rss_mib"] = uvloop.run(sampled(normal_load(ours, rate, duration), proxy.pid))
             root = Path(__file__).resolve().parent.parent
             attacker = subprocess.Popen(
-                [sys.executable, "-m", "bench.attack", "--serve-attack", str(ours), str(hostile), str(duration + 2)],
+                [sys.executable, "-m", "bench.attack", "--serve-attack", str(ours), str(hostile), str(duration + 2),
+             ",".join(kinds)],
                 cwd=root, stdout=subprocess.PIPE,
             )
             time.sleep(2.0)  # let the flood build up
@@ -191,10 +196,59 @@ def run_attack(rate: float, duration: float, hostile: int) -> dict[str, Any]:
             out, _ = attacker.communicate(timeout=duration + 60)
             counts = json.loads(out.decode().strip().splitlines()[-1])
             return {"quiet": quiet, "flood": flood, "attackers": counts, "hostile": hostile, "rate": rate,
-                    "duration": duration}
+                    "duration": duration, "kinds": kinds}
         finally:
             for proc in reversed(procs):
                 stop(proc)
+
+
+def run_attack_with_deploy(rate: float, duration: float, hostile: int,
+                           kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+    """The same phases against `dockyard serve`, with a `dockyard deploy` during the flood."""
+    import threading
+
+    import uvloop
+
+    from .swap import DOCKYARD, HOST, REPO, Bench, SwapOptions, wait_http
+
+    bench = Bench(SwapOptions(app="py"))
+    deploy: dict[str, Any] = {}
+    try:
+        bench.out.mkdir(parents=True, exist_ok=True)
+        bench.build_images()
+        port = free_port()
+        config = bench.write_config(port)
+        with open(bench.out / "attack-daemon.log", "wb") as daemon_log:
+            bench.daemon = subprocess.Popen([DOCKYARD, "serve", "-c", str(config)], cwd=REPO,
+                                            stdout=subprocess.DEVNULL, stderr=daemon_log)
+        wait_http(port, "/", HOST, 60, daemon=bench.daemon)
+        pid = bench.daemon.pid
+        uvloop.run(normal_load(port, rate, 2.0, HOST))  # warm up
+        quiet, quiet["rss_mib"] = uvloop.run(sampled(normal_load(port, rate, duration, HOST), pid))
+        attacker = subprocess.Popen(
+            [sys.executable, "-m", "bench.attack", "--serve-attack", str(port), str(hostile), str(duration + 2),
+             ",".join(kinds)],
+            cwd=REPO, stdout=subprocess.PIPE,
+        )
+
+        def do_deploy() -> None:
+            time.sleep(4.0)  # 2 s into the measured flood
+            swap = bench.dockyard_deploy(config, bench.tags[1])
+            deploy.update(ok=swap.ok, seconds=swap.finished - swap.started, error=swap.detail)
+
+        thread = threading.Thread(target=do_deploy)
+        thread.start()
+        time.sleep(2.0)
+        flood, flood["rss_mib"] = uvloop.run(sampled(normal_load(port, rate, duration, HOST), pid))
+        thread.join(120)
+        out, _ = attacker.communicate(timeout=duration + 60)
+        counts = json.loads(out.decode().strip().splitlines()[-1])
+        return {"quiet": quiet, "flood": flood, "attackers": counts, "hostile": hostile, "rate": rate,
+                "duration": duration, "deploy": deploy, "kinds": kinds}
+    finally:
+        bench.close()
+        if not bench.opts.keep_images:
+            bench.remove_images()
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -205,9 +259,14 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {phase} | {x['requests']} | {x['failed']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} "
                      f"| {x['max_ms']:.1f} | {x['rss_mib']:.0f} |")
     a = r["attackers"]
-    lines.append(f"\n{r['hostile']} hostile connections ({', '.join(KINDS)}): {a['opened']} opened, "
+    lines.append(f"\n{r['hostile']} hostile connections ({', '.join(r['kinds'])}): {a['opened']} opened, "
                  f"{a['closed']} closed, {a['refused']} refused at connect; normal client {r['rate']:g} req/s, "
                  f"{r['duration']:g} s per phase")
+    if "deploy" in r:
+        d = r["deploy"]
+        lines.append(f"`dockyard deploy` during the flood: {'succeeded' if d.get('ok') else 'FAILED'}"
+                     f" in {d.get('seconds', float('nan')):.1f} s {d.get('error', '')}".rstrip()
+                     + " (RSS column: the whole daemon)")
     return "\n".join(lines)
 
 
@@ -217,14 +276,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--hostile", type=int, default=2000)
-    parser.add_argument("--serve-attack", nargs=3, metavar=("PORT", "N", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--deploy", action="store_true", help="against dockyard serve, with a deploy in the flood")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--serve-attack", nargs=4, metavar=("PORT", "N", "SECONDS", "KINDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_attack:
-        serve_attack(int(args.serve_attack[0]), int(args.serve_attack[1]), float(args.serve_attack[2]))
+        serve_attack(int(args.serve_attack[0]), int(args.serve_attack[1]), float(args.serve_attack[2]),
+                     tuple(args.serve_attack[3].split(",")))
         return 0
-    result = run_attack(args.rate, args.duration, args.hostile)
+    run = run_attack_with_deploy if args.deploy else run_attack
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        parser.error(f"unknown kinds {sorted(unknown)}; choose from {','.join(KINDS)}")
+    result = run(args.rate, args.duration, args.hostile, kinds)
     print(markdown(result))
-    return 0 if result["flood"]["failed"] == 0 and result["quiet"]["failed"] == 0 else 1
+    ok = result["flood"]["failed"] == 0 and result["quiet"]["failed"] == 0
+    return 0 if ok and result.get("deploy", {"ok": True}).get("ok") else 1
 
 
 if __name__ == "__main__":
