@@ -7,7 +7,11 @@ import tomllib
 import pytest
 
 from proxy import ProxyOptions
-from supervisor.config import parse_config
+
+try:  # supervisor/ in layers (issue #16)
+    from supervisor.config.loader import parse_config
+except ImportError:  # the flat layout
+    from supervisor.config import parse_config  # type: ignore[no-redef]
 
 
 def test_new_options_are_validated() -> None:
