@@ -53,3 +53,7 @@ class ClientRequestError(ProxyError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class PipelineFull(ProxyError):
+    """A client pipelined more requests than the proxy queues (options.MAX_PIPELINED)."""

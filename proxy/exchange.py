@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
-from .errors import UpstreamConnectError, UpstreamError, UpstreamResetError, UpstreamTimeoutError
+from .downstream import Downstream
+from .edge import CHALLENGE, REDIRECT, Edge, hsts_line
+from .errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamResetError,
+    UpstreamTimeoutError,
+)
+from .forwarding import client_address
 from .headers import NO_BODY_STATUSES, strip_response_headers
 from .inflight import Flight
 from .pages import error_response
 from .request import IDEMPOTENT, RequestHead
-from .routes import Service, host_key
+from .routes import Service, host_key, normal_path
 from .stats import AppStats, log_access
 from .upstream import UpstreamConnection
-
-if TYPE_CHECKING:
-    from .server import ClientConnection
 
 log = logging.getLogger("dockyard.proxy")
 
@@ -34,10 +39,10 @@ class Exchange:
         "body_buffered", "body_received", "body_complete", "body_sent_any", "sink", "upstream", "app",
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
-        "stats", "extra_headers",
+        "stats", "extra_headers", "route_path", "expecting",
     )
 
-    def __init__(self, client: ClientConnection, method: bytes, url: bytes, version: str,
+    def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
                  keep_alive: bool, head: RequestHead) -> None:
         self.client = client
         self.method = method
@@ -47,6 +52,7 @@ class Exchange:
         self.head = head
         q = url.find(b"?")
         self.path = (url if q < 0 else url[:q]).decode("latin-1")
+        self.route_path = normal_path(self.path)  # what routing matches; `url` is forwarded as sent
         self.has_body = has_body = head.chunked or head.content_length > 0
         self.body_buf: list[bytes] = []
         self.body_buffered = 0
@@ -77,6 +83,7 @@ class Exchange:
         self.t0 = 0.0
         self.stats: AppStats | None = None
         self.extra_headers = b""  # response headers added by proxy.edge (HSTS)
+        self.expecting = False  # Expect: 100-continue was forwarded: relay the app's 100
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -107,14 +114,15 @@ class Exchange:
         no target, or no idle pooled connection (a connect must be awaited).
         """
         client = self.client
-        proxy = client.proxy
+        proxy = client.state
         self.t0 = client.loop.time()
         host = self.host = host_key(self.head.host)
-        if proxy.edge is not None and proxy.edge.answer(self):
+        edge = proxy.edge
+        if edge is not None and self._edge(edge):
             return True  # answered by the proxy itself (ACME challenge, https redirect)
         if self.head.upgrade is not None:
             return False
-        service = proxy.table.lookup(host, self.path)
+        service = proxy.table.lookup(host, self.route_path)
         if service is None:
             return False
         target = proxy.balancer.pick(service)
@@ -134,13 +142,13 @@ class Exchange:
         return True
 
     async def run(self, tried: list[str] | None = None) -> None:
-        proxy = self.client.proxy
+        proxy = self.client.state
         if not self.t0:
             self.t0 = proxy.loop.time()
             self.host = host_key(self.head.host)
         host = self.host
         try:
-            service = proxy.table.lookup(host, self.path)
+            service = proxy.table.lookup(host, self.route_path)
             if service is None:
                 self.send_error(404)
                 return
@@ -173,9 +181,47 @@ class Exchange:
             stats.record(status, elapsed)
         if client.options.access_log:
             log_access(app=self.app, method=self.method, host=self.host, path=self.url, status=status,
-                       seconds=elapsed, target=self.target, client=client.peer_str,
+                       seconds=elapsed, target=self.target, client=self.client_ip(),
                        request_id=self.head.request_id, sent=self.sent)
         client.exchange_finished(self)
+
+    def client_ip(self) -> str:
+        """The client's address for logs: the peer, or behind trusted proxies the right-most
+        untrusted X-Forwarded-For entry."""
+        client = self.client
+        if not client.trusted:
+            return client.peer_str
+        return client_address(self.head.xff, client.peer_str, client.state.trusted)
+
+    # -- answers of the edge (ACME challenges, https redirects, HSTS) ---------------------------
+    def _edge(self, edge: Edge) -> bool:
+        service = self.client.state.table.lookup(self.host, self.route_path)
+        if self.client.scheme == b"https":
+            if service is not None and service.hsts is not None:
+                self.extra_headers = hsts_line(service.hsts)
+            return False
+        decision = edge.answer(service, self.host, self.route_path, self.url)
+        if decision is None:
+            return False
+        status, data = decision
+        # Keep the connection only when the request body (if any) was read in full.
+        keep = self.keep_alive = self.keep_alive and self.body_complete and not self.client.closing
+        connection = b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n"
+        if status == REDIRECT:
+            response = (b"HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nContent-Length: 0\r\n%s\r\n"
+                        % (data, connection))
+        elif status == CHALLENGE:
+            response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                        b"Cache-Control: no-store\r\n%s\r\n%s" % (len(data), connection, data))
+        else:
+            response = error_response(404, self.head.accept, keep_alive=keep, request_id=self.head.request_id)
+        self.status = status
+        self.started = True
+        if self.method == b"HEAD":
+            response = response.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+        self.client.write(response)
+        self._finish()
+        return True
 
     # -- fast path completion (callbacks) -------------------------------------------------------
     def _fast_done(self) -> None:
@@ -186,13 +232,13 @@ class Exchange:
         if client.paused:
             client.resume("upstream")
         if self.flight is not None:
-            client.proxy.tracker.release(self.flight)
+            client.state.tracker.release(self.flight)
             self.flight = None
         if conn is not None:
             if not self.body_complete:
                 conn.reusable = False
                 self.keep_alive = False
-            client.proxy.pool.put(conn)
+            client.state.pool.put(conn)
             self.upstream = None
         self._finish()
 
@@ -205,7 +251,7 @@ class Exchange:
         self.client.resume("upstream")
         conn = self.upstream
         if self.flight is not None:
-            self.client.proxy.tracker.release(self.flight)
+            self.client.state.tracker.release(self.flight)
             self.flight = None
         retry = self._retryable(exc, [])
         if conn is not None:
@@ -213,7 +259,7 @@ class Exchange:
             conn.abort()
         if retry and self.target is not None and not self.client.closed:
             log.info("Retrying request target=%s error=%s", self.target, exc)
-            self.task = self.client.proxy.loop.create_task(self.run([self.target]))
+            self.task = self.client.state.loop.create_task(self.run([self.target]))
             self.client.track(self.task)
             return
         if self.started:
@@ -234,7 +280,7 @@ class Exchange:
             self.upstream.handler = None
         self._cancelled()
         if self.flight is not None:
-            self.client.proxy.tracker.release(self.flight)
+            self.client.state.tracker.release(self.flight)
             self.flight = None
         self._finish()
 
@@ -258,7 +304,7 @@ class Exchange:
             self.send_error(504)
 
     async def _forward(self, service: Service, host: str, tried: list[str]) -> None:
-        proxy = self.client.proxy
+        proxy = self.client.state
         while True:
             target, self.preferred = self.preferred, None
             if target is None or target not in service.targets or proxy.tracker.is_draining(target):
@@ -293,7 +339,7 @@ class Exchange:
             if not retry:
                 return
             # A retry follows the current table: after a swap it never goes to old targets.
-            service = proxy.table.lookup(host, self.path) or service
+            service = proxy.table.lookup(host, self.route_path) or service
 
     def _retryable(self, exc: UpstreamError, tried: list[str]) -> bool:
         if tried or self.started or self.head.upgrade is not None:
@@ -309,7 +355,7 @@ class Exchange:
         )
 
     async def _exchange(self, conn: UpstreamConnection) -> None:
-        done = self.done = self.client.proxy.loop.create_future()
+        done = self.done = self.client.state.loop.create_future()
         self._send(conn)
         try:
             await done
@@ -326,7 +372,7 @@ class Exchange:
         if not self.body_complete:
             conn.reusable = False
             self.keep_alive = False
-        self.client.proxy.pool.put(conn)
+        self.client.state.pool.put(conn)
         self.upstream = None
 
     def _send(self, conn: UpstreamConnection) -> None:
@@ -334,8 +380,6 @@ class Exchange:
         self.upstream = conn
         conn.begin(self)
         head = self._upstream_head()
-        if self.head.expect_continue and not self.body_complete:
-            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.body_buf:
             self.body_sent_any = True
             if self.head.chunked:
@@ -362,11 +406,23 @@ class Exchange:
 
     def _upstream_head(self) -> bytes:
         h = self.head
-        peer = self.client.peer
-        xff = peer if h.xff is None else h.xff + b", " + peer
+        client = self.client
+        peer = client.peer
+        if client.trusted:  # a trusted proxy's X-Forwarded-For and -Proto are kept
+            xff = peer if h.xff is None else h.xff + b", " + peer
+            proto = h.proto if h.proto is not None else client.scheme
+            real = self.client_ip().encode("latin-1")
+        else:  # the client's own X-Forwarded-* never reach the app (request.py drops them)
+            xff = real = peer
+            proto = client.scheme
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n", *h.lines,
-                 b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\nX-Request-Id: %s\r\n"
-                 % (xff, self.client.scheme, h.host, h.request_id)]
+                 b"X-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n"
+                 b"X-Forwarded-Port: %s\r\nX-Request-Id: %s\r\n"
+                 % (xff, real, proto, h.host, client.local_port, h.request_id)]
+        if h.expect_continue and not self.body_complete and self.version == "1.1":
+            # The app decides (100 or a final answer before the body); its 100 is relayed.
+            self.expecting = True
+            parts.append(b"Expect: 100-continue\r\n")
         if h.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif h.content_length >= 0:
@@ -392,15 +448,26 @@ class Exchange:
     # -- ResponseHandler (called from the upstream protocol) -----------------------------------
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                          keep_alive: bool) -> None:
+        try:
+            lines, length, chunked = strip_response_headers(headers)
+        except ValueError as exc:  # a transfer-coding other than chunked (gzip, ...)
+            self.keep_alive = False
+            raise UpstreamProtocolError(self.target or "?", str(exc)) from None
+        upgrade = b""
+        if status == 101:
+            upgrade = _upgrade_token(headers)
+            if self.head.upgrade is None or upgrade.lower() != self.head.upgrade.lower():
+                # Unsolicited (or another protocol): the client connection must not become a
+                # tunnel to this app.
+                self.keep_alive = False
+                raise UpstreamProtocolError(self.target or "?", "101 for a request that asked no such upgrade")
         self.started = True
         self.status = status
         self.deadline = 0.0
-        lines, length, chunked = strip_response_headers(headers)
         if self.extra_headers:
             lines.append(self.extra_headers)
         client_ka = self.keep_alive and not self.client.closing
         if status == 101:
-            upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), b"websocket")
             lines.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
             self.out.append(b"HTTP/1.1 101 %s\r\n%s\r\n" % (reason or b"Switching Protocols", b"".join(lines)))
             return
@@ -427,6 +494,12 @@ class Exchange:
             assert self.upstream is not None
             self.upstream.end_without_body()
             self.on_response_done()
+
+    def on_continue(self) -> None:
+        """The app sent 100 Continue: relay it once, when the client asked for it."""
+        if self.expecting and not self.started:
+            self.expecting = False
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_response_body(self, data: bytes) -> None:
         self.sent += len(data)
@@ -500,7 +573,7 @@ class Exchange:
             conn.abort()
             self.on_upstream_failed(UpstreamResetError(self.target or "?", "upgrade without 101"))
             return
-        self.tunnel_closed = self.client.proxy.loop.create_future()
+        self.tunnel_closed = self.client.state.loop.create_future()
         if self.flight is not None:
             self.flight.websocket = True
         self.flush()
@@ -550,4 +623,12 @@ class Exchange:
         keep = self.keep_alive and not self.client.closing
         self.keep_alive = keep
         self.client.write(error_response(status, self.head.accept, keep_alive=keep,
-                                         head=self.method == b"HEAD", request_id=self.head.request_id))
+                                         head=self.method == b"HEAD", request_id=self.head.request_id,
+                                         extra=self.extra_headers))
+
+
+def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name.lower() == b"upgrade":
+            return value.strip()
+    return b""

@@ -25,6 +25,14 @@ REPLACED_REQUEST = frozenset(
     {b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-for", b"x-request-id", b"content-length", b"expect"}
 )
 
+# Client-supplied forwarding headers that never reach the apps (we set our own); every other
+# `X-Forwarded-*` name and any name with `_` (X_Forwarded_Proto becomes HTTP_X_FORWARDED_PROTO in
+# WSGI/CGI) is dropped too (request.py), as nginx's `underscores_in_headers off`.
+DROPPED_REQUEST = frozenset({b"forwarded", b"x-real-ip"})
+
+# Never removed because a Connection header lists them: routing and framing depend on them.
+PROTECTED_REQUEST = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
 NO_BODY_STATUSES = frozenset({204, 304})
 
 _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
@@ -54,7 +62,10 @@ def new_request_id() -> bytes:
 def strip_response_headers(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[bytes], int, bool]:
-    """Return (header bytes to forward, as fragments to join; content-length or -1; chunked)."""
+    """Return (header bytes to forward, as fragments to join; content-length or -1; chunked).
+
+    Raises ValueError for a Transfer-Encoding other than exactly `chunked`.
+    """
     parts: list[bytes] = []
     length = -1
     chunked = False
@@ -70,7 +81,10 @@ def strip_response_headers(
                     continue
             else:
                 if lname == b"transfer-encoding":
-                    chunked = value.strip().lower().endswith(b"chunked")
+                    if value.strip().lower() != b"chunked":
+                        # gzip, chunked would be de-chunked with its coding dropped: refuse (502).
+                        raise ValueError(f"unsupported Transfer-Encoding {value[:64]!r}")
+                    chunked = True
                 elif lname == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
                     if conn_values is None:
                         conn_values = []

@@ -1,41 +1,71 @@
-"""Options of the reverse proxy, with their defaults. Filled from the `[proxy]` table."""
+"""Options of the reverse proxy, with their defaults. Filled from the `[proxy]` table.
+
+Each limit, its default and nginx's equivalent are listed in docs/proxy.md ("Security").
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 # Defaults, named (as kamal-proxy names its own).
 MAX_BODY_SIZE = 1 << 30  # 1 GiB; 0 means unlimited
 MAX_HEADER_SIZE = 16 * 1024  # bytes of request line + headers -> 431 above it
+MAX_RESPONSE_HEADER_SIZE = 64 * 1024  # bytes of a backend's status line + headers -> 502 above it
 CLIENT_HEADER_TIMEOUT = 10.0  # seconds to send the request head (slowloris guard)
+CLIENT_BODY_TIMEOUT = 60.0  # seconds between two reads of a request body -> 408 (nginx: 60 s)
 CLIENT_IDLE_TIMEOUT = 75.0  # keep-alive idle timeout for client connections
+SEND_TIMEOUT = 60.0  # seconds without progress writing to a client -> closed (nginx: 60 s)
+TUNNEL_IDLE_TIMEOUT = 600.0  # WebSockets and other tunnels: no byte either way -> closed
 UPSTREAM_CONNECT_TIMEOUT = 5.0
 UPSTREAM_RESPONSE_TIMEOUT = 60.0  # until the response head arrives -> 504
 UPSTREAM_IDLE_TIMEOUT = 4.0  # pooled upstream connections; below common app keep-alives (5 s)
+MAX_CONNECTIONS = 16384  # client connections at once (lowered to fit RLIMIT_NOFILE at start)
+MAX_CONNECTIONS_PER_IP = 1024  # client connections at once from one address (0: no limit)
+TRUSTED_PROXIES: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are believed
 ACCESS_LOG = False
+
+# Fixed limits (not options).
+MAX_PIPELINED = 16  # requests queued per client connection behind the one being answered
+MAX_UPGRADE_BUFFER = 64 * 1024  # client bytes held after an Upgrade head until the tunnel starts
+FD_RESERVE = 256  # descriptors kept for the supervisor (Docker, git, SQLite, subprocesses)
 
 
 @dataclass(frozen=True, slots=True)
 class ProxyOptions:
     max_body_size: int = MAX_BODY_SIZE
     max_header_size: int = MAX_HEADER_SIZE
+    max_response_header_size: int = MAX_RESPONSE_HEADER_SIZE
     client_header_timeout: float = CLIENT_HEADER_TIMEOUT
+    client_body_timeout: float = CLIENT_BODY_TIMEOUT
     client_idle_timeout: float = CLIENT_IDLE_TIMEOUT
+    send_timeout: float = SEND_TIMEOUT
+    tunnel_idle_timeout: float = TUNNEL_IDLE_TIMEOUT
     upstream_connect_timeout: float = UPSTREAM_CONNECT_TIMEOUT
     upstream_response_timeout: float = UPSTREAM_RESPONSE_TIMEOUT
     upstream_idle_timeout: float = UPSTREAM_IDLE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+    max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP
+    trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES
     access_log: bool = ACCESS_LOG
 
     def validate(self) -> list[tuple[str, str]]:
         """Return (key, message) for every invalid option."""
         problems: list[tuple[str, str]] = []
-        for key in ("max_body_size", "max_header_size"):
+        for key in ("max_body_size", "max_header_size", "max_connections_per_ip"):
             value = getattr(self, key)
             if value < 0:
                 problems.append((key, f"must be >= 0, got {value}"))
+        for key in ("max_response_header_size", "max_connections"):
+            value = getattr(self, key)
+            if value < 1:
+                problems.append((key, f"must be >= 1, got {value}"))
         for key in (
             "client_header_timeout",
+            "client_body_timeout",
             "client_idle_timeout",
+            "send_timeout",
+            "tunnel_idle_timeout",
             "upstream_connect_timeout",
             "upstream_response_timeout",
             "upstream_idle_timeout",
@@ -43,4 +73,9 @@ class ProxyOptions:
             value = getattr(self, key)
             if value <= 0:
                 problems.append((key, f"must be a positive number of seconds, got {value}"))
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                problems.append(("trusted_proxies", f"not an address or CIDR network: {cidr!r}"))
         return problems

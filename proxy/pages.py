@@ -9,6 +9,7 @@ import orjson
 MESSAGES: dict[int, str] = {
     400: "The request could not be understood.",
     404: "No app is configured for this host.",
+    405: "This method is not allowed.",
     408: "The request took too long to arrive.",
     413: "The request body is too large.",
     431: "The request headers are too large.",
@@ -65,9 +66,10 @@ def error_page(status: int, accept: bytes | None, request_id: bytes | None = Non
 
 
 def error_response(
-    status: int, accept: bytes | None, *, keep_alive: bool, head: bool = False, request_id: bytes | None = None
+    status: int, accept: bytes | None, *, keep_alive: bool, head: bool = False, request_id: bytes | None = None,
+    extra: bytes = b"",
 ) -> bytes:
-    """A complete HTTP/1.1 response carrying the error page."""
+    """A complete HTTP/1.1 response carrying the error page; `extra`: header lines to add (HSTS)."""
     ctype, body = error_page(status, accept, request_id)
     lines = [
         b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode()),
@@ -77,6 +79,8 @@ def error_response(
     ]
     if request_id:
         lines.append(b"X-Request-Id: %s\r\n" % request_id)
+    if extra:
+        lines.append(extra)
     lines.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
     if not head:
         lines.append(body)

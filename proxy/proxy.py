@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from typing import Any
 
-from .balancer import Balancer
-from .deadlines import DeadlineSweep, sweep_interval
 from .edge import Edge
 from .errors import ProxyStateError
-from .inflight import InflightTracker
-from .options import ProxyOptions
+from .options import FD_RESERVE, ProxyOptions
 from .routes import RouteTable, make_service
 from .server import ClientConnection
+from .state import ProxyState
 from .stats import AppStats
 from .tls import CertStore, TlsClientConnection
-from .upstream import WARM_MAX, UpstreamPool
+from .upstream import WARM_MAX
 
 log = logging.getLogger("dockyard.proxy")
 STOP_IDLE_LINGER = 0.5  # seconds idle keep-alive connections stay open when the proxy stops
@@ -39,26 +38,32 @@ class Proxy:
         problems = self.options.validate()
         if problems:
             raise ValueError("; ".join(f"{k}: {m}" for k, m in problems))
-        self._table = RouteTable.build({})
-        self.tracker = InflightTracker()
-        self.balancer = Balancer(self.tracker)
-        self.pool = UpstreamPool(self.options.upstream_connect_timeout, self.options.upstream_idle_timeout)
-        self._stats: dict[str, AppStats] = {}
-        self.connections: set[ClientConnection] = set()
-        self.sweep = DeadlineSweep(self.connections, sweep_interval(self.options))
-        self.tasks: set[asyncio.Task[None]] = set()
+        # What the connections share with us (they are handed this, never the Proxy).
+        self.state = state = ProxyState(self.options)
+        self.tracker = state.tracker
+        self.balancer = state.balancer
+        self.pool = state.pool
+        self.connections = state.connections
+        self.sweep = state.sweep
+        self.tasks = state.tasks
         self._server: asyncio.AbstractServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
-        self.edge: Edge | None = None  # ACME challenges, https redirects, HSTS: set by start_tls
         self._tls_server: asyncio.AbstractServer | None = None
         self.tls_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        assert self._loop is not None
-        return self._loop
+        return self.state.loop
+
+    @property
+    def edge(self) -> Edge | None:
+        """ACME challenges, https redirects, HSTS: set by start_tls or enable_edge."""
+        return self.state.edge
+
+    def connection_counts(self) -> tuple[int, int]:
+        """(client connections open now, the limit): for `dockyard status`."""
+        return len(self.state.connections), self.state.max_connections
 
     @property
     def port(self) -> int:
@@ -67,13 +72,16 @@ class Proxy:
     async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
         if self._server is not None:
             raise ProxyStateError("proxy already started")
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self.state.bind(loop)
+        self._fit_descriptors()
         log.info("Starting proxy host=%s port=%s", host, port)
+        state = self.state
         if sock is not None:
-            server = await self._loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+            server = await loop.create_server(lambda: ClientConnection(state), sock=sock, backlog=1024)
         else:
-            server = await self._loop.create_server(
-                lambda: ClientConnection(self), host, port, reuse_address=True, backlog=1024
+            server = await loop.create_server(
+                lambda: ClientConnection(state), host, port, reuse_address=True, backlog=1024
             )
         self._server = server
         self._port = bound_port(server)
@@ -96,25 +104,47 @@ class Proxy:
         """Also terminate TLS on host:port, choosing certificates from `store` by SNI (docs/tls.md)."""
         if self._tls_server is not None:
             raise ProxyStateError("TLS listener already started")
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self.state.bind(loop)
         log.info("Starting TLS listener host=%s port=%s", host, port)
         where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port, "reuse_address": True}
-        self._tls_server = await self._loop.create_server(
-            lambda: TlsClientConnection(self), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0,
+        state = self.state
+        self._tls_server = await loop.create_server(
+            lambda: TlsClientConnection(state), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0,
             ssl_shutdown_timeout=5.0, **where
         )
         self.tls_port = bound_port(self._tls_server)
-        if self.edge is None:
-            self.edge = Edge(self.tls_port)
+        if self.state.edge is None:
+            self.state.edge = Edge(self.tls_port)
         else:
-            self.edge.tls_port = self.tls_port
+            self.state.edge.tls_port = self.tls_port
         log.info("Started TLS listener host=%s port=%d", host, self.tls_port)
 
     def enable_edge(self, tls_port: int = 443) -> Edge:
         """ACME challenges and https redirects on the plain listener, before (or without) start_tls."""
-        if self.edge is None:
-            self.edge = Edge(self.tls_port or tls_port)
-        return self.edge
+        edge = self.state.edge
+        if edge is None:
+            edge = self.state.edge = Edge(self.tls_port or tls_port)
+        return edge
+
+    def _fit_descriptors(self) -> None:
+        """Raise the soft RLIMIT_NOFILE to the hard limit, and keep max_connections within it:
+        each client connection may need an upstream one too, and FD_RESERVE descriptors stay
+        for the supervisor (Docker, git, SQLite, subprocesses)."""
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if hard == resource.RLIM_INFINITY or hard > soft:
+                target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("Could not raise RLIMIT_NOFILE error=%s", exc)
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY:
+            fit = max(1, (soft - FD_RESERVE) // 2)
+            if fit < self.options.max_connections:
+                log.info("Lowered max_connections from=%d to=%d nofile=%d", self.options.max_connections, fit, soft)
+                self.state.max_connections = fit
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, cancel the rest, close."""
@@ -129,7 +159,7 @@ class Proxy:
         # linger a moment first: a request already on its way is served rather than meeting a
         # closed socket, which a client could not tell from a failure.
         for conn in list(self.connections):
-            conn.closing = True
+            conn.linger()
         await asyncio.sleep(min(STOP_IDLE_LINGER, timeout / 2))
         for conn in list(self.connections):
             conn.shutdown()
@@ -166,7 +196,7 @@ class Proxy:
     # -- routes ---------------------------------------------------------------------------------
     @property
     def table(self) -> RouteTable:
-        return self._table
+        return self.state.table
 
     def set_app(
         self,
@@ -181,13 +211,13 @@ class Proxy:
     ) -> None:
         """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
         service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
-        self._table = self._table.with_service(service)
-        self._stats.setdefault(app, AppStats())
+        self.state.table = self.state.table.with_service(service)
+        self.state.app_stats(app)
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),
                  service.path_prefix, ",".join(service.targets))
 
     def remove_app(self, app: str) -> None:
-        self._table = self._table.without_app(app)
+        self.state.table = self.state.table.without_app(app)
         self.balancer.forget(app)
         log.info("Unrouted app=%s", app)
 
@@ -209,7 +239,7 @@ class Proxy:
         log.info("Draining targets=%s timeout=%s inflight=%d", ",".join(wanted), timeout,
                  sum(self.tracker.count(t) for t in wanted))
         cancelled = await self.tracker.drain(wanted, timeout)
-        live = self._table.targets()
+        live = self.state.table.targets()
         for t in wanted:
             if t not in live:
                 self.pool.close_target(t)
@@ -221,13 +251,10 @@ class Proxy:
 
     # -- stats ------------------------------------------------------------------------------------
     def app_stats(self, app: str) -> AppStats:
-        stats = self._stats.get(app)
-        if stats is None:
-            stats = self._stats[app] = AppStats()
-        return stats
+        return self.state.app_stats(app)
 
     def stats(self, app: str) -> dict[str, Any]:
         return self.app_stats(app).snapshot()
 
     def stats_all(self) -> dict[str, dict[str, Any]]:
-        return {app: s.snapshot() for app, s in self._stats.items()}
+        return {app: s.snapshot() for app, s in self.state.stats.items()}

@@ -48,6 +48,44 @@ def normalize_host(host: str) -> str:
     return host.rstrip(".")
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def normal_path(path: str) -> str:
+    """The path routing matches (forwarding keeps the original): percent-encoded unreserved
+    characters decoded (`/%61pi` -> `/api`), then dot-segments resolved (`/api/../internal` ->
+    `/internal`, also when spelled `%2e%2e`), as RFC 3986 6.2.2 normalizes a URI."""
+    if "%" not in path and "/." not in path:
+        return path  # the common case: nothing to do
+    if "%" in path:
+        parts = path.split("%")
+        out = [parts[0]]
+        for part in parts[1:]:
+            code = part[:2]
+            char = chr(int(code, 16)) if len(code) == 2 and _is_hex(code) else ""
+            if char and char in _UNRESERVED:
+                out.append(char + part[2:])
+            else:
+                out.append("%" + part)
+        path = "".join(out)
+    if "/." not in path:
+        return path
+    segments: list[str] = []
+    pieces = path.split("/")
+    for piece in pieces[1:]:
+        if piece == "..":
+            if segments:
+                segments.pop()
+        elif piece != ".":
+            segments.append(piece)
+    trailing = pieces[-1] in (".", "..")
+    return "/" + "/".join(segments) + ("/" if trailing and segments else "")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 _HOST_KEYS: dict[bytes, str] = {}
 HOST_KEYS_MAX = 4096
 

@@ -24,6 +24,19 @@ from .server import ClientConnection
 log = logging.getLogger("dockyard.proxy")
 
 ALPN = ["http/1.1"]
+# TLS 1.2 suites: forward-secret AEAD only (Mozilla's "intermediate"); no CBC, no RSA key
+# exchange. TLS 1.3 suites are AEAD by definition and set apart by OpenSSL.
+CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+           "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+           "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+
+
+def harden(ctx: ssl.SSLContext) -> None:
+    """TLS 1.2+, AEAD suites, no compression, no client-initiated renegotiation."""
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    ctx.set_alpn_protocols(ALPN)
 
 
 class TlsClientConnection(ClientConnection):
@@ -35,9 +48,7 @@ class TlsClientConnection(ClientConnection):
 def make_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     """A server context for one certificate chain. Raises ssl.SSLError/OSError on bad files."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_COMPRESSION
-    ctx.set_alpn_protocols(ALPN)
+    harden(ctx)
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
 
@@ -60,8 +71,7 @@ class CertStore:
         self._hosts: Mapping[str, ssl.SSLContext] = MappingProxyType({})
         self.default = default  # name of the entry served to unknown/missing SNI; None: refuse
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.set_alpn_protocols(ALPN)
+        harden(self.context)
         self.context.sni_callback = self._sni  # type: ignore[assignment]
         self.refused = 0  # handshakes refused for an unknown name
 

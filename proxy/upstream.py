@@ -10,7 +10,8 @@ from typing import Protocol, cast
 
 import httptools
 
-from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamResetError
+from .errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamResetError
+from .options import MAX_RESPONSE_HEADER_SIZE
 
 log = logging.getLogger("dockyard.proxy")
 
@@ -35,6 +36,7 @@ class ResponseHandler(Protocol):
     def on_response_head(
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> None: ...
+    def on_continue(self) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_done(self) -> None: ...
     def on_upgrade(self, tail: bytes) -> None: ...
@@ -49,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: UpstreamPool, target: str) -> None:
         self.pool = pool
+        self.max_head = pool.max_head
         self.target = target
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -63,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.uses = 0
         self.tunnel: asyncio.Transport | None = None  # WebSocket peer (client transport)
+        self.tunnel_reads = 0  # data_received calls while tunnelling (tunnel_idle_timeout)
+        self.in_head = False  # a response head is being read (counted against max_head)
+        self.head_bytes = 0
         self.opening: asyncio.TimerHandle | None = None  # set until the first response head
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -72,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
         if tunnel is not None:
+            self.tunnel_reads += 1
             tunnel.write(data)
             return
         handler = self.handler
@@ -81,6 +88,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -89,7 +98,21 @@ class UpstreamConnection(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             self.reusable = False
-            handler.on_upstream_failed(UpstreamProtocolError(self.target, f"bad response: {exc}"))
+            if self.in_response:
+                cause = exc.__context__
+                error = cause if isinstance(cause, UpstreamError) else UpstreamProtocolError(
+                    self.target, f"bad response: {exc}")
+                handler.on_upstream_failed(error)
+            else:
+                # The response was complete and more bytes followed (a second response, a body
+                # on a 204, more than Content-Length): deliver the response, drop the rest, and
+                # never reuse this connection (as nginx does).
+                handler.flush()
+            self.close()
+            return
+        if self.in_head and self.head_bytes > self.max_head:
+            self.reusable = False
+            handler.on_upstream_failed(UpstreamProtocolError(self.target, "response head too large"))
             self.close()
             return
         handler.flush()
@@ -121,6 +144,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if not self.in_response:
+            raise UpstreamProtocolError(self.target, "a response nobody asked for")
+        self.in_head = False
         if self.opening is not None:
             self.pool.opened(self, answered=True)
         headers = self.headers
@@ -130,7 +156,10 @@ class UpstreamConnection(asyncio.Protocol):
         parser = self.parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self.interim = True  # 100 Continue, 103 Early Hints: not forwarded
+            self.interim = True  # 103 Early Hints: not forwarded; 100 Continue when asked for
+            if status == 100:
+                assert self.handler is not None
+                self.handler.on_continue()
             return
         if not parser.should_keep_alive():
             self.reusable = False
@@ -144,6 +173,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.interim:
             self.interim = False
+            self.in_head = True
+            self.head_bytes = 0
             return
         if self.in_response:
             self.in_response = False
@@ -154,6 +185,8 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, handler: ResponseHandler) -> None:
         self.handler = handler
         self.in_response = True
+        self.in_head = True
+        self.head_bytes = 0
         self.got_bytes = False
         self.interim = False
         self.uses += 1
@@ -195,7 +228,9 @@ class UpstreamPool:
         max_idle: int = MAX_IDLE_PER_TARGET,
         max_opening: int = MAX_OPENING_PER_TARGET,
         opening_grace: float = OPENING_GRACE,
+        max_head: int = MAX_RESPONSE_HEADER_SIZE,
     ) -> None:
+        self.max_head = max_head
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle

@@ -20,8 +20,6 @@ from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
 from supervisor.model.spec import AppSpec, Config, ServerSpec
 
-_PROXY_INTS = ("max_body_size", "max_header_size")
-_PROXY_BOOLS = ("access_log",)
 _UNIX_SOCKET_MAX = 107  # bytes of sun_path, less the terminating NUL
 
 
@@ -116,22 +114,25 @@ def _server(t: Table, base: Path) -> ServerSpec:
 
 
 def _proxy(t: Table) -> ProxyOptions:
+    """Each option's kind comes from its ProxyOptions field type, so a new option needs no edit here."""
     values: dict[str, Any] = {}
-    for name in ProxyOptions.__dataclass_fields__:
+    for name, field in ProxyOptions.__dataclass_fields__.items():
         if not t.has(name):
             continue
         value = t.data[name]
-        if name in _PROXY_BOOLS:
-            ok = isinstance(value, bool)
-            expected = "true or false"
-        elif name in _PROXY_INTS:
-            ok = is_int(value)
-            expected = "an integer number of bytes"
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        if kind == "bool":
+            ok, expected = isinstance(value, bool), "true or false"
+        elif kind == "int":
+            ok, expected = is_int(value), "an integer number of bytes" if name.endswith("_size") else "an integer"
+        elif kind.startswith("tuple"):  # tuple[str, ...] (a class once compiled by mypyc)
+            ok, expected = isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings"
+            value = tuple(value) if ok else value
         else:
-            ok = is_number(value)
-            expected = "a number of seconds"
+            ok, expected = is_number(value), "a number of seconds"
+            value = float(value) if ok else value
         if ok:
-            values[name] = value if name in _PROXY_BOOLS or name in _PROXY_INTS else float(value)
+            values[name] = value
         else:
             t.bad(name, expected)
     t.finish()

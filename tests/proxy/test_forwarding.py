@@ -24,8 +24,10 @@ async def test_headers_forwarded_and_stripped() -> None:
         seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
         assert json.loads(body)["path"] == "/p?q=1"
         assert seen["host"] == "Example.com:8080"
-        assert seen["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+        assert seen["x-forwarded-for"] == "127.0.0.1"  # the client's own value is not believed
+        assert seen["x-real-ip"] == "127.0.0.1"
         assert seen["x-forwarded-proto"] == "http"
+        assert seen["x-forwarded-port"] == str(proxy.port)
         assert seen["x-forwarded-host"] == "Example.com:8080"
         assert seen["x-custom"] == "yes"
         assert len(seen["x-request-id"]) == 32

@@ -127,3 +127,48 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
     return status, headers, body
+
+
+def rss_mib() -> float:
+    """Resident memory of this process (the proxy runs in it) in MiB, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (bounded) until predicate() holds; TimeoutError otherwise."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def silent_backend() -> AsyncIterator[tuple[str, list[bytes], list[asyncio.StreamWriter]]]:
+    """A raw backend that reads request heads and never answers. Yields (target, heads, writers)."""
+    heads: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            while await reader.read(65536):
+                pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:  # torn down with the test's loop: end quietly
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}", heads, writers
+    finally:
+        for w in writers:
+            w.close()
+        server.close()
