@@ -40,7 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff check supervisor proxy scheduler bench tests scripts
 	$(VENV)/bin/mypy supervisor proxy scheduler tests/fakes.py
 	$(VENV)/bin/lint-imports --no-cache
-	# (scripts/check_cycles.py joins once the proxy and cli cycles are cut)
+	$(PY) scripts/check_cycles.py
 
 ## Run the whole test suite (unit tests and the ones against a real Docker engine).
 test: test-deps venv compiled docker lint

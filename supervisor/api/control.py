@@ -27,6 +27,7 @@ SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
 STARTED_KEY = web.AppKey("started", float)
 RELOAD_KEY = web.AppKey("reload", object)
 TLS_STATUS_KEY = web.AppKey("tls_status", object)  # () -> {app: ACME certificate state}
+CONNECTIONS_KEY = web.AppKey("connections", object)  # () -> (open client connections, limit)
 
 
 def _deploy_result(report: DeployReport) -> dict[str, Any]:
@@ -135,6 +136,7 @@ async def status(request: web.Request) -> web.Response:
             "config": str(sup.config.path),
             "apps": sup.route_rows(),
             "tls": request.app[TLS_STATUS_KEY](),  # type: ignore[operator]
+            "connections": _connections(request.app[CONNECTIONS_KEY]()),  # type: ignore[operator]
         }
     )
 
@@ -144,6 +146,7 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app[SUPERVISOR_KEY] = sup
     app[RELOAD_KEY] = reloader or _no_reload
     app[TLS_STATUS_KEY] = dict
+    app[CONNECTIONS_KEY] = lambda: None
     app[STARTED_KEY] = time.time()
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/ps", ps)
@@ -157,6 +160,10 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app.router.add_post("/v1/apps/{app}/scale", scale)
     app.router.add_post("/v1/reload", reload)
     return app
+
+
+def _connections(counts: tuple[int, int] | None) -> dict[str, int] | None:
+    return {"open": counts[0], "limit": counts[1]} if counts else None
 
 
 async def _no_reload() -> Any:

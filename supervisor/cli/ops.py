@@ -137,7 +137,7 @@ def status_report(client: Any) -> dict[str, Any]:
                 for t in cron if t.get("app") == name
             ]
         apps.append(entry)
-    return {
+    report = {
         "version": status.get("version"),
         "pid": status.get("pid"),
         "uptime": status.get("uptime"),
@@ -145,6 +145,9 @@ def status_report(client: Any) -> dict[str, Any]:
         "apps": apps,
         "tls": status.get("tls") or {},
     }
+    if status.get("connections"):  # client connections open now, and the limit
+        report["connections"] = status["connections"]
+    return report
 
 
 def _duration(seconds: float) -> str:
@@ -162,6 +165,9 @@ def render_status(report: Mapping[str, Any]) -> str:
         f"dockyard {report['version']}  pid {report['pid']}  up {_duration(report['uptime'] or 0)}"
         f"  config {report['config']}"
     ]
+    connections = report.get("connections")
+    if connections:
+        lines.append(f"connections {connections['open']} of {connections['limit']}")
     for app in report["apps"]:
         hosts = ",".join(app["hosts"]) or "(no routes)"
         prefix = "" if app["path_prefix"] == "/" else app["path_prefix"]

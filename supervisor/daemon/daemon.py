@@ -20,7 +20,12 @@ from proxy import Proxy, compiled
 from scheduler import Scheduler
 from supervisor.api import git as gitcontrol
 from supervisor.api import metrics as metrics_api
-from supervisor.api.control import TLS_STATUS_KEY, make_app, prepare_socket_path
+from supervisor.api.control import (
+    CONNECTIONS_KEY,
+    TLS_STATUS_KEY,
+    make_app,
+    prepare_socket_path,
+)
 from supervisor.api.cron import add_routes as add_cron_routes
 from supervisor.config.loader import load_config
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
@@ -111,6 +116,7 @@ class Daemon:
 
         control = make_app(sup, self.reload)
         control[TLS_STATUS_KEY] = lambda: self.acme.status() if self.acme is not None else {}
+        control[CONNECTIONS_KEY] = proxy.connection_counts
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
         metrics_api.add_routes(control, lambda: sup, lambda: proxy)

@@ -358,6 +358,13 @@ def test_status_report_without_and_with_a_scheduler() -> None:
         opscli.render_status(report)
 
 
+def test_status_shows_the_proxys_client_connections_and_their_limit() -> None:
+    status = {**STATUS, "connections": {"open": 12, "limit": 16384}}
+    report = opscli.status_report(FakeClient({"/v1/status": status, "/v1/ps": PS}))
+    assert report["connections"] == {"open": 12, "limit": 16384}
+    assert "\nconnections 12 of 16384\n" in opscli.render_status(report)
+
+
 # install, systemd unit, .pyz ---------------------------------------------------------------
 
 
