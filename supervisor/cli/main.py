@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     from supervisor.cli.ops import add_commands as add_ops_commands
 
     add_ops_commands(sub, common, _client)
+    from supervisor.cli.loadtest.command import add_command as add_loadtest_command
+
+    add_loadtest_command(sub, common, _load)
     p = add("ps", cmd_ps, "list the containers")
     p.add_argument("app", nargs="?")
     p.add_argument("--json", action="store_true")
