@@ -29,7 +29,7 @@ import orjson
 from supervisor.cli.client import ControlClient
 from supervisor.cli.loadtest import report, target
 from supervisor.cli.loadtest.errors import LoadTestError
-from supervisor.cli.loadtest.generator import DEFAULT_TIMEOUT, LoadRun
+from supervisor.cli.loadtest.generator import DEFAULT_TIMEOUT, ERROR_KINDS, LoadRun
 from supervisor.cli.loadtest.swaps import RETIRE_WAIT_MAX, Driver
 from supervisor.model.spec import Config
 
@@ -141,9 +141,10 @@ def run(args: argparse.Namespace, config: Config, argv: Sequence[str] | None = N
     check_listening(tgt.address, tgt.port)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or DEFAULT_OUT / f"{args.app}-{stamp}"
+    swaps_text = f"{count} swap{'' if count == 1 else 's'}"
     mode = ("no swaps (baseline)" if count == 0 else
-            f"{count} swaps by deploying {args.image} and rolling back, alternately" if args.image else
-            f"{count} swaps by `dockyard restart`")
+            f"{swaps_text}: deploy {args.image}, then roll back, alternately" if args.image else
+            f"{swaps_text} by `dockyard restart`")
     # Upper bound for the workers; the run is ended with end_at() once the swaps are done.
     longest = args.duration + count * (app.deploy_timeout + RETIRE_WAIT_MAX + 10.0) + 10.0
     log(f"{args.rate:g} req/s to {tgt.address}:{tgt.port} (Host: {tgt.host_header}) for "
@@ -190,8 +191,12 @@ def run(args: argparse.Namespace, config: Config, argv: Sequence[str] | None = N
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(text)
-    log(f"{'PASS' if summary['ok'] else 'FAIL'}: {summary['failed']['total']} of {summary['requests']} "
-        f"requests failed, {summary['swaps']['ok']}/{count} swaps ok; report in {out}")
+    failed = summary["failed"]
+    kinds = ", ".join(f"{failed[k]} {k}" for k in ERROR_KINDS if failed[k])
+    verdict = "INTERRUPTED" if interrupted else "PASS" if summary["ok"] else "FAIL"
+    log(f"{verdict}: {failed['total']} of {summary['requests']} requests failed"
+        f"{f' ({kinds})' if kinds else ''}, {summary['swaps']['ok']} of {count} swaps ok; "
+        f"report in {out}")
     if not summary["rate"]["kept_up"]:
         log(f"warning: the generator did not keep up ({summary['rate']['achieved']:.0f} of "
             f"{args.rate:g} req/s achieved); try a lower --rate")
