@@ -404,8 +404,9 @@ class _Client:
         now = time.monotonic()
         if outcome == "ok":
             # From the due time, or from the send when it went out early (the schedule allows
-            # up to 0.5 ms): a response can't come before its request.
-            self.lat[req.slot] = (now - max(req.due, req.sent)) * 1000.0
+            # up to 0.5 ms): whichever came first. A late send's lag stays in the latency (no
+            # coordinated omission); an early one is not timed from after its own send.
+            self.lat[req.slot] = (now - min(req.due, req.sent)) * 1000.0
         self.codes[req.slot] = _CODE[outcome]
         if outcome != "ok" and len(self.error_samples) < 10:
             self.error_samples.append(
