@@ -276,3 +276,28 @@ async def test_generator_sends_every_path_with_its_weight_and_the_headers() -> N
     assert {p for p, _, _, _ in seen} == {"/a", "/b"}
     assert abs(sum(1 for p, *_ in seen if p == "/a") - 200) <= 2
     assert {(x, h, m) for _, x, h, m in seen} == {("yes", "web.test", "GET")}
+
+
+def test_latency_is_timed_from_the_due_time_or_an_earlier_send() -> None:
+    import asyncio
+    import time
+
+    from supervisor.cli.loadtest.generator import _Client, _Request
+
+    loop = asyncio.new_event_loop()
+    try:
+        client = _Client(loop, Target(1), True, 5.0)
+        now = time.monotonic()
+        late, early = _Request(0, now - 1.0, 0), _Request(1, now - 0.5, 0)
+        late.sent, early.sent = now - 0.5, now - 0.6  # 500 ms late; 100 ms early
+        for req in (late, early):
+            client.due.append(req.due)
+            client.sent.append(req.sent)
+            client.lat.append(math.nan)
+            client.codes.append(0)
+            client.pending += 1
+            client.finish(req, "ok")
+    finally:
+        loop.close()
+    assert client.lat[0] >= 1000.0  # the generator's lag is in it: no coordinated omission
+    assert client.lat[1] >= 600.0  # not from the due time after its own send
