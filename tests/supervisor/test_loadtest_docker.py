@@ -89,7 +89,7 @@ async def test_three_restarts_exit_0_with_a_report_of_three_swaps(
         code, summary, _ = finish(loadtest(config, out, "--duration", "6", "--swaps", "3"))
         assert code == 0, summary
         assert summary["ok"] and summary["failed"]["total"] == 0, (summary["failed"], summary["examples"])
-        assert summary["requests"] > 200 * 6 * 0.9
+        assert abs(summary["requests"] - 200 * summary["duration"]) <= 2  # the schedule, no more
         each = summary["swaps"]["each"]
         assert [(s["kind"], s["ok"]) for s in each] == [("restart", True)] * 3
         assert all(s["switched"] is not None and "checks" in s["steps"] for s in each)

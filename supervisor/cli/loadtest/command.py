@@ -161,9 +161,12 @@ def run(args: argparse.Namespace, config: Config, argv: Sequence[str] | None = N
                             stop=sigint.stop, log=log)
             swaps = driver.run(t0, args.duration)
             end = driver.end(t0, args.duration)
+            if not sigint.stop.is_set():  # the workers learn the end before they reach it
+                load.end_at(end)
             sigint.stop.wait(max(0.0, end - time.monotonic()))
             interrupted = sigint.stop.is_set()
-            load.end_at(time.monotonic() if interrupted else end)
+            if interrupted:
+                load.end_at(time.monotonic())
             result = load.join()
         except KeyboardInterrupt:
             log("stopped waiting; a deploy in flight goes on in the daemon "

@@ -171,16 +171,19 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         verdict(summary),
         "",
-        "Latency from each request's scheduled send time, ms (successful requests):",
+        "Latency from each request's scheduled send time, ms (of the successful requests, "
+        "after the first second):",
         "",
-        "| phase | requests | failed | p50 | p90 | p99 | p99.9 | max | p99 vs steady |",
+        "| phase | ok | failed | p50 | p90 | p99 | p99.9 | max | p99 vs steady |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, key in (("steady", "steady"), ("in swaps", "swap")):
-        p = lat[key]
-        lines.append(f"| {label} | {p['n']} | - | " + " | ".join(ms(p[k]) for k in ("p50", "p90", "p99", "p99.9", "max"))
-                     + f" | {times(lat['swap_cost_p99']) if key == 'swap' else '1.00x' if p['n'] else '-'} |")
     f = summary["failed"]
+    outside = summary["failed_outside_swaps"]
+    for label, key, failed in (("steady", "steady", outside), ("in swaps", "swap", f["total"] - outside)):
+        p = lat[key]
+        cost = times(lat["swap_cost_p99"]) if key == "swap" else "1.00x" if p["n"] else "-"
+        lines.append(f"| {label} | {p['n']} | {failed} | "
+                     + " | ".join(ms(p[k]) for k in ("p50", "p90", "p99", "p99.9", "max")) + f" | {cost} |")
     lines += [
         "",
         f"Requests: {summary['requests']}, failed {f['total']} (connect {f['connect']}, 5xx {f['5xx']}, "
