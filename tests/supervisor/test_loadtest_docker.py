@@ -163,7 +163,9 @@ async def test_ctrl_c_mid_swap_leaves_exactly_one_serving_release(
                         start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the restart's containers (release 2) are starting
-            names = {c.name for c in docker_client.containers.list(all=True, filters=mine(config))}
+            # The low-level list: containers.list() inspects each one and races their removal.
+            rows = docker_client.api.containers(all=True, filters=mine(config))
+            names = {n for row in rows for n in row.get("Names") or []}
             if any(n.endswith(".r2") for n in names):
                 break
             time.sleep(0.05)
