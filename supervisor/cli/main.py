@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from supervisor.cli import apps, cron, git, ops
 from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
+from supervisor.cli.loadtest import command as loadtest
 from supervisor.cli.summary import summarize
 
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     cron.add_commands(sub, common, client)
     git.add_commands(sub, common, load)
     ops.add_commands(sub, common, client)
+    loadtest.add_command(sub, common, load)
     apps.add_views(sub, common, client)
     return parser
 
