@@ -111,6 +111,10 @@ def _server(t: Table, base: Path) -> ServerSpec:
     metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
     dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)
                         or defaults.DASHBOARD_LISTEN)
+    for key in ("dashboard_host", "dashboard_users_file"):
+        if t.has(key):  # named, so the message says why rather than "unknown key"
+            t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
+                         "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
     tls = server_tls(t)
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
