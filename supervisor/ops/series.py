@@ -173,13 +173,22 @@ class Sampler:
         }
 
     async def run(self) -> None:
+        """Sample on whole seconds of the wall clock, so every app's points share their times;
+        a sleep that wakes early sleeps again, and a loop that fell behind skips ahead."""
+        next_at = self._next_tick(time.time())
         while True:
-            # on whole seconds of the wall clock, so every app's points share their times
-            await asyncio.sleep(self.interval - (time.time() % self.interval))
+            delay = next_at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
             try:
                 self.sample()
             except Exception as exc:  # a bad snapshot must not end the series
                 log.error("series sample failed error=%r", exc, exc_info=exc)
+            next_at = self._next_tick(time.time())
+
+    def _next_tick(self, now: float) -> float:
+        return (math.floor(now / self.interval) + 1) * self.interval
 
     def start(self) -> None:
         if self._task is None:

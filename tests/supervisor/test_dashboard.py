@@ -98,10 +98,10 @@ async def test_the_app_page_shows_releases_with_steps_and_failure_reasons(board:
 async def test_env_values_never_appear_on_any_page(board: Any) -> None:
     client, sup, sampler = board
     sup.events.publish({"event": "failed", "app": "web", "release": 3, "reason": f"exit: {SECRET}"})
-    for path in ("/", "/apps/web", "/apps/web/releases", "/apps/web/series.json", "/apps/api"):
+    for path in ("/", "/apps/web", "/apps/web/parts", "/apps/web/series.json", "/apps/api"):
         text = await text_of(client, path)
         assert SECRET not in text, path
-    assert "[redacted]" in await text_of(client, "/apps/web/releases")
+    assert "[redacted]" in await text_of(client, "/apps/web/parts")
     response = await client.get("/apps/web/stream")
     sup.events.publish({"event": "step", "app": "web", "release": 3, "step": "checks",
                         "status": "failed", "error": SECRET})
@@ -220,3 +220,35 @@ def test_package_data_lists_the_dashboard_files() -> None:
     patterns = data["supervisor.api.dashboard"]
     assert "templates/*.html" in patterns and "static/*" in patterns
 
+
+
+async def test_serve_samples_and_listens_and_open_streams_end_when_it_stops(tmp_path: Path) -> None:
+    """What the daemon calls: the sampler and the listener together; a stop with streams open
+    takes well under the 2 s shutdown timeout."""
+    import time
+
+    import aiohttp
+
+    from supervisor.api.dashboard import serve
+
+    config = make_config(tmp_path, apps())
+    state = StateStore(config.server.state_dir)
+    proxy = Proxy(config.proxy)
+    sup = Supervisor(config, Runtime(), proxy, state)  # type: ignore[arg-type]
+    board = await serve("127.0.0.1:0", sup, proxy)
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{board.port}"
+            async with session.get(base + "/") as response:
+                assert response.status == 200
+            streams = [await session.get(base + path) for path in ("/stream", "/apps/web/stream")]
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await board.close()
+            took = time.monotonic() - started
+            for response in streams:
+                response.close()
+        assert took < 1.9, took
+        assert board.sampler._task is None
+    finally:
+        state.close()

@@ -190,17 +190,20 @@ async def app_view(src: Sources, name: str) -> dict[str, Any]:
             ],
         },
         "releases": release_rows(src, name, secrets),
-        "containers": [
-            {k: row[k] for k in ("name", "id", "process", "release", "status", "serving",
-                                 "healthy", "target", "inflight", "restarts", "exit_code")}
-            for row in await sup.ps(name)
-        ],
+        "containers": container_rows(await sup.ps(name)),
         "routes": [r for r in sup.route_rows() if r["app"] == name],
         "cron": _cron_view(src, name, secrets),
         "markers": markers(src.events, name, since, secrets),
         "deploy_events": [public_event(e, secrets) for e in _current_deploy(src.events, name)],
         "minute": src.series.last_minute(name),
     }
+
+
+def container_rows(ps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`Supervisor.ps()` rows, only the fields shown."""
+    keys = ("name", "id", "process", "release", "status", "serving", "healthy", "target",
+            "inflight", "restarts", "exit_code")
+    return [{k: row[k] for k in keys} for row in ps]
 
 
 def release_rows(src: Sources, name: str, secrets: Iterable[str] | None = None,
@@ -227,7 +230,7 @@ def _current_deploy(events: EventBus, app: str) -> list[Event]:
     """The events of the app's latest deploy (from its `deploying` on), when one was seen."""
     recent = events.recent(app)
     starts = [i for i, e in enumerate(recent) if e.get("event") == "deploying"]
-    return [e for e in recent[starts[-1]:] if e.get("event") != "retired"] if starts else []
+    return recent[starts[-1]:] if starts else []
 
 
 def _cron_rows(src: Sources, app: str | None) -> list[dict[str, Any]]:

@@ -177,7 +177,7 @@ def routes_html(routes: Sequence[Mapping[str, Any]]) -> str:
 def spec_html(spec: Mapping[str, Any]) -> str:
     """The app's policies: what shapes its traffic and its deploys (never its env)."""
     items = [
-        ("image", spec["image"] or f'build {spec["build"]}'),
+        ("configured image", spec["image"] or f'build {spec["build"]}'),
         ("port", spec["port"]), ("network", spec["network"]), ("balance", spec["balance"]),
         ("processes", ", ".join(f"{k}={v}" for k, v in spec["processes"].items())),
         ("retire_after", f'{spec["retire_after"]:g}s'), ("drain_timeout", f'{spec["drain_timeout"]:g}s'),
@@ -231,6 +231,8 @@ def event_html(e: Mapping[str, Any]) -> str:
         text, cls = f'deployed r{e.get("release")} in {e.get("seconds")}s', "ok"
     elif name == "failed":
         text, cls = f'failed r{e.get("release")}: {e.get("reason")}', "bad"
+    elif name == "retired":
+        text, cls = f'retired {e.get("containers")} old container(s)', ""
     else:
         text, cls = str(name), ""
     return f'<li class="{cls}" data-event="{h(name)}">{h(clock(e.get("time")))} {h(text)}</li>'
@@ -264,13 +266,17 @@ async def app_page(request: web.Request) -> web.Response:
     return page(name, body, page_name="app", app=name)
 
 
-async def releases_fragment(request: web.Request) -> web.Response:
-    """The releases table alone: the page swaps it in when a deploy ends."""
+async def parts(request: web.Request) -> web.Response:
+    """The releases, containers and routes sections as HTML (escaped here): the page swaps
+    them in when a deploy starts, swaps, ends or retires containers."""
     src = _sources(request)
     name = request.match_info["app"]
     src.supervisor.app(name)
-    text = releases_html(data.release_rows(src, name))
-    return web.Response(text=text, content_type="text/html", charset="utf-8")
+    return json({
+        "releases": releases_html(data.release_rows(src, name)),
+        "containers": containers_html(data.container_rows(await src.supervisor.ps(name))),
+        "routes": routes_html([r for r in src.supervisor.route_rows() if r["app"] == name]),
+    })
 
 
 async def series_json(request: web.Request) -> web.Response:
@@ -293,6 +299,6 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/", overview),
         web.get("/apps/{app}", app_page),
-        web.get("/apps/{app}/releases", releases_fragment),
+        web.get("/apps/{app}/parts", parts),
         web.get("/apps/{app}/series.json", series_json),
     ]

@@ -12,7 +12,8 @@
     start: "#7c3aed", swap: "#0891b2", retire: "#64748b", failed: "#dc2626",
     grid: "#e5e7eb", text: "#374151",
   };
-  const PAD = {left: 56, right: 12, top: 22, gap: 28, bottom: 22};
+  const PAD = {left: 56, right: 12, top: 42, gap: 34, bottom: 22};
+  const LABEL_ROWS = 3;  // marker labels stack in up to three rows, then are left to the list
 
   class DockyardChart {
     constructor(canvas, options) {
@@ -20,6 +21,7 @@
       this.window = (options && options.window) || 900;
       this.points = {t: [], rate: [], errors: [], p50: [], p99: []};
       this.markers = [];
+      this.range = 0;  // seconds shown; 0: auto (the data's span, at least a minute)
       this.now = Date.now() / 1000;
       window.addEventListener("resize", () => this.draw());
     }
@@ -46,6 +48,20 @@
       this.draw();
     }
 
+    setRange(seconds) {
+      this.range = seconds;
+      this.draw();
+    }
+
+    span() {
+      if (this.range) return this.range;
+      const firsts = [];
+      if (this.points.t.length) firsts.push(this.points.t[0]);
+      for (const m of this.markers) if (m.t >= this.now - this.window) firsts.push(m.t);
+      const first = firsts.length ? Math.min(...firsts) : this.now;
+      return Math.min(this.window, Math.max(60, (this.now - first) * 1.05 + 5));
+    }
+
     addMarker(marker, quiet) {
       this.markers.push(marker);
       this.now = Math.max(this.now, marker.t);
@@ -64,26 +80,27 @@
       g.clearRect(0, 0, width, height);
       g.font = "11px system-ui, sans-serif";
       const end = this.now;
-      const start = end - this.window;
+      const span = this.span();
+      const start = end - span;
       const panel = (height - PAD.top - PAD.gap - PAD.bottom) / 2;
-      const x = (t) => PAD.left + (t - start) / this.window * (width - PAD.left - PAD.right);
+      const x = (t) => PAD.left + (t - start) / span * (width - PAD.left - PAD.right);
       const top = {y0: PAD.top, h: panel};
       const bottom = {y0: PAD.top + panel + PAD.gap, h: panel};
 
-      const p = this.points;
+      const p = this.shown(start);
       const rateMax = niceMax(Math.max(1, ...p.rate.filter(isNum), ...p.errors.filter(isNum)));
       const msOf = (v) => (isNum(v) ? v * 1000 : null);
       const latMax = niceMax(Math.max(1, ...p.p99.filter(isNum).map(msOf), ...p.p50.filter(isNum).map(msOf)));
       this.axes(g, top, rateMax, "req/s", width);
       this.axes(g, bottom, latMax, "ms", width);
-      this.timeAxis(g, x, start, end, height);
+      this.timeAxis(g, x, start, end, span, height);
 
       this.line(g, x, top, p.t, p.rate, rateMax, COLORS.rate);
       this.line(g, x, top, p.t, p.errors, rateMax, COLORS.errors);
       this.line(g, x, bottom, p.t, p.p50.map(msOf), latMax, COLORS.p50);
       this.line(g, x, bottom, p.t, p.p99.map(msOf), latMax, COLORS.p99);
 
-      let lastLabelX = -1e9;
+      const rowEnds = new Array(LABEL_ROWS).fill(-1e9);
       for (const m of this.markers) {
         if (m.t < start) continue;
         const mx = x(m.t);
@@ -96,10 +113,13 @@
         g.stroke();
         g.setLineDash([]);
         g.fillStyle = g.strokeStyle;
-        const labelX = mx - g.measureText(m.label).width / 2;
-        const row = labelX - lastLabelX < 60 ? 2 : 12;
-        g.fillText(m.label, Math.max(PAD.left, labelX), row + 2);
-        lastLabelX = labelX;
+        const w = g.measureText(m.label).width;
+        const labelX = Math.min(Math.max(PAD.left, mx - w / 2), width - PAD.right - w);
+        const row = rowEnds.findIndex((end) => labelX > end + 6);
+        if (row >= 0) {
+          g.fillText(m.label, labelX, 11 + row * 11);
+          rowEnds[row] = labelX + w;
+        }
       }
       this.drawn = {markers: this.markers.filter((m) => m.t >= start).map((m) => m.kind + ":" + m.release),
                     points: p.t.length};
@@ -121,13 +141,22 @@
       g.fillText(unit, 4, panel.y0 - 6);
     }
 
-    timeAxis(g, x, start, end, height) {
+    shown(start) {
+      const p = this.points;
+      let i = 0;
+      while (i < p.t.length && p.t[i] < start) i++;
+      const out = {};
+      for (const k of Object.keys(p)) out[k] = p[k].slice(i);
+      return out;
+    }
+
+    timeAxis(g, x, start, end, span, height) {
       g.fillStyle = COLORS.text;
-      const step = 120;
+      const step = [10, 15, 30, 60, 120, 300].find((s) => span / s <= 10) || 300;
       for (let t = Math.ceil(start / step) * step; t <= end; t += step) {
         const d = new Date(t * 1000);
-        const label = d.toISOString().substring(11, 16);
-        g.fillText(label, x(t) - 14, height - 6);
+        const label = d.toISOString().substring(11, step < 60 ? 19 : 16);
+        g.fillText(label, x(t) - (step < 60 ? 22 : 14), height - 6);
       }
     }
 
@@ -152,7 +181,7 @@
 
   function niceMax(v) {
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    for (const m of [1, 2, 4, 5, 8, 10]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 

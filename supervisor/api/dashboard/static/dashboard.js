@@ -6,7 +6,8 @@
   const body = document.body;
   const page = body.dataset.page;
   const app = body.dataset.app;
-  const state = {errors: [], chart: null, events: 0};
+  // what the page saw and when (seconds since the epoch): the browser tests read it
+  const state = {errors: [], chart: null, events: 0, seen: []};
   window.dockyard = state;
   window.addEventListener("error", (e) => state.errors.push(String(e.message)));
 
@@ -84,18 +85,30 @@
       case "deploying": return (e.kind || "deploy") + " of r" + e.release + ": " + (e.image || "");
       case "deployed": return "deployed r" + e.release + " in " + e.seconds + "s";
       case "failed": return "failed r" + e.release + ": " + e.reason;
+      case "retired": return "retired " + e.containers + " old container(s)";
       default: return String(e.event);
     }
   }
 
-  async function refreshReleases() {
-    const response = await fetch("/apps/" + encodeURIComponent(app) + "/releases");
-    if (response.ok) $("#releases").innerHTML = await response.text();  // escaped by the server
+  async function refreshParts() {
+    const response = await fetch("/apps/" + encodeURIComponent(app) + "/parts");
+    if (!response.ok) return;
+    const parts = await response.json();
+    for (const name of ["releases", "containers", "routes"]) {
+      $("#" + name).innerHTML = parts[name];  // HTML escaped by the server
+    }
   }
 
   async function appPage() {
     const chart = new window.DockyardChart($("#chart"), {window: 900});
     state.chart = chart;
+    document.querySelectorAll("#range button").forEach((button) => {
+      button.addEventListener("click", () => {
+        document.querySelectorAll("#range button").forEach((b) => b.classList.remove("on"));
+        button.classList.add("on");
+        chart.setRange(Number(button.dataset.range));
+      });
+    });
     const response = await fetch("/apps/" + encodeURIComponent(app) + "/series.json");
     const history = await response.json();
     chart.setData(history.points, history.markers);
@@ -104,6 +117,9 @@
     connect("/apps/" + encodeURIComponent(app) + "/stream?since=" + last, {
       points: (points) => chart.addPoints(points),
       state: (s) => {
+        if ($("#release").textContent !== release(s.release)) {
+          state.seen.push({what: "release", release: s.release, at: Date.now() / 1000});
+        }
         $("#release").textContent = release(s.release);
         $("#busy").textContent = s.busy ? s.busy + " running" : "";
         const m = s.minute;
@@ -111,6 +127,7 @@
           " 5xx/s, p50 " + ms(m.p50) + ", p99 " + ms(m.p99);
       },
       marker: (m) => {
+        state.seen.push({what: "marker", kind: m.kind, release: m.release, t: m.t, at: Date.now() / 1000});
         chart.addMarker(m);
         $("#markers").appendChild(markerItem(m));
       },
@@ -123,9 +140,9 @@
           : e.event === "deployed" || e.status === "done" ? "ok" : "";
         li.textContent = clock(e.time) + " " + eventText(e);
         steps.appendChild(li);
-        if (e.event === "deploying" || e.event === "deployed" || e.event === "failed" ||
+        if (["deploying", "deployed", "failed", "retired"].includes(e.event) ||
             (e.event === "step" && e.step === "swap")) {
-          refreshReleases().catch((err) => state.errors.push(String(err)));
+          refreshParts().catch((err) => state.errors.push(String(err)));
         }
       },
     });
