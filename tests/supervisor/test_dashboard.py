@@ -252,3 +252,45 @@ async def test_serve_samples_and_listens_and_open_streams_end_when_it_stops(tmp_
         assert board.sampler._task is None
     finally:
         state.close()
+
+
+class Scheduler:
+    """Just enough of the scheduler for the app page: one task with one run that printed the
+    secret (a task that echoes its env, say)."""
+
+    def list(self, app: str | None = None) -> list[dict[str, Any]]:
+        return [{"app": "web", "id": "report", "schedule": "@daily", "command": "echo report",
+                 "next_run": "2030-01-01T00:00:00+00:00", "suspended": False, "running": 0}]
+
+    def runs(self, app: str, task: str | None = None, limit: int = 20) -> list[Any]:
+        from scheduler.runs import RunRecord
+
+        output = "".join(f"line {i}\n" for i in range(30)) + f"token={SECRET}\ndone\n"
+        return [RunRecord(id=7, app=app, task="report", scheduled=None, manual=True,
+                          status="succeeded", exit_code=0, image="web:2", release=2,
+                          container="c", started=1.0e9, ended=1.0e9 + 2, output=output)]
+
+
+class BrokenDocker(Runtime):
+    async def list(self, labels: Any = None) -> list[ContainerInfo]:
+        raise ConnectionError("docker is away")
+
+
+async def test_cron_runs_show_their_output_tail_redacted_and_docker_trouble_is_survived(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path, apps())
+    state = StateStore(config.server.state_dir)
+    proxy = Proxy(config.proxy)
+    sup = Supervisor(config, BrokenDocker(), proxy, state)  # type: ignore[arg-type]
+    sched = Scheduler()
+    app = make_app(Sources(sup, Sampler(proxy), sup.events, lambda: sched))  # type: ignore[arg-type,return-value]
+    async with TestClient(TestServer(app)) as client:
+        page = await text_of(client, "/apps/web")
+        assert "token=[redacted]" in page and SECRET not in page
+        assert "line 29" in page and "line 5\n" not in page  # the tail only
+        assert "2030-01-01 00:00:00Z" in page
+        overview = await text_of(client, "/")
+        assert "2030-01-01 00:00:00Z" in overview  # the next cron run
+        assert "no containers" in page  # Docker did not answer: the rest still shows
+    state.close()

@@ -8,6 +8,7 @@ characters or more) replaced by `[redacted]`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from supervisor.model.errors import DockyardError
 from supervisor.ops.events import Event, EventBus
 from supervisor.ops.series import WINDOW, Sampler
 
+log = logging.getLogger("dockyard.supervisor")
 REDACTED = "[redacted]"
 MIN_SECRET = 4  # shorter env values ("1", "on") are not redacted: they would mangle every text
 OUTPUT_TAIL = 12  # lines of a cron run's output shown
@@ -97,11 +99,21 @@ def public_event(event: Event, secrets: Iterable[str]) -> dict[str, Any]:
 # the overview ---------------------------------------------------------------------------------
 
 
+async def containers_of(sup: Supervisor, name: str | None = None) -> list[dict[str, Any]]:
+    """`Supervisor.ps()`, or no rows when the engine does not answer (the page still shows
+    everything else; the log has the error)."""
+    try:
+        return await sup.ps(name)
+    except Exception as exc:  # noqa: BLE001 - a Docker hiccup must not take the dashboard down
+        log.warning("dashboard: cannot list containers error=%r", exc)
+        return []
+
+
 async def overview(src: Sources) -> list[dict[str, Any]]:
     """One row per configured app."""
     sup = src.supervisor
     rows_by_app: dict[str, list[dict[str, Any]]] = {}
-    for row in await sup.ps():
+    for row in await containers_of(sup):
         rows_by_app.setdefault(row["app"], []).append(row)
     busy = sup.busy()
     cron = _cron_rows(src, None)
@@ -190,7 +202,7 @@ async def app_view(src: Sources, name: str) -> dict[str, Any]:
             ],
         },
         "releases": release_rows(src, name, secrets),
-        "containers": container_rows(await sup.ps(name)),
+        "containers": container_rows(await containers_of(sup, name)),
         "routes": [r for r in sup.route_rows() if r["app"] == name],
         "cron": _cron_view(src, name, secrets),
         "markers": markers(src.events, name, since, secrets),
@@ -241,7 +253,8 @@ def _cron_rows(src: Sources, app: str | None) -> list[dict[str, Any]]:
         return sched.list(app)
     except DockyardError:
         return []
-    except Exception:  # noqa: BLE001 - a scheduler error must not take the page down
+    except Exception as exc:  # noqa: BLE001 - a scheduler error must not take the page down
+        log.warning("dashboard: cannot list cron tasks error=%r", exc)
         return []
 
 

@@ -274,7 +274,7 @@ async def parts(request: web.Request) -> web.Response:
     src.supervisor.app(name)
     return json({
         "releases": releases_html(data.release_rows(src, name)),
-        "containers": containers_html(data.container_rows(await src.supervisor.ps(name))),
+        "containers": containers_html(data.container_rows(await data.containers_of(src.supervisor, name))),
         "routes": routes_html([r for r in src.supervisor.route_rows() if r["app"] == name]),
     })
 
