@@ -111,7 +111,9 @@ class Daemon:
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
 
         control = make_app(sup, self.reload)
-        tls_status = lambda: self.acme.status() if self.acme is not None else {}  # noqa: E731
+        def tls_status() -> dict[str, dict[str, Any]]:
+            return self.acme.status() if self.acme is not None else {}
+
         control[TLS_STATUS_KEY] = tls_status
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
