@@ -294,3 +294,21 @@ async def test_cron_runs_show_their_output_tail_redacted_and_docker_trouble_is_s
         assert "2030-01-01 00:00:00Z" in overview  # the next cron run
         assert "no containers" in page  # Docker did not answer: the rest still shows
     state.close()
+
+
+async def test_the_overview_shows_a_manual_certificates_expiry(tmp_path: Path) -> None:
+    import trustme
+
+    from tests.tls.utils import write_pair
+
+    cert, key = write_pair(trustme.CA(), tmp_path, "web", "web.test")
+    defs = apps()
+    defs["web"].update(tls="manual", tls_cert=cert, tls_key=key)
+    config = make_config(tmp_path, defs, tls_listen="127.0.0.1:8443")
+    state = StateStore(config.server.state_dir)
+    proxy = Proxy(config.proxy)
+    sup = Supervisor(config, Runtime(), proxy, state)  # type: ignore[arg-type]
+    async with TestClient(TestServer(make_app(Sources(sup, Sampler(proxy), sup.events)))) as client:
+        page = await text_of(client, "/")
+    state.close()
+    assert "manual: valid, expires 3000-01-01" in page  # (trustme's certificates last long)

@@ -12,11 +12,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scheduler import Scheduler
+from supervisor.config.certs import load_cert, not_after
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import DockyardError
+from supervisor.model.spec import AppSpec
 from supervisor.ops.events import Event, EventBus
 from supervisor.ops.series import WINDOW, Sampler
 
@@ -135,7 +138,7 @@ async def overview(src: Sources) -> list[dict[str, Any]]:
             "inflight": sum(c["inflight"] for c in live),
             "busy": busy.get(name),
             "next_cron": next_runs[0] if next_runs else None,
-            "tls": _tls_of(app.tls, tls.get(name)),
+            "tls": _tls_of(app, tls.get(name)),
             **{f"minute_{k}": v for k, v in src.series.last_minute(name).items()},
         })
     return out
@@ -160,11 +163,18 @@ def live_overview(src: Sources) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _tls_of(mode: str, status: Mapping[str, Any] | None) -> dict[str, Any]:
-    if mode == "acme" and status:
-        return {"mode": mode, "state": status.get("state"), "expires": status.get("not_after"),
+def _tls_of(app: AppSpec, status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The app's TLS mode and its certificate's expiry: ACME's status, or the manual file's."""
+    if app.tls == "acme" and status:
+        return {"mode": app.tls, "state": status.get("state"), "expires": status.get("not_after"),
                 "error": status.get("last_error")}
-    return {"mode": mode, "state": None, "expires": None, "error": None}
+    if app.tls == "manual" and app.tls_cert:
+        try:
+            expires = not_after(load_cert(Path(app.tls_cert).read_bytes())).isoformat()
+        except (OSError, ValueError) as exc:
+            return {"mode": app.tls, "state": "unreadable", "expires": None, "error": str(exc)}
+        return {"mode": app.tls, "state": "valid", "expires": expires, "error": None}
+    return {"mode": app.tls, "state": None, "expires": None, "error": None}
 
 
 # one app --------------------------------------------------------------------------------------

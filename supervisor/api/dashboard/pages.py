@@ -102,7 +102,8 @@ def overview_row(row: Mapping[str, Any]) -> str:
     health = f'{row["running"]} / {row["healthy"]} / {row["containers"]}'
     ok = row["containers"] > 0 and row["healthy"] == row["containers"]
     tls = row["tls"]
-    tls_text = tls["mode"] if tls["mode"] != "acme" else f'{tls["state"] or "pending"}, {clock(tls["expires"])}'
+    tls_text = (tls["mode"] if tls["mode"] == "off" else
+                f'{tls["mode"]}: {tls["state"] or "pending"}, expires {clock(tls["expires"])}')
     release = "–" if row["release"] is None else f'r{row["release"]}'
     busy = f' <span class="busy">{h(row["busy"])}</span>' if row["busy"] else ""
     cells = [
