@@ -101,6 +101,17 @@ async def finished(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[
     return proc.returncode, out[0].decode(errors="replace")
 
 
+async def until(page: Any, expression: str, timeout: float = 30) -> None:
+    """Poll a JS expression until it is truthy. (Not `page.wait_for_function`: its polling
+    evaluates a string inside the page, which the dashboard's CSP rightly refuses.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await page.evaluate(expression):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never true: {expression}")
+
+
 async def seen(page: Any, what: str, timeout: float = 30) -> dict[str, Any]:
     """The first entry of window.dockyard.seen matching the JS predicate `what` (on `s`)."""
     deadline = time.monotonic() + timeout
@@ -156,7 +167,7 @@ async def test_dashboard_shows_apps_and_draws_a_deploy_live_in_chromium(
             await page.page.wait_for_selector("#deploy li[data-event=deployed]")
             await seen(page.page, "s.what === 'marker' && s.kind === 'retire'", timeout=20)
             await page.page.locator("#routes td", has_text="r2").wait_for(timeout=5000)
-            await page.page.wait_for_function(
+            await until(page.page,
                 "[...document.querySelectorAll('#containers td:first-child')].every(td => td.textContent.endsWith('.r2'))")
             await asyncio.sleep(TRAFFIC)  # traffic after the swap on the chart
             await page.page.screenshot(path=str(ARTIFACTS / "dashboard-app.png"), full_page=True)
@@ -175,7 +186,7 @@ async def test_dashboard_shows_apps_and_draws_a_deploy_live_in_chromium(
             # a reload shows the same, from the server
             await page.page.reload()
             await page.page.wait_for_selector("#live.on")
-            await page.page.wait_for_function("window.dockyard.chart && window.dockyard.chart.drawn")
+            await until(page.page, "window.dockyard.chart && window.dockyard.chart.drawn")
             assert await page.page.locator("#markers li[data-kind=swap][data-release='2']").count() == 1
             assert await page.page.locator("#markers li[data-kind=failed]", has_text="not found").count() == 1
             assert SECRET not in await page.page.content()
@@ -183,7 +194,7 @@ async def test_dashboard_shows_apps_and_draws_a_deploy_live_in_chromium(
             # the overview's numbers follow the traffic
             await page.page.goto(origin + "/")
             web_rate = page.page.locator("tr[data-app=web] [data-field=rate]")
-            await page.page.wait_for_function(
+            await until(page.page,
                 "parseFloat(document.querySelector('tr[data-app=web] [data-field=rate]').textContent) > 5")
             assert await page.page.text_content("tr[data-app=web] [data-field=release]") == "r2"
             assert float(await web_rate.text_content() or 0) > 5

@@ -90,10 +90,13 @@
     }
   }
 
+  let partsAsked = 0;  // answers can overtake each other: only the latest request's is shown
   async function refreshParts() {
+    const mine = ++partsAsked;
     const response = await fetch("/apps/" + encodeURIComponent(app) + "/parts");
     if (!response.ok) return;
     const parts = await response.json();
+    if (mine !== partsAsked) return;
     for (const name of ["releases", "containers", "routes"]) {
       $("#" + name).innerHTML = parts[name];  // HTML escaped by the server
     }
