@@ -9,7 +9,7 @@ the definitions (what each app is), the per-app operation locks and the retirer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.deploy.definitions import Definitions
 from supervisor.deploy.fleet import Fleet, targets_of, web_of
@@ -17,6 +17,7 @@ from supervisor.deploy.locks import OperationLocks
 from supervisor.deploy.retire import Retirer
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
+from supervisor.ops.events import EventBus
 from supervisor.runtime.protocol import ContainerInfo, Runtime
 from supervisor.store.releases import StateStore
 
@@ -29,6 +30,7 @@ class Context:
     apps: Definitions
     locks: OperationLocks
     retirer: Retirer
+    events: EventBus = field(default_factory=EventBus)  # deploy and retire events (ops/events.py)
 
     @property
     def instance(self) -> str:

@@ -58,7 +58,7 @@ async def deploy_holding_lock(
 ) -> DeployReport:
     """`deploy()` for a caller that holds the app's operation lock already (a build)."""
     files = ctx.apps.repo(app.name) if repo == "current" else repo
-    report = DeployReport(app.name, image=image, progress=progress)
+    report = DeployReport(app.name, image=image, progress=progress, events=ctx.events)
     release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
     report.release = release.number
     if files is not None:

@@ -24,6 +24,7 @@ log = logging.getLogger("dockyard.supervisor")
 ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
+    "dashboard_listen",
     "acme_directory", "acme_email",
 )
 

@@ -23,6 +23,7 @@ from supervisor.deploy.retire import Retirer
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
 from supervisor.model.spec import AppSpec, Config
+from supervisor.ops.events import EventBus
 from supervisor.runtime.containers import target_of
 from supervisor.runtime.protocol import Runtime
 from supervisor.store.releases import StateStore
@@ -33,7 +34,8 @@ class Supervisor:
         self.runtime = runtime
         self.routes = routes
         self.state = state
-        self.retirer = Retirer(runtime, routes, state)
+        self.events = EventBus()  # every deploy's progress and every retire (the dashboard reads it)
+        self.retirer = Retirer(runtime, routes, state, self.events)
         self.ctx = Context(
             runtime=runtime,
             state=state,
@@ -41,6 +43,7 @@ class Supervisor:
             apps=Definitions(config, state),
             locks=OperationLocks(),
             retirer=self.retirer,
+            events=self.events,
         )
 
     # what is deployed ------------------------------------------------------------------

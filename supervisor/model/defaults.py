@@ -21,6 +21,7 @@ CONTROL_SOCKET_NAME = "control.sock"  # under state_dir
 TIMEZONE = "UTC"
 INSTANCE = "dockyard"  # value of the dockyard.instance label
 METRICS_LISTEN = None  # e.g. "127.0.0.1:9100"; /metrics is always on the control socket
+DASHBOARD_LISTEN = None  # e.g. "127.0.0.1:9200"; None: no dashboard (docs/dashboard.md)
 DEPLOY_BRANCHES = ("main", "master")
 TLS_LISTEN = None  # e.g. "0.0.0.0:443"; None: no TLS listener
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encrypt production

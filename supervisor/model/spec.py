@@ -33,6 +33,7 @@ class ServerSpec:
     timezone: str = defaults.TIMEZONE
     instance: str = defaults.INSTANCE
     metrics_listen: str | None = defaults.METRICS_LISTEN  # host:port for GET /metrics; None: socket only
+    dashboard_listen: str | None = defaults.DASHBOARD_LISTEN  # host:port of the dashboard; None: off
     tls_listen: str | None = defaults.TLS_LISTEN  # host:port of the TLS listener; None: no TLS
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL
