@@ -227,3 +227,21 @@ async def test_a_daemon_restarted_mid_canary_rolls_it_back(tmp_path: Path) -> No
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_prometheus_metrics_carry_the_release() -> None:
+    from supervisor.ops import metrics
+
+    class Source:
+        def stats_all(self) -> dict[str, Any]:
+            return {}
+
+        def release_stats_all(self) -> dict[str, Any]:
+            stats = {"requests": 3, "status": {"2xx": 2, "5xx": 1}, "failures": 1,
+                     "latency_buckets": {"0.001": 3, "+Inf": 0}, "latency_sum": 0.002}
+            return {"shop": {"7": stats}}
+
+    text = metrics.render(proxy=Source()).decode()
+    assert 'dockyard_release_http_requests_total{app="shop",code="5xx",release="7"} 1.0' in text
+    assert 'dockyard_release_upstream_failures_total{app="shop",release="7"} 1.0' in text
+    assert 'dockyard_release_http_request_duration_seconds_count{app="shop",release="7"} 3.0' in text
