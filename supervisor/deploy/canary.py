@@ -173,9 +173,12 @@ async def watch(ctx: Context, app: AppSpec, report: DeployReport, release: int,
                     next_line += every
                     ctx.state.canary_figures(app.name, release, line)
                     report.emit("canary", status="compare", **line)
-    except asyncio.CancelledError:
-        await _roll_back(ctx, app, report, release, new, "interrupted: the deploy was cancelled during the canary",
-                         started, old, fresh)
+    except asyncio.CancelledError:  # e.g. the daemon's loop ending: what is left, `recover` finishes
+        try:
+            await _roll_back(ctx, app, report, release, new, "interrupted: the deploy was cancelled during the canary",
+                             started, old, fresh)
+        except Exception as exc:  # noqa: BLE001 - the state may be closed already; recover() redoes it
+            log.warning("canary rollback on cancel incomplete app=%s release=%d error=%r", app.name, release, exc)
         raise
     finally:
         ctx.canaries.close(app.name)

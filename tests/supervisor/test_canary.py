@@ -245,3 +245,35 @@ def test_prometheus_metrics_carry_the_release() -> None:
     assert 'dockyard_release_http_requests_total{app="shop",code="5xx",release="7"} 1.0' in text
     assert 'dockyard_release_upstream_failures_total{app="shop",release="7"} 1.0' in text
     assert 'dockyard_release_http_request_duration_seconds_count{app="shop",release="7"} 3.0' in text
+
+
+async def test_control_api_deploys_a_canary_and_aborts_it(tmp_path: Path) -> None:
+    import orjson
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from supervisor.api.control import make_app
+
+    async with rig(tmp_path, {"shop": fast_app()}) as r:
+        assert (await r.deploy("shop")).ok
+        async with TestClient(TestServer(make_app(r.sup))) as client:
+            bad = await client.post("/v1/apps/shop/deploy", json={"image": "app:v2", "canary": {"percent": 150}})
+            assert bad.status == 400 and "percent" in await bad.text()
+            none = await client.post("/v1/apps/shop/canary/abort")
+            assert none.status == 400
+            body = {"image": "app:v2", "canary": {"percent": 25, "for": 600}}
+            stream = asyncio.ensure_future(client.post("/v1/apps/shop/deploy", json=body))
+            await canary_routed(r)
+            assert r.routes.rollouts["shop"]["canary_percent"] == 25
+            await eventually(lambda: r.sup.route_rows()[0]["canary"] is not None)
+            status = await (await client.get("/v1/status")).json()
+            assert status["apps"][0]["canary"]["percent"] == 25
+            busy = await client.post("/v1/apps/shop/deploy", json={"image": "app:v3"})
+            assert busy.status == 409
+            answer = await client.post("/v1/apps/shop/canary/abort")
+            assert await answer.json() == {"app": "shop", "release": 2, "decision": "abort"}
+            response = await stream
+            lines = [orjson.loads(x) for x in (await response.read()).splitlines()]
+            assert lines[-1]["event"] == "result" and not lines[-1]["ok"]
+            assert any(e.get("status") == "rollback" for e in lines)
+            releases = await (await client.get("/v1/apps/shop/releases")).json()
+            assert releases[0]["canary"]["state"] == "rolled_back"
