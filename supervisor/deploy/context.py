@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from supervisor.deploy.board import CanaryBoard
 from supervisor.deploy.definitions import Definitions
 from supervisor.deploy.fleet import Fleet, targets_of, web_of
 from supervisor.deploy.locks import OperationLocks
@@ -31,6 +32,7 @@ class Context:
     locks: OperationLocks
     retirer: Retirer
     events: EventBus = field(default_factory=EventBus)  # deploy and retire events (ops/events.py)
+    canaries: CanaryBoard = field(default_factory=CanaryBoard)  # canaries watched now (deploy/canary.py)
 
     @property
     def instance(self) -> str:

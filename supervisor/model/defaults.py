@@ -43,6 +43,15 @@ PATH_PREFIX = "/"
 TLS_MODE: TlsMode = "off"
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
 
+# canary deploys (docs/canary.md)
+CANARY_PERCENT = 10.0  # share of new clients routed to the canary
+CANARY_FOR = 300.0  # seconds the canary is watched before it is promoted
+CANARY_MAX_ERROR_RATE = 0.02  # canary error rate minus the serving release's, at most
+CANARY_MAX_LATENCY_RATIO = 1.5  # canary p99 over the serving release's p99, at most
+CANARY_MIN_REQUESTS = 50  # a rule needs this many requests on each release to decide
+CANARY_LATENCY_SLACK = 0.025  # seconds: a slower p99 by less than this never rolls back
+CANARY_REPORT_EVERY = 5.0  # seconds between two comparison lines on the deploy stream
+
 # processes
 WEB_PROCESS = "web"
 SCALE = 1
