@@ -81,6 +81,9 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
         **app_tls(t, base, hosts),
     )
+    if spec.scheduler == "swarm" and spec.network == "host":
+        t.error("network", "network = \"host\" is not supported with scheduler = \"swarm\" "
+                           "(tasks publish a host-mode port instead, docs/swarm.md)")
     merged = merge(spec, app_json, app_json=app_json_path)
     t.out.warnings.extend(merged.warnings)
     t.out.problems.extend(merged.errors)

@@ -65,6 +65,15 @@ def not_a_manager_message(info: Mapping[str, Any]) -> str | None:
     return None
 
 
+def swarm_problem(client: Any | None = None) -> str | None:
+    """For `dockyard validate`: why the local engine cannot take scheduler = "swarm" apps."""
+    try:
+        client = client or docker.from_env(timeout=10)
+        return not_a_manager_message(client.info())
+    except docker.errors.DockerException as exc:
+        return f"scheduler = \"swarm\" needs a Docker engine, and none answers: {exc}"
+
+
 class SwarmRuntime:
     """Runtime backed by the Swarm of the local Docker engine (a manager)."""
 
