@@ -85,6 +85,14 @@ class SelectRuntime:
     async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult:
         return await self._for_id(container_id).exec(container_id, command, timeout)
 
+    async def nodes(self) -> Sequence[Any]:
+        """The Swarm's nodes (runtime/swarm.py NodeInfo)."""
+        lister = getattr(self.swarm, "nodes", None)
+        if lister is None:
+            raise RuntimeFailure("this daemon runs without Swarm")
+        found: Sequence[Any] = await lister()
+        return found
+
     async def image_exists(self, image: str) -> bool:
         return await self.docker.image_exists(image)
 

@@ -161,6 +161,12 @@ async def test_rollback_starts_the_previous_release_as_a_new_service(
         await s.sup.retirer.wait_idle()
         [left] = services(docker_client, config)
         assert left.name.endswith("_r3") and left.attrs["Spec"]["Labels"]["dockyard.release"] == "3"
+        # ps shows each task's node; `dockyard nodes` the node with its tasks
+        rows = await s.sup.ps("web")
+        assert len(rows) == 2 and all(r["node"] and r["serving"] and r["release"] == 3 for r in rows)
+        [node] = await s.sup.nodes()
+        assert (node["state"], node["availability"], node["role"]) == ("ready", "active", "manager")
+        assert node["hostname"] == rows[0]["node"] and node["tasks"] == sorted(r["name"] for r in rows)
 
 
 async def test_scale_up_and_down_under_load_fails_no_request(
