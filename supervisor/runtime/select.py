@@ -94,7 +94,10 @@ class SelectRuntime:
         return found
 
     async def image_exists(self, image: str) -> bool:
-        return await self.docker.image_exists(image)
+        """On this engine; with Swarm, also in a registry the nodes pull from."""
+        if await self.docker.image_exists(image):
+            return True
+        return self.swarm is not None and await self.swarm.image_exists(image)
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Both streams merged; either one failing ends this one (the watcher reconnects)."""

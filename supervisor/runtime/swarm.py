@@ -480,9 +480,16 @@ class SwarmRuntime:
         return ""
 
     async def image_exists(self, image: str) -> bool:
+        """On this engine, or in its registry (every node pulls it there, with the credentials
+        of `docker login` on this host, which the SDK sends as --with-registry-auth does)."""
         try:
             await self._call(self.client.api.inspect_image, image)
-        except docker.errors.NotFound:
+            return True
+        except (docker.errors.NotFound, RuntimeFailure):
+            pass
+        try:
+            await self._call(self.client.api.inspect_distribution, image)
+        except (docker.errors.NotFound, RuntimeFailure):
             return False
         return True
 

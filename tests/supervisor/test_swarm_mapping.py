@@ -3,6 +3,7 @@ slot ids, the config keys, and which runtime SelectRuntime picks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -13,7 +14,7 @@ from supervisor.config.loader import parse_config
 from supervisor.model.errors import ConfigError, RuntimeFailure
 from supervisor.runtime import services as svc
 from supervisor.runtime.containers import oneoff_spec, process_spec
-from supervisor.runtime.protocol import ContainerSpec
+from supervisor.runtime.protocol import ContainerInfo, ContainerSpec
 from supervisor.runtime.select import SelectRuntime
 from supervisor.runtime.swarm import not_a_manager_message
 from tests.fakes import FakeRuntime
@@ -166,3 +167,31 @@ async def test_select_runtime_sends_each_call_to_its_scheduler(tmp_path: Path) -
     with pytest.raises(RuntimeFailure, match="without Swarm"):
         SelectRuntime(docker).for_spec(swarm_spec)
     await docker.close()
+
+
+async def test_nodes_need_swarm_and_list_each_node_with_its_tasks(tmp_path: Path) -> None:
+    from supervisor.model.errors import DeployError
+    from supervisor.runtime.swarm import NodeInfo
+    from tests.fakes import rig
+
+    async with rig(tmp_path, {"web": {"image": "app:v1"}}) as r:
+        with pytest.raises(DeployError, match="without Swarm"):
+            await r.sup.nodes()
+
+    class Nodes(FakeRuntime):
+        async def list(self, labels: Any) -> list[ContainerInfo]:  # type: ignore[override]
+            task = {"dockyard.app": "web", "dockyard.node": "vps1", "dockyard.instance": "fake"}
+            return [ContainerInfo("web_web_r1.1", "web.web.1.r1", MappingProxyType(task), "running")]
+
+        async def nodes(self) -> Sequence[NodeInfo]:
+            return [NodeInfo("n1" * 10, "vps1", "127.0.0.1", "ready", "active", "manager", True, {}),
+                    NodeInfo("n2" * 10, "vps2", "10.0.0.2", "down", "drain", "worker")]
+
+    async with rig(tmp_path / "2", {"web": {"image": "app:v1"}}) as r:
+        assert (await r.deploy("web")).ok
+        r.sup.runtime = SelectRuntime(r.runtime, swarm := Nodes())
+        rows = await r.sup.nodes()
+        assert [(n["hostname"], n["state"], n["availability"], n["tasks"]) for n in rows] == [
+            ("vps1", "ready", "active", ["web.web.1.r1"]), ("vps2", "down", "drain", [])]
+        assert rows[0]["leader"] and rows[0]["id"] == ("n1" * 10)[:12]
+        await swarm.close()
