@@ -224,6 +224,9 @@ class SwarmRuntime:
             replicas = service["Spec"]["Mode"]["Replicated"]["Replicas"]
             await self._scale(name, replicas + 1)
         infos = await self._wait_slots(name, 1, exclude=before, ports=bool(spec.ports))
+        slot = svc.parse_slot_id(infos[0].id)
+        if slot:
+            self._retiring.get(name, set()).discard(slot[1])
         return infos[0]
 
     async def _wait_slots(self, name: str, count: int, *, exclude: set[int], ports: bool) -> list[ContainerInfo]:
@@ -286,14 +289,14 @@ class SwarmRuntime:
         if parsed:
             self._retiring.setdefault(parsed[0], set()).add(parsed[1])
 
-    async def _keep(self, name: str) -> tuple[dict[str, Any] | None, set[int]]:
-        """The service and its live slots not on their way out (retired or removed)."""
+    async def _keep(self, name: str) -> tuple[dict[str, Any] | None, set[int], set[int]]:
+        """The service, its live slots, and those of them not on their way out."""
         service = await self._service(name)
         if service is None:
-            return None, set()
+            return None, set(), set()
         live = await self._call(self._service_slots_sync, name) or []
         slots = {svc.parse_slot_id(i.id)[1] for i, _ in live}  # type: ignore[index]
-        return service, slots - self._retiring.get(name, set())
+        return service, slots, slots - self._retiring.get(name, set())
 
     async def kill(self, container_id: str, signal: str = "SIGTERM") -> None:
         """Signal the task's container (it must run on this node). A SIGTERM to a slot being
@@ -314,7 +317,7 @@ class SwarmRuntime:
         if parsed is None:
             return
         self._retiring.setdefault(parsed[0], set()).add(parsed[1])
-        service, keep = await self._keep(parsed[0])
+        service, _, keep = await self._keep(parsed[0])
         if service is None or not keep:
             return
         container = await self._local_container(container_id)
@@ -323,22 +326,24 @@ class SwarmRuntime:
                 await self._call(self.client.api.stop, container, timeout=int(timeout))
 
     async def remove(self, container_id: str) -> None:
-        """Remove a slot: the service shrinks to the slots that stay, and goes with the last."""
+        """Remove a slot: the service shrinks by one (stop() stopped this slot's task first, so
+        Swarm picks it), and goes with its last slot."""
         parsed = svc.parse_slot_id(container_id)
         if parsed is None:
             return
         name, slot = parsed
         async with self._lock(name):
             self._retiring.setdefault(name, set()).add(slot)
-            service, keep = await self._keep(name)
+            service, live, keep = await self._keep(name)
             if service is None:
                 self._retiring.pop(name, None)
                 return
             replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
             if not keep or replicas is None:
                 await self._remove_service(name)
-            elif len(keep) < replicas:
-                await self._scale(name, len(keep))
+            elif slot in live and replicas > 1:
+                await self._scale(name, replicas - 1)
+                self._retiring[name].discard(slot)  # Swarm may give the number to a new task
 
     async def _remove_service(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
