@@ -36,7 +36,8 @@ from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResu
 log = logging.getLogger("dockyard.supervisor")
 POLL_INTERVAL = 0.25  # seconds between task-list polls (events, waits)
 START_TIMEOUT = 600.0  # a service whose tasks never run is removed after this
-RESTART_WAIT = 60.0  # how long start() waits for Swarm to replace a dead task
+RESTART_WAIT = 60.0
+STOP_SEEN_WAIT = 10.0  # how long a stopped task may take to show as stopped in the manager  # how long start() waits for Swarm to replace a dead task
 FAILED_START = frozenset({"failed", "rejected"})
 
 
@@ -324,26 +325,35 @@ class SwarmRuntime:
         if container:
             with contextlib.suppress(docker.errors.NotFound, RuntimeFailure):
                 await self._call(self.client.api.stop, container, timeout=int(timeout))
+        # the shrink that follows (remove) must find the task stopped in the manager's view
+        deadline = time.monotonic() + timeout + STOP_SEEN_WAIT
+        while time.monotonic() < deadline:
+            info = await self.inspect(container_id)
+            if info is None or not info.running:
+                return
+            await asyncio.sleep(POLL_INTERVAL)
 
     async def remove(self, container_id: str) -> None:
         """Remove a slot: the service shrinks by one (stop() stopped this slot's task first, so
-        Swarm picks it), and goes with its last slot."""
+        Swarm picks it: it removes tasks that do not run first), and goes with its last slot."""
         parsed = svc.parse_slot_id(container_id)
         if parsed is None:
             return
         name, slot = parsed
         async with self._lock(name):
             self._retiring.setdefault(name, set()).add(slot)
-            service, live, keep = await self._keep(name)
+            service, _, keep = await self._keep(name)
             if service is None:
                 self._retiring.pop(name, None)
                 return
             replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
             if not keep or replicas is None:
                 await self._remove_service(name)
-            elif slot in live and replicas > 1:
-                await self._scale(name, replicas - 1)
-                self._retiring[name].discard(slot)  # Swarm may give the number to a new task
+                return
+            tasks = await self._call(self._service_slots_any_sync, name)
+            current = svc.current_task([t for t in tasks if int(t.get("Slot") or 0) == slot])
+            if current is not None and current.get("DesiredState") != "remove" and replicas > 1:
+                await self._scale(name, replicas - 1)  # else: gone already (an earlier call)
 
     async def _remove_service(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
