@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .swap import APPS, SYSTEMS, SwapOptions, run_swap_bench
+from .swap import APPS, KNOWN_SYSTEMS, SYSTEMS, SwapOptions, run_swap_bench
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saturation", action="store_true", help="add the wrk saturation table")
     p.add_argument("--swaps", type=int, help="swaps per swapping system (default 20; quick 3)")
     p.add_argument("--interval", type=float, help="seconds between swaps (default 2; quick 1.5)")
+    p.add_argument("--scheduler", choices=("docker", "swarm"), default="docker",
+                   help="swarm: add the \"swarm\" system, dockyard with the app on a one-node Swarm")
     common(p)
     r = sub.add_parser("restart", help="latency while dockyard restarts itself (--takeover) / nginx -s reload")
     r.add_argument("--quick", action="store_true", help="smoke test: 200 req/s, 3 restarts, busybox app")
@@ -61,12 +63,16 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
         ) if value is not None
     }
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
-    unknown = set(systems) - set(SYSTEMS)
+    scheduler = getattr(args, "scheduler", "docker")
+    if scheduler == "swarm" and "swarm" not in systems:
+        at = systems.index("dockyard") + 1 if "dockyard" in systems else len(systems)
+        systems = (*systems[:at], "swarm", *systems[at:])
+    unknown = set(systems) - set(KNOWN_SYSTEMS)
     if unknown:
         raise SystemExit(f"python -m bench: unknown systems {sorted(unknown)}")
     overrides.update(
         saturation=getattr(args, "saturation", False), keepalive=not args.no_keepalive, systems=systems,
-        keep_images=args.keep_images, out=args.out,
+        keep_images=args.keep_images, out=args.out, scheduler=scheduler,
         command=shlex.join(["python", "-m", "bench", *argv]),
     )
     if args.command == "restart":

@@ -3,6 +3,9 @@
     direct    straight at one container published on 127.0.0.1 (the floor; no swaps)
     dockyard  `dockyard serve` with a generated config; `dockyard deploy --image` alternating
               between two image tags, K times at fixed intervals while the load runs
+    swarm     (`--scheduler swarm`) dockyard again, the app on a one-node Docker Swarm: each deploy
+              a new service, its task reached at 127.0.0.1 and a host-mode port (docs/swarm.md);
+              an engine not in a swarm is made a manager for the run and leaves it after
     nginx     nginx-light with upstream keepalive; each swap starts a new container, waits for
               /health, rewrites the upstream, `nginx -s reload`, and stops the old container
               after the retire wait (the way Dokku deploys)
@@ -18,6 +21,7 @@ Every container and image made here carries BENCH_LABEL; the daemon's containers
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import platform
@@ -48,6 +52,7 @@ VERSIONS = ("v1", "v2")
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 SYSTEMS = ("direct", "dockyard", "nginx")
+KNOWN_SYSTEMS = (*SYSTEMS, "swarm")  # swarm: dockyard with scheduler = "swarm" (--scheduler swarm)
 App = Literal["busybox", "py"]
 APPS: tuple[App, ...] = ("busybox", "py")
 
@@ -71,6 +76,7 @@ class SwapOptions:
     keep_images: bool = False
     command: str = "python -m bench swap"
     app: App = "py"
+    scheduler: str = "docker"  # "swarm": also run the "swarm" system (dockyard on Swarm)
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
 
     @classmethod
@@ -118,6 +124,7 @@ class Bench:
         self.load: LoadRun | None = None
         self.timers: list[threading.Thread] = []
         self.extra: dict[str, dict[str, Any]] = {}  # per system, merged into its summary
+        self.made_swarm = False  # this run ran `docker swarm init`: it leaves the swarm at the end
         self.out = opts.out or REPO / "bench" / "out" / self.stamp
 
     # ---- containers ----------------------------------------------------------------------
@@ -151,13 +158,7 @@ class Bench:
             time.sleep(0.02)
         raise RuntimeError(f"container {container.short_id} published no port")
 
-    def close(self) -> None:
-        if self.load is not None:
-            self.load.stop()
-        for t in self.timers:
-            t.join(10)
-        if self.nginx is not None:
-            self.nginx.close()
+    def stop_daemon(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             try:
@@ -165,6 +166,18 @@ class Bench:
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
+        self.daemon = None
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        for t in self.timers:
+            t.join(10)
+        if self.nginx is not None:
+            self.nginx.close()
+        self.stop_daemon()
+        if self.opts.scheduler == "swarm":
+            self.leave_swarm()
         for key in (BENCH_LABEL, "dockyard.instance"):
             for c in self.client.containers.list(all=True, filters={"label": f"{key}={self.instance}"}):
                 try:
@@ -206,9 +219,28 @@ class Bench:
         self.load.end_at(time.monotonic() + self.opts.retire_after + 1.0 + self.opts.tail)
         return self.finish_load()
 
-    def run_dockyard(self) -> tuple[LoadResult, list[Swap]]:
+    def run_swarm(self) -> tuple[LoadResult, list[Swap]]:
+        """dockyard with the app on Swarm: the same load and swaps as run_dockyard."""
+        state = (self.client.info().get("Swarm") or {})
+        if state.get("LocalNodeState") != "active":
+            self.client.swarm.init(advertise_addr="127.0.0.1")
+            self.made_swarm = True
+        return self.run_dockyard(scheduler="swarm")
+
+    def leave_swarm(self) -> None:
+        """Remove this run's services; leave the swarm when this run made it."""
+        with contextlib.suppress(Exception):
+            for service in self.client.services.list(filters={"label": f"dockyard.instance={self.instance}-swarm"}):
+                service.remove()
+        if self.made_swarm:
+            with contextlib.suppress(Exception):
+                self.client.swarm.leave(force=True)
+            self.made_swarm = False
+
+    def run_dockyard(self, scheduler: str = "docker") -> tuple[LoadResult, list[Swap]]:
+        self.stop_daemon()
         port = free_port()
-        config = self.write_config(port)
+        config = self.write_config(port, scheduler)
         with open(self.out / "dockyard-daemon.log", "wb") as daemon_log:  # kept for diagnosis
             self.daemon = subprocess.Popen(
                 [DOCKYARD, "serve", "-c", str(config)], cwd=REPO,
@@ -223,17 +255,19 @@ class Bench:
         swaps = drive_swaps(run.t0, self.opts, swap)
         return self.end_load(), swaps
 
-    def write_config(self, port: int) -> Path:
+    def write_config(self, port: int, scheduler: str = "docker") -> Path:
         o = self.opts
-        path = self.tmp / "dockyard.toml"
+        suffix = "" if scheduler == "docker" else f"-{scheduler}"
+        path = self.tmp / f"dockyard{suffix}.toml"
         path.write_text(f"""\
 [server]
 listen = "127.0.0.1:{port}"
-state_dir = "{self.tmp / 'state'}"
-instance = "{self.instance}"
+state_dir = "{self.tmp / f'state{suffix}'}"
+instance = "{self.instance}{suffix}"
 
 [apps.{APP}]
 image = "{self.tags[0]}"
+scheduler = "{scheduler}"
 hosts = ["{HOST}"]
 port = 5000
 retire_after = {o.retire_after}

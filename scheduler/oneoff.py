@@ -2,8 +2,9 @@
 
 Starting, inspecting, stopping and removing go through the `Runtime` protocol. Following the
 logs needs the Docker SDK: with a runtime that has a Docker `client` (DockerRuntime) the
-output streams line by line; with any other runtime we fall back to `run_oneoff` and hand
-the lines over when the run ends.
+output streams line by line; with any other runtime, and for apps on Swarm (a `replicated-job`
+service, runtime/swarm.py), we fall back to `run_oneoff` and hand the lines over when the run
+ends.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ async def run_streaming(
     The caller removes the container (handle.container_id) when it is done with it.
     """
     client = getattr(runtime, "client", None)
-    if client is None or not hasattr(client, "api"):
+    if client is None or not hasattr(client, "api") or spec.scheduler == "swarm":  # a swarm job
         result = await runtime.run_oneoff(spec, timeout)
         for line in tail.feed(result.output.encode()) + tail.flush():
             if on_output:

@@ -41,6 +41,7 @@ from supervisor.model.errors import RuntimeFailure
 from supervisor.model.release import Release
 from supervisor.model.spec import Config
 from supervisor.runtime.containers import LABEL_PORT
+from supervisor.runtime.group import run_each
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 from supervisor.store.releases import StateStore
 
@@ -276,6 +277,10 @@ class FakeRuntime:
             work.add_done_callback(self._background.discard)
             return await asyncio.shield(work)
         return await self._run(spec)
+
+    async def run_group(self, specs: Sequence[ContainerSpec]) -> list[ContainerInfo]:
+        """As DockerRuntime does: each on its own, in parallel; all or nothing."""
+        return await run_each(specs, self.run, self.remove)
 
     async def _run(self, spec: ContainerSpec) -> ContainerInfo:
         await self._apply_rules("run", f"{spec.name} {spec.image}")

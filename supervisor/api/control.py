@@ -156,6 +156,10 @@ async def ps(request: web.Request) -> web.Response:
     return json_response(await sup.ps(app))
 
 
+async def nodes(request: web.Request) -> web.Response:
+    return json_response(await request.app[SUPERVISOR_KEY].nodes())
+
+
 async def routes(request: web.Request) -> web.Response:
     return json_response(request.app[SUPERVISOR_KEY].route_rows())
 
@@ -188,6 +192,7 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app[STARTED_KEY] = time.time()
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/ps", ps)
+    app.router.add_get("/v1/nodes", nodes)
     app.router.add_get("/v1/routes", routes)
     app.router.add_get("/v1/apps/{app}/releases", releases)
     app.router.add_post("/v1/apps/{app}/deploy", deploy)

@@ -96,9 +96,22 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
         if args.json:
             render.print_json(rows)
         else:
-            cols = ("app", "process", "name", "release", "status", "serving", "healthy", "target",
-                    "inflight", "restarts", "exit_code")
+            cols: tuple[str, ...] = ("app", "process", "name", "release", "status", "serving",
+                                     "healthy", "target", "inflight", "restarts", "exit_code")
+            if any(row.get("node") for row in rows):  # swarm tasks: where each runs
+                cols += ("node",)
             print(render.table(rows, cols))
+        return EXIT_OK
+
+    def cmd_nodes(args: argparse.Namespace) -> int:
+        rows = client_factory(args).get("/v1/nodes")
+        if args.json:
+            render.print_json(rows)
+        else:
+            for row in rows:
+                row["tasks"] = ", ".join(row["tasks"]) or "-"
+                row["role"] = f"{row['role']} (leader)" if row.get("leader") else row["role"]
+            print(render.table(rows, ("hostname", "addr", "role", "state", "availability", "tasks")))
         return EXIT_OK
 
     def cmd_routes(args: argparse.Namespace) -> int:
@@ -130,6 +143,8 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
 
     p = add_command(sub, common, "ps", cmd_ps, "list the containers")
     p.add_argument("app", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = add_command(sub, common, "nodes", cmd_nodes, "list the Swarm's nodes and the tasks on each")
     p.add_argument("--json", action="store_true")
     p = add_command(sub, common, "routes", cmd_routes, "show the route table")
     p.add_argument("--json", action="store_true")

@@ -13,6 +13,7 @@ from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.cli.loadtest import command as loadtest
 from supervisor.cli.summary import summarize
+from supervisor.model.errors import RuntimeFailure
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -28,6 +29,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = load(args)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if any(app.scheduler == "swarm" for app in config.apps.values()):
+        from supervisor.runtime.swarm import swarm_problem  # lazy: the Docker SDK
+
+        problem = swarm_problem()
+        if problem:
+            raise RuntimeFailure(problem)
     print(summarize(config))
     return EXIT_OK
 

@@ -32,6 +32,9 @@ def _app(app: AppSpec) -> list[str]:
         f"app {app.name}: {source}, port {app.port}, network {app.network}",
         f"  routes: {routes or '(none: not reachable through the proxy)'}",
     ]
+    if app.scheduler == "swarm":
+        lines.append(f"  scheduler: swarm (a service per release x process type)"
+                     f"{', placement ' + ', '.join(app.placement) if app.placement else ''}")
     if app.app_json:
         lines.append(f"  app.json: {app.app_json}")
     lines.append("  processes:")

@@ -21,11 +21,12 @@ from supervisor.config.merge import merge
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
-from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
+from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS, SCHEDULERS, Scheduler
 from supervisor.model.spec import AppSpec, CanarySpec, CronSpec, LimitsSpec, ProcessSpec
 
 
-def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
+def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.SCHEDULER) -> AppSpec | None:
+    """`scheduler`: the [server] default, for an app without its own."""
     before = len(t.out.problems)
     image = t.string("image")
     build = t.string("build")
@@ -64,6 +65,8 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         network=t.choice("network", defaults.NETWORK, NETWORKS),
         balance=t.choice("balance", defaults.BALANCE, BALANCES),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
+        scheduler=t.choice("scheduler", scheduler, SCHEDULERS),
+        placement=_placement(t),
         env=MappingProxyType(_env(t)),
         volumes=_volumes(t),
         app_json=app_json_name,
@@ -79,6 +82,9 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         canary=_canary(t),
         **app_tls(t, base, hosts),
     )
+    if spec.scheduler == "swarm" and spec.network == "host":
+        t.error("network", "network = \"host\" is not supported with scheduler = \"swarm\" "
+                           "(tasks publish a host-mode port instead, docs/swarm.md)")
     merged = merge(spec, app_json, app_json=app_json_path)
     t.out.warnings.extend(merged.warnings)
     t.out.problems.extend(merged.errors)
@@ -97,6 +103,17 @@ def _load_app_json(t: Table, path: Path, app: str) -> AppJson:
         t.error("app_json", f"{str(path)!r} could not be loaded (see above)")
         return AppJson()
     t.out.warnings.extend(found.warnings)
+    return found
+
+
+def _placement(t: Table) -> tuple[str, ...]:
+    found = t.strings("placement") or ()
+    for i, constraint in enumerate(found):
+        message = validators.placement(constraint)
+        if message:
+            t.out.error(f"{t.key('placement')}[{i}]", message)
+    if found and t.data.get("scheduler") == "docker":
+        t.out.warn(t.key("placement"), "placement applies to scheduler = \"swarm\" only; ignored")
     return found
 
 

@@ -18,6 +18,7 @@ from supervisor.config.fields import Collector, Table, is_int, is_number
 from supervisor.config.tls import check_tls_listen, server_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
+from supervisor.model.kinds import SCHEDULERS
 from supervisor.model.spec import AppSpec, Config, ServerSpec
 
 _UNIX_SOCKET_MAX = 107  # bytes of sun_path, less the terminating NUL
@@ -80,7 +81,7 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
         message = validators.app_name(name)
         if message:
             apps_table.error(name, message)
-        app = parse_app(app_table, name, base)
+        app = parse_app(app_table, name, base, server.scheduler)
         if app is not None:
             apps[name] = app
     if apps_table is not None:
@@ -113,13 +114,14 @@ def _server(t: Table, base: Path) -> ServerSpec:
         if t.has(key):  # named, so the message says why rather than "unknown key"
             t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
                          "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
+    scheduler = t.choice("scheduler", defaults.SCHEDULER, SCHEDULERS)
     tls = server_tls(t)
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
-                      dashboard_listen=dashboard_listen, **tls)
+                      dashboard_listen=dashboard_listen, scheduler=scheduler, **tls)
 
 
 def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:

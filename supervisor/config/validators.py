@@ -107,6 +107,20 @@ def restart_policy(value: str) -> str | None:
     return None
 
 
+_PLACEMENT_RE = re.compile(
+    r"^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[\w.-]+)|engine\.labels\.[\w.-]+)"
+    r"\s*(==|!=)\s*\S+$"
+)
+
+
+def placement(value: str) -> str | None:
+    """A Swarm placement constraint, as `docker service create --constraint` takes it."""
+    if not _PLACEMENT_RE.match(value):
+        return ("must be a Swarm constraint like \"node.labels.tier==web\" or \"node.role!=manager\" "
+                f"(node.id, node.hostname, node.role, node.platform.os/arch, node.labels.X, engine.labels.X), got {_q(value)}")
+    return None
+
+
 def volume(value: str) -> str | None:
     """Docker -v syntax: SOURCE:/container/path[:OPTIONS], SOURCE an absolute path or a volume name."""
     parts = value.split(":")

@@ -37,6 +37,7 @@ from supervisor.model.errors import ConfigError, DockyardError
 from supervisor.model.spec import Config
 from supervisor.ops import logs
 from supervisor.runtime.docker import DockerRuntime
+from supervisor.runtime.select import build_runtime
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
 
@@ -76,7 +77,7 @@ class Daemon:
 
         server = self.config.server
         state = StateStore(server.state_dir)
-        runtime = DockerRuntime()
+        runtime = await build_runtime(self.config, DockerRuntime())  # + Swarm if an app uses it
         proxy = Proxy(self.config.proxy)
         sup = Supervisor(self.config, runtime, proxy, state)
         self.sup = sup

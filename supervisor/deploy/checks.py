@@ -58,8 +58,8 @@ class CheckContext:
 
     def address(self, port: int) -> tuple[str, int]:
         if self.network == "host":
-            return "127.0.0.1", self.listen_port(port)
-        return "127.0.0.1", self.container.ports.get(port, 0)
+            return self.container.host, self.listen_port(port)
+        return self.container.host, self.container.ports.get(port, 0)
 
 
 def check_host(app: AppSpec) -> str | None:

@@ -158,33 +158,23 @@ async def run_script(ctx: Context, app: AppSpec, image: str, release: int, role:
 async def _start_all(
     ctx: Context, app: AppSpec, image: str, release: int, started: list[ContainerInfo]
 ) -> None:
-    """Start every process type at its scale; `started` collects them even on failure."""
+    """Start every process type at its scale, one group per type (a Swarm service, or that
+    many containers); `started` collects them even on failure."""
     counts = scales(app, ctx.state.scale(app.name))
 
-    async def one(process: str, index: int) -> None:
-        spec = process_spec(
-            app, image=image, instance=ctx.instance, release=release, process=process, index=index
-        )
-        run = asyncio.ensure_future(ctx.runtime.run(spec))
-        try:
-            started.append(await asyncio.shield(run))
-        except asyncio.CancelledError:  # the engine finishes the start anyway (a thread):
-            run.add_done_callback(lambda done: _retire_late(ctx, app, done))  # remove it then
-            raise
+    async def group_of(process: str, count: int) -> None:
+        specs = [process_spec(app, image=image, instance=ctx.instance, release=release,
+                              process=process, index=index) for index in range(1, count + 1)]
+        # cancelled (a deploy timeout), the runtime removes what it started, now or later
+        started.extend(await ctx.runtime.run_group(specs))
 
     try:
         async with asyncio.TaskGroup() as group:
             for process, count in counts.items():
-                for index in range(1, count + 1):
-                    group.create_task(one(process, index))
+                if count > 0:
+                    group.create_task(group_of(process, count))
     except* Exception as eg:  # the first failure, as itself (not a group)
         raise eg.exceptions[0] from None
-
-
-def _retire_late(ctx: Context, app: AppSpec, run: asyncio.Future[ContainerInfo]) -> None:
-    """A container whose start ended after the deploy gave up on it: it never serves."""
-    if not run.cancelled() and run.exception() is None:
-        ctx.retirer.retire_now(app.name, [run.result()], 0.0)
 
 
 async def check_all(ctx: Context, app: AppSpec, containers: list[ContainerInfo]) -> None:

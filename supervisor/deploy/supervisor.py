@@ -162,9 +162,27 @@ class Supervisor:
                     "exit_code": info.exit_code if info.exit_code is not None
                     else fleet.last_exit(info.id),
                     "healthy": info.running and not fleet.is_down(info.id),
+                    "node": info.labels.get(defaults.LABEL_NODE, ""),  # swarm tasks only
                 }
             )
         return rows
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The Swarm's nodes (`dockyard nodes`), each with the tasks of this daemon's apps on it.
+        DeployError when no app runs on Swarm (the runtime has no nodes then)."""
+        lister = getattr(self.runtime, "nodes", None)
+        if lister is None:
+            raise DeployError("no app uses scheduler = \"swarm\": this daemon runs without Swarm")
+        tasks: dict[str, list[str]] = {}
+        for info in await self.runtime.list({defaults.LABEL_INSTANCE: self.instance}):
+            if info.running and info.labels.get(defaults.LABEL_NODE):
+                tasks.setdefault(info.labels[defaults.LABEL_NODE], []).append(info.name)
+        return [
+            {"id": n.id[:12], "hostname": n.hostname, "addr": n.addr, "role": n.role,
+             "leader": n.leader, "state": n.state, "availability": n.availability,
+             "labels": dict(n.labels or {}), "tasks": sorted(tasks.get(n.hostname, []))}
+            for n in sorted(await lister(), key=lambda n: n.hostname)
+        ]
 
     def route_rows(self) -> list[dict[str, Any]]:
         rows = []

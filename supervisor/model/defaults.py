@@ -11,6 +11,7 @@ from supervisor.model.kinds import (
     CheckType,
     ConcurrencyPolicy,
     Network,
+    Scheduler,
     TlsMode,
 )
 
@@ -27,6 +28,7 @@ TLS_LISTEN = None  # e.g. "0.0.0.0:443"; None: no TLS listener
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encrypt production
 ACME_EMAIL = None
 ACME_RENEW_DAYS = 30  # renew this many days before the certificate expires
+SCHEDULER: Scheduler = "docker"  # [server] scheduler: what apps without their own use
 CERTS_DIR_NAME = "certs"  # under state_dir: ACME account key, keys and certificates (mode 0600)
 
 # [apps.X]
@@ -77,4 +79,5 @@ LABEL_APP = "dockyard.app"
 LABEL_PROCESS = "dockyard.process"
 LABEL_RELEASE = "dockyard.release"
 LABEL_INSTANCE = "dockyard.instance"
+LABEL_NODE = "dockyard.node"  # swarm tasks: the node (hostname) the task runs on
 LABEL_ROLE = "dockyard.role"  # "app", "oneoff" (predeploy, postdeploy, cron)

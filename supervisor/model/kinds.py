@@ -17,6 +17,7 @@ CheckScheme = Literal["http", "https"]
 ConcurrencyPolicy = Literal["allow", "forbid", "replace"]  # Dokku's app.json cron option
 CronSource = Literal["config", "app.json"]
 TlsMode = Literal["off", "manual", "acme"]
+Scheduler = Literal["docker", "swarm"]  # Dokku's scheduler:set: containers, or Swarm services
 
 NETWORKS: tuple[Network, ...] = get_args(Network)
 BALANCES: tuple[Balance, ...] = get_args(Balance)
@@ -24,8 +25,9 @@ CHECK_TYPES: tuple[CheckType, ...] = get_args(CheckType)
 CHECK_SCHEMES: tuple[CheckScheme, ...] = get_args(CheckScheme)
 CONCURRENCY_POLICIES: tuple[ConcurrencyPolicy, ...] = get_args(ConcurrencyPolicy)
 TLS_MODES: tuple[TlsMode, ...] = get_args(TlsMode)
+SCHEDULERS: tuple[Scheduler, ...] = get_args(Scheduler)
 
 __all__ = [
-    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "TLS_MODES",
-    "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "TlsMode",
+    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "SCHEDULERS", "TLS_MODES",
+    "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "Scheduler", "TlsMode",
 ]

@@ -21,6 +21,7 @@ from supervisor.model.kinds import (
     ConcurrencyPolicy,
     CronSource,
     Network,
+    Scheduler,
     TlsMode,
 )
 
@@ -38,6 +39,7 @@ class ServerSpec:
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL
     acme_renew_days: int = defaults.ACME_RENEW_DAYS
+    scheduler: Scheduler = defaults.SCHEDULER  # the default of apps without `scheduler`
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,8 @@ class AppSpec:
     network: Network = defaults.NETWORK
     balance: Balance = defaults.BALANCE
     restart: str = defaults.RESTART_POLICY
+    scheduler: Scheduler = defaults.SCHEDULER  # docker: containers; swarm: a service per release x process
+    placement: tuple[str, ...] = ()  # swarm placement constraints: "node.labels.tier==web"
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     volumes: tuple[str, ...] = ()  # Docker -v syntax: "/host/path:/container/path[:ro]"
     app_json: str | None = None

@@ -90,8 +90,11 @@ def process_spec(
         memory=app.limits.memory,
         cpus=app.limits.cpus,
         volumes=app.volumes,
-        restart="no",  # dockyard applies app.restart itself (supervisor/watch.py)
+        # docker: dockyard applies app.restart itself (deploy/watch.py); swarm: Swarm does
+        restart=app.restart if app.scheduler == "swarm" else "no",
         stop_timeout=app.stop_timeout,
+        scheduler=app.scheduler,
+        placement=app.placement,
     )
 
 
@@ -112,16 +115,19 @@ def oneoff_spec(
         cpus=app.limits.cpus,
         volumes=app.volumes,
         stop_timeout=app.stop_timeout,
+        scheduler=app.scheduler,
+        placement=app.placement,
     )
 
 
 def target_of(info: ContainerInfo, app_port: int, network: str) -> str | None:
-    """The proxy target ("127.0.0.1:PORT") of a web container, or None if it has no port."""
+    """The proxy target ("127.0.0.1:PORT"; a swarm task: its node's address) of a web container,
+    or None if it has no port."""
     if network == "host":
         port = info.labels.get(LABEL_PORT)
-        return f"127.0.0.1:{port}" if port else None
+        return f"{info.host}:{port}" if port else None
     host_port = info.ports.get(app_port)
-    return f"127.0.0.1:{host_port}" if host_port else None
+    return f"{info.host}:{host_port}" if host_port else None
 
 
 def scales(app: AppSpec, overrides: Mapping[str, int]) -> dict[str, int]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -15,6 +15,7 @@ import docker
 import docker.errors
 
 from supervisor.model.errors import RuntimeFailure
+from supervisor.runtime.group import run_each
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 
 PORT_RETRIES = 3
@@ -139,6 +140,10 @@ class DockerRuntime:
                 raise
             return info
         raise AssertionError("unreachable")
+
+    async def run_group(self, specs: Sequence[ContainerSpec]) -> list[ContainerInfo]:
+        """Each container on its own, in parallel; all or nothing (runtime/group.py)."""
+        return await run_each(specs, self.run, self.remove)
 
     def _inspect_sync(self, container_id: str) -> ContainerInfo | None:
         try:

@@ -1,18 +1,19 @@
 """The seam between the supervisor and the container engine.
 
-`Runtime` is a small Protocol; `supervisor.docker_runtime.DockerRuntime` is the real one.
+`Runtime` is a small Protocol; `runtime/docker.py` (containers) and `runtime/swarm.py` (Swarm
+services) implement it, and `runtime/select.py` picks one per app by `ContainerSpec.scheduler`.
 Pure logic (plans, specs) never needs it; integration tests use the real engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
 from supervisor.model import defaults
-from supervisor.model.kinds import Network
+from supervisor.model.kinds import Network, Scheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class ContainerSpec:
     volumes: tuple[str, ...] = ()
     restart: str = "no"
     stop_timeout: float = defaults.STOP_TIMEOUT
+    scheduler: Scheduler = defaults.SCHEDULER  # which runtime starts it (runtime/select.py)
+    placement: tuple[str, ...] = ()  # swarm placement constraints
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class ContainerInfo:
     restart_count: int = 0
     pid: int = 0  # host pid of the main process (0 when not running)
     ports: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))  # container -> host
+    host: str = "127.0.0.1"  # where the published ports are reached (a swarm task: its node)
 
     @property
     def running(self) -> bool:
@@ -86,6 +90,11 @@ class RuntimeEvent:
 
 class Runtime(Protocol):
     async def run(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    async def run_group(self, specs: Sequence[ContainerSpec]) -> list[ContainerInfo]:
+        """Start the containers of one release x process type together (a Swarm service);
+        all or nothing: on failure, what was started is removed and the error raised."""
+        ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...
 
