@@ -183,7 +183,7 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
         c = Table(t.out, item, key)
         before = len(t.out.problems)
         task_id = c.string("id", check=validators.cron_id)
-        command = c.string("command")
+        command = c.string("command", check=validators.cron_command)
         schedule = c.string("schedule", check=validators.cron_schedule)
         for required in ("command", "schedule"):
             if required not in item:

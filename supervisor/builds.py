@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import defaults
+from . import defaults, validators
 from .errors import DeployError
+from .outputtail import LineSplitter
 
 log = logging.getLogger("dockyard.supervisor")
 DOCKERFILE = "Dockerfile"
@@ -68,12 +69,17 @@ def unpack(data: bytes, dest: Path) -> None:
 
 
 def read_text(root: Path, name: str) -> str | None:
-    """The text of `root/name` when it is a regular file, else None."""
+    """The text of `root/name` when it is a regular file, else None (at most MAX_REPO_FILE_BYTES)."""
     path = root / name
     if not path.is_file() or path.is_symlink():
         return None
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as fh:
+            data = fh.read(defaults.MAX_REPO_FILE_BYTES + 1)
+        too_big = validators.file_size(len(data))
+        if too_big:
+            raise BuildError(f"{name}: {too_big}")
+        return data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildError(f"cannot read {name}: {exc}") from exc
 
@@ -100,7 +106,7 @@ async def build_image(
         import docker.errors
 
         image_id = ""
-        pending = ""
+        lines = LineSplitter()  # only new text is scanned; a long unfinished line comes in pieces
         try:
             chunks = client.api.build(
                 fileobj=io.BytesIO(context), custom_context=True, tag=tag,
@@ -109,8 +115,8 @@ async def build_image(
             )
             for chunk in chunks:
                 if "error" in chunk:
-                    if pending:
-                        emit(pending)
+                    for piece in lines.flush():
+                        emit(piece.decode(errors="replace"))
                     message = str(chunk.get("error") or "").strip()
                     emit(message)
                     raise BuildError(f"docker build failed: {message}")
@@ -118,15 +124,14 @@ async def build_image(
                 if isinstance(aux, dict) and aux.get("ID"):
                     image_id = str(aux["ID"])
                 text = chunk.get("stream") or chunk.get("status") or ""
-                pending += str(text)
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    if line.strip():
-                        emit(line.rstrip())
+                for piece in lines.feed(str(text).encode(errors="replace")):
+                    if piece.strip():
+                        emit(piece.decode(errors="replace").rstrip())
         except docker.errors.DockerException as exc:
             raise BuildError(f"docker build failed: {exc}") from exc
-        if pending.strip():
-            emit(pending.rstrip())
+        for piece in lines.flush():
+            if piece.strip():
+                emit(piece.decode(errors="replace").rstrip())
         if not image_id:
             image_id = str(client.api.inspect_image(tag)["Id"])
         return image_id

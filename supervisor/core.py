@@ -226,7 +226,7 @@ class Supervisor:
         if previous is None:
             raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
         files = self.state.repo_files(name, previous.number)
-        app = with_repo(base, files) if files else base
+        app = await asyncio.to_thread(with_repo, base, files) if files else base
         return await deploy(self, app, previous.image, kind="rollback", progress=progress, repo=files)
 
     async def adopt(self) -> None:

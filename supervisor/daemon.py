@@ -70,7 +70,8 @@ class Daemon:
         state = StateStore(server.state_dir)
         runtime = DockerRuntime()
         proxy = Proxy(self.config.proxy)
-        sup = Supervisor(self.config, runtime, proxy, state)
+        # In a thread: it parses the repository files (app.json, Procfile) of the serving releases.
+        sup = await asyncio.to_thread(Supervisor, self.config, runtime, proxy, state)
         self.sup = sup
 
         def image_of(app: str) -> tuple[str, int] | None:
@@ -200,8 +201,11 @@ class Daemon:
     async def reload(self) -> dict[str, object]:
         """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
         async with self._reload_lock:
-            new = load_config(self.config.path)
-            self.sched.reload(self.sup.effective(new))  # raises on a bad schedule before anything changed
+            # Reading and merging (app.json, Procfile) run in a thread, never on the event loop;
+            # the merge is memoized, so reconcile.apply's own merge below reuses it.
+            new = await asyncio.to_thread(load_config, self.config.path)
+            effective = await asyncio.to_thread(self.sup.effective, new)
+            self.sched.reload(effective)  # raises on a bad schedule before anything changed
             result = await reconcile.apply(self.sup, new)
             if self.acme is not None:
                 self.acme.apply(new)  # certificates follow the apps (docs/tls.md)

@@ -56,6 +56,15 @@ CRON_CONCURRENCY = "allow"  # Dokku's app.json default
 CRON_TIMEOUT = None  # seconds; None: a run may take as long as it likes
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
 
+# limits on what a pushed repository (or a config) may hand the daemon
+MAX_REPO_FILE_BYTES = 1 << 20  # app.json or Procfile: larger is refused (1 MiB)
+MAX_CRON_COMMAND = 4096  # characters of a cron task's command (it feeds Dokku's cron id)
+MAX_CRON_SCHEDULE = 4096  # characters of a cron schedule
+OUTPUT_LINE_MAX = 16384  # bytes: a longer (or unfinished) output line is passed on in pieces
+ONEOFF_OUTPUT_KB = 64  # how much of a predeploy/postdeploy container's output is read
+CHECK_BODY_MAX = 65536  # bytes of a health check's response body read (for `content`)
+CHECK_OUTPUT_MAX = 65536  # bytes of a command check's output kept
+
 # labels every container carries
 LABEL_PREFIX = "dockyard"
 LABEL_APP = "dockyard.app"

@@ -18,12 +18,17 @@ wins wherever both define a thing:
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import TypeVar
 
 from . import defaults
 from .appjson import AppJson, parse_app_json
-from .procfile import parse_procfile
+from .procfile import Procfile, parse_procfile
 from .spec import AppSpec, HealthCheckSpec, ProcessSpec
 
 PROCFILE = "Procfile"
@@ -65,7 +70,7 @@ def merge_repo(
     processes = dict(app.processes)
 
     if procfile is not None:
-        parsed = parse_procfile(procfile, f"{where}{PROCFILE}")
+        parsed = _procfile(procfile, f"{where}{PROCFILE}")
         warnings.extend(parsed.warnings)
         if config_defines_processes(app):
             warnings.append(
@@ -80,7 +85,7 @@ def merge_repo(
                 merged.setdefault(name, process)
             processes = merged
 
-    found = parse_app_json(app_json, f"{where}{APP_JSON}", app=app.name) if app_json else AppJson()
+    found = _app_json(app_json, f"{where}{APP_JSON}", app.name) if app_json else AppJson()
     warnings.extend(found.warnings)
     for name, quantity in found.formation.items():
         if name in processes and processes[name].scale == defaults.SCALE:
@@ -112,6 +117,36 @@ def merge_repo(
         env=MappingProxyType(env),
     )
     return RepoApp(spec, tuple(warnings))
+
+
+T = TypeVar("T")
+PARSED_KEPT = 64  # parsed Procfile/app.json texts kept (a push parses them in a worker thread)
+_parsed: OrderedDict[tuple[str, str, str, str], object] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def _memo(kind: str, text: str, where: str, app: str, parse: Callable[[], T]) -> T:
+    """Parse once per (text, file name, app): the push parses in a worker thread, and the
+    daemon's later merges (after the deploy, at reload) reuse the result on the event loop."""
+    key = (kind, hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest(), where, app)
+    with _parsed_lock:
+        if key in _parsed:
+            _parsed.move_to_end(key)
+            return _parsed[key]  # type: ignore[return-value]
+    result = parse()
+    with _parsed_lock:
+        _parsed[key] = result
+        while len(_parsed) > PARSED_KEPT:
+            _parsed.popitem(last=False)
+    return result
+
+
+def _procfile(text: str, path: str) -> Procfile:
+    return _memo("procfile", text, path, "", lambda: parse_procfile(text, path))
+
+
+def _app_json(text: str, path: str, app: str) -> AppJson:
+    return _memo("app.json", text, path, app, lambda: parse_app_json(text, path, app=app))
 
 
 def _config_scale(app: AppSpec, process: str) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 
+from . import defaults
+
 CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -51,6 +53,8 @@ def _q(text: str) -> str:
 
 def cron_schedule(schedule: str) -> str | None:
     """A 5-field cron expression or an @ alias, as robfig/cron (Dokku's parser) accepts them."""
+    if len(schedule) > defaults.MAX_CRON_SCHEDULE:
+        return f"is {len(schedule)} characters long, more than the {defaults.MAX_CRON_SCHEDULE} allowed"
     text = schedule.strip()
     if text.startswith("@"):
         if text.lower() in CRON_ALIASES:
@@ -64,6 +68,20 @@ def cron_schedule(schedule: str) -> str | None:
         message = _cron_field(value, low, high, names)
         if message:
             return f"{name} field {_q(value)}: {message}"
+    return None
+
+
+def cron_command(command: str) -> str | None:
+    """A cron command: its length is capped (it feeds Dokku's cron id and every log line)."""
+    if len(command) > defaults.MAX_CRON_COMMAND:
+        return f"is {len(command)} characters long, more than the {defaults.MAX_CRON_COMMAND} allowed"
+    return None
+
+
+def file_size(size: int, limit: int = defaults.MAX_REPO_FILE_BYTES) -> str | None:
+    """A Procfile or app.json of `size` bytes; larger than `limit` is refused before parsing."""
+    if size > limit:
+        return f"is larger than {limit // 1024} KiB ({size} bytes or more); refused"
     return None
 
 
