@@ -160,7 +160,9 @@ def _processes(t: Table) -> tuple[dict[str, ProcessSpec], set[str]]:
             p.bad("command", "a non-empty string (run by the image's shell) or a non-empty array of strings")
         if p.has("scale"):
             explicit.add(name)
-        processes[name] = ProcessSpec(name, command, p.integer("scale", defaults.SCALE, minimum=0))
+        processes[name] = ProcessSpec(
+            name, command, p.integer("scale", defaults.SCALE, minimum=0, cap=defaults.MAX_SCALE)
+        )
         p.finish()
     return processes, explicit
 
@@ -248,8 +250,10 @@ def _limits(t: Table) -> LimitsSpec:
     cpus = None
     if table.has("cpus"):
         value = table.data["cpus"]
-        if is_number(value) and value > 0:
+        if is_number(value) and 0 < value <= defaults.MAX_CPUS:
             cpus = float(value)
+        elif is_number(value) and value > defaults.MAX_CPUS:
+            table.error("cpus", f"must be at most {defaults.MAX_CPUS:g}, got {value:g}")
         else:
             table.bad("cpus", "a positive number of CPUs (e.g. 0.5)")
     table.finish()

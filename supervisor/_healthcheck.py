@@ -38,7 +38,7 @@ def _lenient_positive(t: Table, name: str, default: float, *, strict: bool) -> f
         t.out.warn(t.key(name), f"{show(value)} is not positive; Dokku's default {default:g} applies")
         return default
     if name == "attempts":
-        return t.integer(name, int(default))
+        return t.integer(name, int(default), cap=defaults.MAX_CHECK_ATTEMPTS)
     return t.number(name, default, positive=True)
 
 

@@ -200,8 +200,10 @@ def _formation(top: Table) -> dict[str, int]:
             table.error(process, message)
         quantity = entry.data.get("quantity")
         if entry.has("quantity"):
-            if is_int(quantity) and quantity >= 0:
+            if is_int(quantity) and 0 <= quantity <= defaults.MAX_SCALE:
                 result[process] = int(quantity)
+            elif is_int(quantity) and quantity > defaults.MAX_SCALE:
+                entry.error("quantity", f"must be at most {defaults.MAX_SCALE}, got {quantity}")
             else:
                 entry.bad("quantity", "an integer >= 0")
         for key in ("max_parallel", "autoscaling", "service"):

@@ -56,6 +56,16 @@ CRON_CONCURRENCY = "allow"  # Dokku's app.json default
 CRON_TIMEOUT = None  # seconds; None: a run may take as long as it likes
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
 
+# ranges of numbers in the config (docs/config.md)
+MAX_SECONDS = 86400.0  # every duration key: at most a day
+MAX_SCALE = 1000  # containers of one process type (config, app.json formation, `dockyard scale`)
+MAX_CHECK_ATTEMPTS = 1000
+MAX_CPUS = 1024.0
+MAX_HSTS_AGE = 2 * 31536000  # two years, the longest max-age browsers keep
+MIN_HEADER_SIZE = 1024  # [proxy] max_header_size: a request line and a Host header must fit
+MAX_HEADER_SIZE = 1 << 20
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # metrics_listen elsewhere gets a warning
+
 # limits on what a pushed repository (or a config) may hand the daemon
 MAX_REPO_FILE_BYTES = 1 << 20  # app.json or Procfile: larger is refused (1 MiB)
 MAX_CRON_COMMAND = 4096  # characters of a cron task's command (it feeds Dokku's cron id)

@@ -8,10 +8,12 @@ them. The new counts persist in SQLite, over the config's scale, across daemon r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from . import defaults
 from .containers import process_spec, scales
 from .core import Serving
 from .deploy import DeployReport, Progress, deploy
@@ -50,31 +52,41 @@ async def scale(sup: Supervisor, name: str, counts: Mapping[str, int]) -> dict[s
             f"app {name!r} has no process type {', '.join(unknown)} "
             f"(it has {', '.join(app.processes)})"
         )
+    too_many = {p: n for p, n in counts.items() if not 0 <= n <= defaults.MAX_SCALE}
+    if too_many:
+        process, count = next(iter(too_many.items()))
+        raise DeployError(f"scale of {name!r}: {process}={count} is outside 0-{defaults.MAX_SCALE}; nothing changed")
     lock = sup.lock(name)
     if lock.locked():
         raise DeployInProgress(f"a deploy of {name!r} is running; scale it when it ends")
     async with lock:
-        sup.state.set_scale(name, counts)
         serving = sup.serving.get(name)
         current = sup.state.current(name)
         if serving is None or current is None:
+            sup.state.set_scale(name, counts)
             return scales(app, sup.state.scale(name))  # applies at the next deploy
         added: list[ContainerInfo] = []
         removed: list[ContainerInfo] = []
-        for process, wanted in counts.items():
-            mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
-            if wanted < len(mine):
-                removed.extend(mine[wanted:])
-            taken = {index_of(c) for c in mine}
-            free = (i for i in range(1, 10_000) if i not in taken)
-            for _ in range(wanted - len(mine)):
-                spec = process_spec(
-                    app, image=current.image, instance=sup.instance, release=current.number,
-                    process=process, index=next(free),
-                )
-                added.append(await sup.runtime.run(spec))
+        try:
+            for process, wanted in counts.items():
+                mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
+                if wanted < len(mine):
+                    removed.extend(mine[wanted:])
+                taken = {index_of(c) for c in mine}
+                free = (i for i in itertools.count(1) if i not in taken)
+                for _ in range(wanted - len(mine)):
+                    spec = process_spec(
+                        app, image=current.image, instance=sup.instance, release=current.number,
+                        process=process, index=next(free),
+                    )
+                    added.append(await sup.runtime.run(spec))
+        except BaseException:  # a failed start (or a cancel): the ones already started go
+            await asyncio.gather(*(sup.runtime.remove(c.id) for c in added), return_exceptions=True)
+            raise
         if added:
             await _check_or_discard(sup, name, added)
+        # Only now, with the new containers past their checks, do the counts persist.
+        sup.state.set_scale(name, counts)
         keep = tuple(c for c in serving.containers if c not in removed) + tuple(added)
         sup.serving[name] = Serving(serving.release, keep)
         sup.refresh_routes(app)  # new web containers in, removed ones out: one assignment
