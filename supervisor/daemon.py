@@ -11,6 +11,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sqlite3
 from contextlib import suppress
 from typing import Any
 
@@ -20,7 +21,7 @@ from proxy import Proxy, compiled
 from scheduler import Scheduler
 from scheduler.control import add_routes as add_cron_routes
 
-from . import gitcontrol, gitrepo, logs, metrics, reconcile
+from . import gitcontrol, gitrepo, logs, metrics, reconcile, secrecy
 from .acme import start_tls
 from .config import load_config
 from .control import TLS_STATUS_KEY, make_app, prepare_socket_path
@@ -67,7 +68,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.should_reload.set)
 
         server = self.config.server
+        # umask 077, state dir 0700, its files 0600 (existing ones too); old releases lose
+        # their env values (docs/operations.md, "Secrets").
+        await asyncio.to_thread(secrecy.secure_state_dir, server.state_dir)
         state = StateStore(server.state_dir)
+        try:
+            await asyncio.to_thread(state.scrub_secrets)
+        except sqlite3.Error as exc:
+            log.warning("old releases not scrubbed of env values error=%s", exc)
         runtime = DockerRuntime()
         proxy = Proxy(self.config.proxy)
         # In a thread: it parses the repository files (app.json, Procfile) of the serving releases.

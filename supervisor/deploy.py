@@ -23,6 +23,7 @@ from .containers import oneoff_spec, process_spec, scales
 from .errors import DeployError, DeployInProgress, RuntimeFailure
 from .repoapp import RepoFiles
 from .runtime import ContainerInfo
+from .secrecy import redact
 from .spec import AppSpec
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class DeployReport:
 
 
 def snapshot(app: AppSpec) -> dict[str, Any]:
-    """A JSON-able copy of the app spec, kept with the release."""
+    """A JSON-able copy of the app spec, kept with the release: env and build args by name
+    and digest only (supervisor/secrecy.py), never their values."""
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -79,7 +81,7 @@ def snapshot(app: AppSpec) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    return dict(plain(app))
+    return redact(dict(plain(app)))
 
 
 async def deploy(

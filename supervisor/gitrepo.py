@@ -121,7 +121,7 @@ def init_repo(config: Config, app: AppSpec, python: str | None = None) -> Path:
     hook.parent.mkdir(exist_ok=True)
     tmp = hook.with_name(f".{HOOK}.tmp")
     tmp.write_text(hook_script(app.name, config.server.control_socket, python))
-    tmp.chmod(0o755)
+    tmp.chmod(0o700)  # the daemon and the push account are one user (docs/git.md)
     os.replace(tmp, hook)
     return path
 
