@@ -64,7 +64,7 @@ class HealthCheckSpec:
     listening: bool = False  # the port accepts TCP connections
     command: tuple[str, ...] = ()  # run inside the container; exit 0 passes
     warn: bool = False  # a failure only warns
-    on_failure: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))  # app.json "onFailure", kept as given
+    on_failure: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))  # always empty: onFailure is refused (_healthcheck.py)
 
 
 @dataclass(frozen=True, slots=True)
