@@ -68,10 +68,11 @@ def add_commands(
             return EXIT_OK
         table = [
             {**row, "next_run": _when(row.get("next_run")) if not row["suspended"] else "suspended",
-             "last": _last(row.get("last"))}
+             "last": _last(row.get("last")),
+             "running": f"{row.get('running', 0)}/{row.get('max_concurrent', '-')}"}
             for row in rows
         ]
-        print(_table(table, ("app", "id", "schedule", "next_run", "last", "command")))
+        print(_table(table, ("app", "id", "schedule", "next_run", "last", "running", "command")))
         return EXIT_OK
 
     def cmd_run(args: argparse.Namespace) -> int:

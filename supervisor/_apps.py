@@ -192,6 +192,8 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
                 c.error(required, "is required")
         policy = c.choice("concurrency_policy", defaults.CRON_CONCURRENCY, _APP_JSON_CONCURRENCY)
         timeout = c.optional_number("timeout", positive=True)
+        max_concurrent = c.integer("max_concurrent", defaults.CRON_MAX_CONCURRENT,
+                                   maximum=defaults.MAX_CRON_CONCURRENT)
         c.finish()
         if len(t.out.problems) != before or command is None or schedule is None:
             continue
@@ -200,7 +202,8 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
             t.out.error(f"{key}.id", f"duplicate cron id {task_id!r} (also {t.key('cron')}[{ids[task_id]}])")
             continue
         ids[task_id] = i
-        result.append(CronSpec(task_id, command, schedule, cast(ConcurrencyPolicy, policy), timeout, "config"))
+        result.append(CronSpec(task_id, command, schedule, cast(ConcurrencyPolicy, policy), timeout, "config",
+                               max_concurrent))
     return result
 
 

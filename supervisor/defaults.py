@@ -55,6 +55,8 @@ CHECK_PERIOD = 10.0  # dockyard: how often liveness/readiness checks run after t
 CRON_CONCURRENCY = "allow"  # Dokku's app.json default
 CRON_TIMEOUT = None  # seconds; None: a run may take as long as it likes
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
+CRON_MAX_CONCURRENT = 3  # runs of one task at once; an "allow" run due past it is skipped
+MAX_CRON_CONCURRENT = 100  # the highest `max_concurrent` a task may set
 
 # ranges of numbers in the config (docs/config.md)
 MAX_SECONDS = 86400.0  # every duration key: at most a day

@@ -75,6 +75,7 @@ class CronSpec:
     concurrency_policy: ConcurrencyPolicy = "allow"
     timeout: float | None = None  # seconds; None: no limit
     source: Literal["config", "app.json"] = "config"
+    max_concurrent: int = defaults.CRON_MAX_CONCURRENT  # runs at once; more are skipped
 
 
 @dataclass(frozen=True, slots=True)
