@@ -93,6 +93,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         drain_timeout=t.number("drain_timeout", defaults.DRAIN_TIMEOUT),
         default_checks_wait=t.number("default_checks_wait", defaults.DEFAULT_CHECKS_WAIT),
         deploy_timeout=t.number("deploy_timeout", defaults.DEPLOY_TIMEOUT, positive=True),
+        build_timeout=t.number("build_timeout", defaults.BUILD_TIMEOUT, positive=True),
         network=cast(Network, t.choice("network", defaults.NETWORK, ("bridge", "host"))),
         balance=cast(Balance, t.choice("balance", defaults.BALANCE, ("round_robin", "least_inflight"))),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,

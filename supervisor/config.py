@@ -113,9 +113,11 @@ def _server(t: Table, base: Path) -> ServerSpec:
         t.out.warn(t.key("metrics_listen"), f"{metrics_listen!r} is not a loopback address: anyone who can "
                    "reach it reads every app's metrics (there is no authentication); prefer 127.0.0.1")
     tls = server_tls(t)
+    max_context = t.integer("max_build_context", defaults.MAX_BUILD_CONTEXT, minimum=1 << 20,
+                            cap=defaults.MAX_BUILD_CONTEXT_CAP)
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
-                      instance=instance, metrics_listen=metrics_listen, **tls)
+                      instance=instance, metrics_listen=metrics_listen, max_build_context=max_context, **tls)
 
 
 def _proxy(t: Table) -> ProxyOptions:

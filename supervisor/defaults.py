@@ -68,6 +68,10 @@ MIN_HEADER_SIZE = 1024  # [proxy] max_header_size: a request line and a Host hea
 MAX_HEADER_SIZE = 1 << 20
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # metrics_listen elsewhere gets a warning
 
+MAX_BUILD_CONTEXT = 1 << 30  # [server] max_build_context: bytes of a build context (1 GiB)
+MAX_BUILD_CONTEXT_CAP = 64 << 30  # the largest max_build_context accepted (64 GiB)
+BUILD_TIMEOUT = 1800.0  # [apps.X] build_timeout: seconds a `docker build` may take
+
 # limits on what a pushed repository (or a config) may hand the daemon
 MAX_REPO_FILE_BYTES = 1 << 20  # app.json or Procfile: larger is refused (1 MiB)
 MAX_CRON_COMMAND = 4096  # characters of a cron task's command (it feeds Dokku's cron id)

@@ -12,7 +12,6 @@ branch where it was (and the old release serving).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shlex
@@ -21,7 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import defaults
+from . import buildcontext, defaults
+from .buildcontext import Context
 from .errors import DeployError
 from .spec import AppSpec, Config
 
@@ -116,6 +116,10 @@ def init_repo(config: Config, app: AppSpec, python: str | None = None) -> Path:
         _git("init", "--bare", "--quiet", str(path))
         _git("--git-dir", str(path), "symbolic-ref", "HEAD", f"refs/heads/{deploy_branches(app)[0]}")
     _git("--git-dir", str(path), "config", "dockyard.app", app.name)
+    # A push larger than a build context may be is refused while it is received, and every
+    # object is checked (git's defaults accept both).
+    _git("--git-dir", str(path), "config", "receive.maxInputSize", str(config.server.max_build_context))
+    _git("--git-dir", str(path), "config", "receive.fsckObjects", "true")
     _git("--git-dir", str(path), "config", "dockyard.socket", str(config.server.control_socket))
     hook = path / "hooks" / HOOK
     hook.parent.mkdir(exist_ok=True)
@@ -144,19 +148,19 @@ def _quarantine_env(repo: Path, quarantine: str | None) -> dict[str, str]:
     return env
 
 
-async def export(repo: Path, rev: str, quarantine: str | None = None) -> bytes:
-    """`git archive --format=tar <rev>` of the repository (seeing a push's quarantined objects)."""
+async def export(
+    repo: Path, rev: str, quarantine: str | None = None, *, state_dir: Path,
+    limit: int = defaults.MAX_BUILD_CONTEXT,
+) -> Context:
+    """`git archive --format=tar <rev>` of the repository (seeing a push's quarantined objects),
+    streamed to a file under `state_dir` and capped at `limit` bytes (buildcontext.py)."""
     if not _REV_RE.match(rev):
         raise GitError(f"not a commit id: {rev!r}")
-    proc = await asyncio.create_subprocess_exec(
-        "git", "--git-dir", str(repo), "archive", "--format=tar", rev,
-        env=_quarantine_env(repo, quarantine),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise GitError(f"git archive {rev[:7]} failed: {err.decode(errors='replace').strip()}")
-    return out
+    args = ["git", "--git-dir", str(repo), "archive", "--format=tar", rev]
+    try:
+        return await buildcontext.from_git(args, _quarantine_env(repo, quarantine), state_dir, limit)
+    except buildcontext.ContextError as exc:
+        raise GitError(f"{rev[:7]}: {exc}") from exc
 
 
 def app_from_ssh_command(command: str) -> str:

@@ -34,6 +34,7 @@ class ServerSpec:
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL
     acme_renew_days: int = defaults.ACME_RENEW_DAYS
+    max_build_context: int = defaults.MAX_BUILD_CONTEXT  # bytes; also git's receive.maxInputSize
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class AppSpec:
     drain_timeout: float = defaults.DRAIN_TIMEOUT
     default_checks_wait: float = defaults.DEFAULT_CHECKS_WAIT
     deploy_timeout: float = defaults.DEPLOY_TIMEOUT
+    build_timeout: float = defaults.BUILD_TIMEOUT  # a `docker build` (git push, --build)
     network: Network = "bridge"
     balance: Balance = "round_robin"
     restart: str = defaults.RESTART_POLICY
