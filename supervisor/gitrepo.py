@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import buildcontext, defaults
+from . import buildcontext, defaults, trust
 from .buildcontext import Context
 from .errors import DeployError
 from .spec import AppSpec, Config
@@ -102,7 +102,14 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 
 
 def hook_script(app: str, socket: Path, python: str | None = None) -> str:
+    """The hook's text; GitError when the interpreter or the package root it names could be
+    changed by a user other than root or the daemon's (the push account would run their code)."""
     package_root = str(Path(__file__).resolve().parents[1])
+    problem = trust.code_problem(python or sys.executable, {0, os.geteuid()},
+                                 prefix=None if python else sys.prefix)
+    if problem:
+        raise GitError(f"refusing to write a git hook that runs {package_root}: {problem} "
+                       "(a user other than root or the daemon's could change it)")
     return HOOK_SCRIPT.format(
         python=python or sys.executable, app=app, socket=str(socket), package_root=package_root
     )

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import orjson
 
-from . import applogs
+from . import applogs, trust
 from .errors import ControlError, DockyardError
 
 ClientFactory = Callable[[argparse.Namespace], Any]
@@ -297,6 +297,14 @@ def _install_binary(target: Path) -> str:
     script = shutil.which("dockyard") or (sys.argv[0] if Path(sys.argv[0]).name == "dockyard" else None)
     if not script:
         return f"skipped {target}: no dockyard script found; install dist/dockyard.pyz there"
+    # The root service would run this script, its interpreter and the code it imports.
+    problem = trust.code_problem(sys.executable, (0,), prefix=sys.prefix, deep=True) or trust.untrusted(
+        [Path(script)], owners=(0,))
+    if problem:
+        raise DockyardError(
+            f"refusing to link {target} to {Path(script).resolve()}: {problem}, so a non-root user "
+            "could change what the root service runs; install dist/dockyard.pyz (copied, root-owned) "
+            "or use a root-owned checkout and virtualenv")
     target.symlink_to(Path(script).resolve())
     return f"linked {target} -> {Path(script).resolve()}"
 
