@@ -13,9 +13,9 @@ the tarfile `data` filter's bypasses (fixed only in Python 3.11.13, 3.12.11, 3.1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import AsyncIterable
@@ -90,33 +90,34 @@ async def from_stream(chunks: AsyncIterable[bytes], state_dir: Path, limit: int)
 
 async def from_git(args: list[str], env: dict[str, str], state_dir: Path, limit: int) -> Context:
     """Run `git archive` (`args`) with its output streamed to disk, killed past `limit` bytes."""
+    return await asyncio.to_thread(_from_git, args, env, state_dir, limit)
+
+
+def _from_git(args: list[str], env: dict[str, str], state_dir: Path, limit: int) -> Context:
+    # Blocking, in a worker thread: a plain Popen, so no event loop child watcher is involved.
     where = workdir(state_dir)
     path = where / "archive.tar"
     try:
-        with open(path, "wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-            )
-            assert proc.stdout is not None and proc.stderr is not None
-            errors = asyncio.ensure_future(proc.stderr.read(CHUNK))
+        with tempfile.TemporaryFile() as err, open(path, "wb") as out:
+            proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err)
+            assert proc.stdout is not None
             size = 0
-            complete = False
             try:
-                while chunk := await proc.stdout.read(CHUNK):
+                while chunk := proc.stdout.read(CHUNK):
                     size += len(chunk)
                     if size > limit:
                         raise too_large(limit)
-                    await asyncio.to_thread(out.write, chunk)
-                complete = True
+                    out.write(chunk)
             finally:
-                if not complete and proc.returncode is None:  # refused or cancelled: stop git
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                code = await proc.wait()
-                err = (await errors).decode(errors="replace").strip()
+                if proc.poll() is None and size > limit:  # refused: stop git
+                    proc.kill()
+                proc.stdout.close()
+                code = proc.wait()
+            err.seek(0)
+            message = err.read(CHUNK).decode(errors="replace").strip()
         if code != 0:
-            raise ContextError(f"git archive failed: {err}")
-        return await asyncio.to_thread(finish, path, size, where, limit)
+            raise ContextError(f"git archive failed: {message}")
+        return finish(path, size, where, limit)
     except BaseException:
         shutil.rmtree(where, ignore_errors=True)
         raise
