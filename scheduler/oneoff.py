@@ -16,47 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.runtime.outputtail import OutputTail
 from supervisor.runtime.protocol import ContainerSpec, OneOffResult, Runtime
 
 OnOutput = Callable[[str], None]
 EXIT_POLL = 0.05  # seconds between inspections once the log stream has ended
 EXIT_WAIT = 10.0  # how long the engine may take to report an exit after the logs end
-
-
-class OutputTail:
-    """The last `limit` bytes of output, kept as whole lines where possible."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._buf = bytearray()
-        self._partial = bytearray()
-        self.truncated = False
-
-    def feed(self, chunk: bytes) -> list[str]:
-        """Add a chunk; return the complete lines it finished."""
-        self._buf += chunk
-        if len(self._buf) > 2 * self.limit:
-            del self._buf[: len(self._buf) - self.limit]
-            self.truncated = True
-        self._partial += chunk
-        *lines, rest = self._partial.split(b"\n")
-        self._partial = bytearray(rest)
-        return [line.decode(errors="replace") for line in lines]
-
-    def flush(self) -> list[str]:
-        if not self._partial:
-            return []
-        line = self._partial.decode(errors="replace")
-        self._partial.clear()
-        return [line]
-
-    def text(self) -> str:
-        data = bytes(self._buf[-self.limit :]) if len(self._buf) > self.limit else bytes(self._buf)
-        text = data.decode(errors="replace")
-        if self.truncated or len(self._buf) > self.limit:
-            text = text.partition("\n")[2] if "\n" in text else text
-            return f"[output truncated to the last {self.limit // 1024} KB]\n{text}"
-        return text
+__all__ = ["Handle", "OnOutput", "OutputTail", "run_streaming"]
 
 
 @dataclass(slots=True)

@@ -257,6 +257,7 @@ class Scheduler:
                 "suspended": (app_name, task_id) in suspended,
                 "next_run": next_run.isoformat() if next_run else None,
                 "running": len(self._active.get((app_name, task_id), {})),
+                "max_concurrent": task.max_concurrent,
                 "last": None if last is None else {
                     "status": last.status,
                     "exit_code": last.exit_code,
@@ -301,14 +302,17 @@ class Scheduler:
             return None  # removed by a reload after it was due
         stamp = scheduled.timestamp()
         active = self._active.get((app, task_id), {})
-        if active and task.concurrency_policy == "forbid":
+        full = task.concurrency_policy == "allow" and len(active) >= task.max_concurrent
+        if (active and task.concurrency_policy == "forbid") or full:
             run_id = self._store.claim(app, task_id, stamp, status="skipped")
             if run_id is None:
                 return None
             going = ", ".join(str(r) for r in sorted(active))
             log.info("cron skipped app=%s task=%s scheduled=%s running=%s", app, task_id,
                      scheduled.isoformat(), going)
-            return self._store.finish(run_id, "skipped", None, f"[skipped: run {going} is still going]")
+            why = (f"[skipped: {len(active)} runs ({going}) are going, the most max_concurrent allows]"
+                   if full else f"[skipped: run {going} is still going]")
+            return self._store.finish(run_id, "skipped", None, why)
         run_id = self._store.claim(app, task_id, stamp)
         if run_id is None:
             log.info("cron already ran app=%s task=%s scheduled=%s", app, task_id, scheduled.isoformat())

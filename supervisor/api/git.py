@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ from supervisor.deploy.flow import deploy_holding_lock
 from supervisor.deploy.locks import Claim
 from supervisor.deploy.report import DeployReport, Progress
 from supervisor.deploy.supervisor import Supervisor
+from supervisor.git import buildcontext
 from supervisor.git import repo as gitrepo
+from supervisor.git.buildcontext import Context
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError, DockyardError
 from supervisor.model.release import ReleaseKind, RepoFiles
@@ -43,34 +44,37 @@ from supervisor.runtime import builds
 
 log = logging.getLogger("dockyard.supervisor")
 GetSupervisor = Callable[[], Supervisor]
-MAX_CONTEXT_BYTES = 2 << 30  # an uploaded build context larger than this is refused
 TAR_TYPES = ("application/x-tar", "application/octet-stream")
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A build ready to run: the merged app spec, the context tar, its tag."""
+    """A build ready to run: the merged app spec, the context tar (a file), its tag."""
 
     spec: AppSpec
-    context: bytes
+    context: Context
     tag: str
     warnings: tuple[str, ...]
     kind: ReleaseKind
     files: RepoFiles
 
 
-def prepare_dir(app: AppSpec, root: Path, tag: str, kind: ReleaseKind, source: str) -> Prepared:
-    """Blocking: read Procfile/app.json under `root`, merge them, and tar the context."""
-    files = RepoFiles(builds.read_text(root, PROCFILE), builds.read_text(root, APP_JSON), source)
-    merged = merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=source)
-    return Prepared(merged.spec, builds.context_tar(root), tag, merged.warnings, kind, files)
+def prepare_context(app: AppSpec, context: Context, tag: str, kind: ReleaseKind, source: str) -> Prepared:
+    """Blocking: merge the context's Procfile and app.json into `app`; the context is closed
+    (its files removed) when this fails."""
+    try:
+        files = RepoFiles(context.texts.get(PROCFILE), context.texts.get(APP_JSON), source)
+        merged = merge_repo(app, procfile=files.procfile, app_json=files.app_json, source=source)
+    except BaseException:
+        context.close()
+        raise
+    return Prepared(merged.spec, context, tag, merged.warnings, kind, files)
 
 
-def prepare_tar(app: AppSpec, data: bytes, tag: str, kind: ReleaseKind, source: str) -> Prepared:
-    """Blocking: unpack a tar (git archive or upload) and prepare it like a directory."""
-    with tempfile.TemporaryDirectory(prefix="dockyard-build-") as tmp:
-        builds.unpack(data, Path(tmp))
-        return prepare_dir(app, Path(tmp), tag, kind, source)
+def prepare_dir(app: AppSpec, root: Path, tag: str, kind: ReleaseKind, source: str, *, state_dir: Path,
+                limit: int = defaults.MAX_BUILD_CONTEXT) -> Prepared:
+    """Blocking: tar the directory `root` to disk (its .dockerignore applied) and prepare it."""
+    return prepare_context(app, buildcontext.from_dir(root, state_dir, limit), tag, kind, source)
 
 
 def parse_updates(body: Mapping[str, Any]) -> list[gitrepo.RefUpdate]:
@@ -130,29 +134,35 @@ def routes(
             repo = gitrepo.repo_path(sup.config, app.name)
             if not (repo / "HEAD").is_file():
                 raise gitrepo.GitError(f"no repository at {repo}: run `dockyard git init {app.name}`")
-            data = await gitrepo.export(repo, rev, quarantine)
+            server = sup.config.server
+            context = await gitrepo.export(repo, rev, quarantine, state_dir=server.state_dir,
+                                           limit=server.max_build_context)
             return await asyncio.to_thread(
-                prepare_tar, app, data, builds.image_tag(app.name, rev), "git-push", rev[:builds.SHORT_REV]
+                prepare_context, app, context, builds.image_tag(app.name, rev), "git-push", rev[:builds.SHORT_REV]
             )
 
         return await guarded(request, prepare)
 
     async def build_deploy(request: web.Request) -> web.StreamResponse:
         is_tar = request.content_type in TAR_TYPES
-        data = await _read_limited(request) if is_tar else b""
         body = {} if is_tar else await json_body(request)
 
         async def prepare(sup: Supervisor, app: AppSpec) -> Prepared:
             tag = builds.image_tag(app.name)
-            if is_tar:
-                return await asyncio.to_thread(prepare_tar, app, data, tag, "build", "")
+            server = sup.config.server
+            if is_tar:  # streamed to disk, capped: never held in memory
+                context = await buildcontext.from_stream(
+                    request.content.iter_chunked(1 << 16), server.state_dir, server.max_build_context
+                )
+                return await asyncio.to_thread(prepare_context, app, context, tag, "build", "")
             path = body.get("path") or (app.build if app.build not in (None, "git") else None)
             if not isinstance(path, str) or not path:
                 raise DeployError(f"app {app.name!r} has no build directory: send a tar or a path")
             root = Path(path)
             if not root.is_absolute():
                 raise DeployError(f"path must be absolute, got {path!r}")
-            return await asyncio.to_thread(prepare_dir, app, root, tag, "build", str(root))
+            return await asyncio.to_thread(prepare_dir, app, root, tag, "build", str(root),
+                                           state_dir=server.state_dir, limit=server.max_build_context)
 
         return await guarded(request, prepare)
 
@@ -168,18 +178,6 @@ def add_routes(
     app.router.add_routes(routes(get_supervisor, image_labels=image_labels))
 
 
-async def _read_limited(request: web.Request) -> bytes:
-    """The whole body, past aiohttp's client_max_size (a build context may be large)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > MAX_CONTEXT_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTEXT_BYTES, actual_size=size)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progress,
                            image_labels: Mapping[str, str]) -> tuple[DeployReport | None, str]:
     """Build the image, then run the deploy pipeline (the caller holds the app's operation
@@ -188,7 +186,7 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
     for warning in prepared.warnings:
         progress({"event": "warning", "app": app.name, "message": warning})
     progress({"event": "build", "app": app.name, "status": "start", "image": prepared.tag,
-              "context": builds.context_size(prepared.context)})
+              "context": builds.context_size(prepared.context.size)})
 
     def on_line(line: str) -> None:
         progress({"event": "build", "app": app.name, "line": line})
@@ -198,8 +196,8 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
         labels[builds.LABEL_REV] = prepared.tag.rsplit(":", 1)[1]
     try:
         await builds.build_image(
-            builds.docker_client(sup.runtime), prepared.context, app=app.name, tag=prepared.tag,
-            build_args=app.build_args, labels=labels, on_line=on_line,
+            builds.docker_client(sup.runtime), prepared.context.path, app=app.name, tag=prepared.tag,
+            build_args=app.build_args, labels=labels, on_line=on_line, timeout=app.build_timeout,
         )
     except DeployError as exc:
         progress({"event": "build", "app": app.name, "status": "failed", "error": str(exc)})
@@ -221,6 +219,7 @@ async def _stream(
             report, reason = await build_and_deploy(sup, prepared, emit, image_labels)
         finally:
             claim.release()
+            await asyncio.to_thread(prepared.context.close)
         result: dict[str, Any] = {"app": name, "image": prepared.tag}
         if report is None:
             return {**result, **_failed(reason)}
@@ -230,7 +229,11 @@ async def _stream(
     def failed(reason: str) -> dict[str, Any]:
         return {"app": name, "image": prepared.tag, **_failed(reason)}
 
-    return await stream(request, work, failed, finally_=claim.release)
+    def done() -> None:  # also when the work's task was cancelled before it started
+        claim.release()
+        prepared.context.close()
+
+    return await stream(request, work, failed, finally_=done)
 
 
 def _failed(reason: str) -> dict[str, Any]:

@@ -50,10 +50,11 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
             return EXIT_OK
         table = [
             {**row, "next_run": _when(row.get("next_run")) if not row["suspended"] else "suspended",
-             "last": _last(row.get("last"))}
+             "last": _last(row.get("last")),
+             "running": f"{row.get('running', 0)}/{row.get('max_concurrent', '-')}"}
             for row in rows
         ]
-        print(render.table(table, ("app", "id", "schedule", "next_run", "last", "command"),
+        print(render.table(table, ("app", "id", "schedule", "next_run", "last", "running", "command"),
                            padded_header=True))
         return EXIT_OK
 

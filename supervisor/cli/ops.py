@@ -22,7 +22,7 @@ from supervisor.cli import canary, render
 from supervisor.cli.common import ClientFactory, SubParsers, add_command
 from supervisor.cli.exits import EXIT_OK
 from supervisor.model.errors import ControlError, DockyardError
-from supervisor.ops import paths
+from supervisor.ops import paths, trust
 from supervisor.runtime import applogs
 
 UNIT_NAME = "dockyard.service"
@@ -292,6 +292,14 @@ def _install_binary(target: Path) -> str:
     script = shutil.which("dockyard") or (sys.argv[0] if Path(sys.argv[0]).name == "dockyard" else None)
     if not script:
         return f"skipped {target}: no dockyard script found; install dist/dockyard.pyz there"
+    # The root service would run this script, its interpreter and the code it imports.
+    problem = trust.code_problem(sys.executable, (0,), prefix=sys.prefix, deep=True) or trust.untrusted(
+        [Path(script)], owners=(0,))
+    if problem:
+        raise DockyardError(
+            f"refusing to link {target} to {Path(script).resolve()}: {problem}, so a non-root user "
+            "could change what the root service runs; install dist/dockyard.pyz (copied, root-owned) "
+            "or use a root-owned checkout and virtualenv")
     target.symlink_to(Path(script).resolve())
     return f"linked {target} -> {Path(script).resolve()}"
 

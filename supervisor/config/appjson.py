@@ -7,7 +7,9 @@ Like Dokku, `//` and `/* */` comments (and trailing commas) outside strings are 
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,12 @@ IGNORED_KEYS = frozenset(
     "success_url environments".split()
 )
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_CHUNK_DIGITS = 5  # 36**5 < 2**30: one CPython digit, so each divmod is a single fast pass
+_CHUNK = 36**_CHUNK_DIGITS
+# A JSON string (unterminated ones run to the end), a // comment, a /* */ comment.
+_COMMENT_TOKENS = re.compile(r'"(?:[^"\\]+|\\[\s\S]?)*"?|//[^\n]*|/\*[\s\S]*?(?:\*/|\Z)')
+# A JSON string, or a comma followed only by whitespace and a closing bracket.
+_COMMA_TOKENS = re.compile(r'"(?:[^"\\]+|\\[\s\S]?)*"?|,(?=\s*[}\]])')
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,61 +54,57 @@ class AppJson:
 
 
 def cron_id(app: str, command: str, schedule: str) -> str:
-    """Dokku's cron id: base36 (lowercase) of `app===command===schedule` (plugins/cron)."""
+    """Dokku's cron id: base36 (lowercase) of `app===command===schedule` (plugins/cron).
+
+    Computed once per (app, command, schedule) and kept: a reload or a restart that re-reads the
+    same app.json reuses it. The command and schedule lengths are capped by the validators."""
+    return _cron_id(app, command, schedule)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cron_id(app: str, command: str, schedule: str) -> str:
     data = f"{app}==={command}==={schedule}".encode()
-    number = int.from_bytes(data, "big")
-    digits = ""
+    return "0" * (len(data) - len(data.lstrip(b"\0"))) + base36(int.from_bytes(data, "big"))
+
+
+def base36(number: int) -> str:
+    """`number` in lowercase base36 ("" for 0), five digits per pass over the big integer."""
+    chunks: list[int] = []
     while number:
-        number, rest = divmod(number, 36)
-        digits = _BASE36[rest] + digits
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    return "0" * zeros + digits
+        number, rest = divmod(number, _CHUNK)
+        chunks.append(rest)
+    out: list[str] = []
+    for chunk in reversed(chunks):
+        digits = []
+        for _ in range(_CHUNK_DIGITS):
+            chunk, rest = divmod(chunk, 36)
+            digits.append(_BASE36[rest])
+        out.append("".join(reversed(digits)))
+    return "".join(out).lstrip("0")
 
 
 def strip_json_comments(text: str) -> str:
     """Blank out // and /* */ comments and trailing commas outside strings, keeping positions."""
-    out = list(text)
-    i, n = 0, len(text)
-    in_string = False
-    last_comma = -1  # index of a comma that may turn out to be trailing
-    while i < n:
-        c = text[i]
-        if in_string:
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                in_string = False
-        elif c == '"':
-            in_string, last_comma = True, -1
-        elif c == "/" and text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end == -1 else end
-            out[i:end] = " " * (end - i)
-            i = end
-            continue
-        elif c == "/" and text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = n if end == -1 else end + 2
-            out[i:end] = ["\n" if ch == "\n" else " " for ch in text[i:end]]
-            i = end
-            continue
-        elif c == ",":
-            last_comma = i
-        elif c in "}]":
-            if last_comma >= 0:
-                out[last_comma] = " "
-            last_comma = -1
-        elif not c.isspace():
-            last_comma = -1
-        i += 1
-    return "".join(out)
+
+    def blank(match: re.Match[str]) -> str:
+        token = match.group()
+        if token.startswith('"'):
+            return token
+        return "".join("\n" if ch == "\n" else " " for ch in token) if token.startswith("/*") else " " * len(token)
+
+    text = _COMMENT_TOKENS.sub(blank, text)
+    return _COMMA_TOKENS.sub(lambda m: " " if m.group() == "," else m.group(), text)
 
 
 def load_app_json(path: str | Path, *, app: str = "") -> AppJson:
     name = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as fh:
+            data = fh.read(defaults.MAX_REPO_FILE_BYTES + 1)
+        too_big = validators.file_size(len(data))
+        if too_big:
+            raise ConfigError([Problem(name, "", too_big)])
+        text = data.decode("utf-8-sig")
     except OSError as e:
         raise ConfigError([Problem(name, "", f"cannot read app.json: {e.strerror or e}")]) from e
     except UnicodeDecodeError as e:
@@ -111,6 +115,9 @@ def load_app_json(path: str | Path, *, app: str = "") -> AppJson:
 def parse_app_json(text: str, path: str, *, app: str = "") -> AppJson:
     """Parse app.json text. `app` only feeds the cron ids (Dokku hashes the app name in)."""
     out = Collector(str(path))
+    too_big = validators.file_size(len(text.encode(errors="replace")))
+    if too_big:
+        raise ConfigError([Problem(out.file, "", too_big)])
     if not text.strip():
         return AppJson()  # Dokku treats an empty app.json as none
     try:
@@ -150,7 +157,7 @@ def parse_app_json(text: str, path: str, *, app: str = "") -> AppJson:
 def _cron(top: Table, app: str) -> list[CronSpec]:
     result: list[CronSpec] = []
     for t in top.tables("cron") or ():
-        command = t.string("command")
+        command = t.string("command", check=validators.cron_command)
         schedule = t.string("schedule")
         if not t.has("command"):
             t.error("command", "is required")
@@ -194,8 +201,10 @@ def _formation(top: Table) -> dict[str, int]:
             table.error(process, message)
         quantity = entry.data.get("quantity")
         if entry.has("quantity"):
-            if is_int(quantity) and quantity >= 0:
+            if is_int(quantity) and 0 <= quantity <= defaults.MAX_SCALE:
                 result[process] = int(quantity)
+            elif is_int(quantity) and quantity > defaults.MAX_SCALE:
+                entry.error("quantity", f"must be at most {defaults.MAX_SCALE}, got {quantity}")
             else:
                 entry.bad("quantity", "an integer >= 0")
         for key in ("max_parallel", "autoscaling", "service"):

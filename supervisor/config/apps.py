@@ -62,6 +62,7 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
         drain_timeout=t.number("drain_timeout", defaults.DRAIN_TIMEOUT),
         default_checks_wait=t.number("default_checks_wait", defaults.DEFAULT_CHECKS_WAIT),
         deploy_timeout=t.number("deploy_timeout", defaults.DEPLOY_TIMEOUT, positive=True),
+        build_timeout=t.number("build_timeout", defaults.BUILD_TIMEOUT, positive=True),
         network=t.choice("network", defaults.NETWORK, NETWORKS),
         balance=t.choice("balance", defaults.BALANCE, BALANCES),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
@@ -154,7 +155,9 @@ def _processes(t: Table) -> tuple[dict[str, ProcessSpec], set[str]]:
             p.bad("command", "a non-empty string (run by the image's shell) or a non-empty array of strings")
         if p.has("scale"):
             explicit.add(name)
-        processes[name] = ProcessSpec(name, command, p.integer("scale", defaults.SCALE, minimum=0))
+        processes[name] = ProcessSpec(
+            name, command, p.integer("scale", defaults.SCALE, minimum=0, cap=defaults.MAX_SCALE)
+        )
         p.finish()
     return processes, explicit
 
@@ -177,13 +180,15 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
         c = Table(t.out, item, key)
         before = len(t.out.problems)
         task_id = c.string("id", check=validators.cron_id)
-        command = c.string("command")
+        command = c.string("command", check=validators.cron_command)
         schedule = c.string("schedule", check=validators.cron_schedule)
         for required in ("command", "schedule"):
             if required not in item:
                 c.error(required, "is required")
         policy = c.choice("concurrency_policy", defaults.CRON_CONCURRENCY, CONCURRENCY_POLICIES)
         timeout = c.optional_number("timeout", positive=True)
+        max_concurrent = c.integer("max_concurrent", defaults.CRON_MAX_CONCURRENT,
+                                   maximum=defaults.MAX_CRON_CONCURRENT)
         c.finish()
         if len(t.out.problems) != before or command is None or schedule is None:
             continue
@@ -192,7 +197,7 @@ def _cron(t: Table, app: str) -> list[CronSpec]:
             t.out.error(f"{key}.id", f"duplicate cron id {task_id!r} (also {t.key('cron')}[{ids[task_id]}])")
             continue
         ids[task_id] = i
-        result.append(CronSpec(task_id, command, schedule, policy, timeout, "config"))
+        result.append(CronSpec(task_id, command, schedule, policy, timeout, "config", max_concurrent))
     return result
 
 
@@ -260,8 +265,10 @@ def _limits(t: Table) -> LimitsSpec:
     cpus = None
     if table.has("cpus"):
         value = table.data["cpus"]
-        if is_number(value) and value > 0:
+        if is_number(value) and 0 < value <= defaults.MAX_CPUS:
             cpus = float(value)
+        elif is_number(value) and value > defaults.MAX_CPUS:
+            table.error("cpus", f"must be at most {defaults.MAX_CPUS:g}, got {value:g}")
         else:
             table.bad("cpus", "a positive number of CPUs (e.g. 0.5)")
     table.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,10 @@ def check_pair(cert_path: str, key_path: str, hosts: tuple[str, ...] = ()) -> Pa
     if cert.public_key().public_bytes(*SPKI) != key.public_key().public_bytes(*SPKI):
         check.errors.append(("tls_key", f"{key_path!r} does not match the certificate in {cert_path!r}"))
         return check
+    refused = listener_refuses(cert_path, key_path)
+    if refused:
+        check.errors.append(("tls_cert", refused))
+        return check
     expires = not_after(cert)
     if expires < dt.datetime.now(dt.UTC):
         check.warnings.append(("tls_cert", f"{cert_path!r} expired on {expires:%Y-%m-%d %H:%M} UTC"))
@@ -105,6 +110,21 @@ def check_pair(cert_path: str, key_path: str, hosts: tuple[str, ...] = ()) -> Pa
             ("tls_cert", f"{cert_path!r} does not cover host(s) {', '.join(missing)} (it names {', '.join(names) or 'none'})")
         )
     return check
+
+
+def listener_refuses(cert_path: str, key_path: str) -> str | None:
+    """Why the TLS listener's own SSL context (proxy.tls.make_context, OpenSSL's default security
+    level 2) refuses this pair -- e.g. an RSA key under 2048 bits or a SHA-1 signature -- or None."""
+    from proxy.tls import make_context
+
+    try:
+        make_context(cert_path, key_path)
+    except ssl.SSLError as e:
+        return (f"{cert_path!r} is refused by OpenSSL at security level 2 (keys of at least 2048 bits "
+                f"RSA or 224 bits EC, signatures not SHA-1): {e.reason or e}")
+    except (OSError, ValueError) as e:
+        return f"{cert_path!r} cannot be loaded: {e}"
+    return None
 
 
 def write_private(path: Path, data: bytes) -> None:

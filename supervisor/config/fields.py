@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
 
+from supervisor.model import defaults
 from supervisor.model.errors import Problem
 
 Word = TypeVar("Word", bound=str)
@@ -126,12 +127,18 @@ class Table:
             return default
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 1, maximum: int | None = None, cap: int | None = None
+    ) -> int:
+        """An integer >= minimum; `maximum` is part of the stated range, `cap` a sanity bound."""
         if not self.has(name):
             return default
         value = self.data[name]
         if is_int(value) and value >= minimum and (maximum is None or value <= maximum):
-            return int(value)
+            if cap is None or value <= cap:
+                return int(value)
+            self.error(name, f"must be at most {cap}, got {show(value)}")
+            return default
         if maximum is not None:
             self.bad(name, f"an integer {minimum}-{maximum}")
         elif minimum == 1:
@@ -140,16 +147,24 @@ class Table:
             self.bad(name, f"an integer >= {minimum}")
         return default
 
-    def number(self, name: str, default: float, *, positive: bool = False) -> float:
-        value = self.optional_number(name, positive=positive)
+    def number(
+        self, name: str, default: float, *, positive: bool = False, maximum: float = defaults.MAX_SECONDS
+    ) -> float:
+        value = self.optional_number(name, positive=positive, maximum=maximum)
         return default if value is None else value
 
-    def optional_number(self, name: str, *, positive: bool = True) -> float | None:
+    def optional_number(
+        self, name: str, *, positive: bool = True, maximum: float = defaults.MAX_SECONDS
+    ) -> float | None:
+        """A number of seconds, > 0 (`positive`) or >= 0, and at most `maximum`."""
         if not self.has(name):
             return None
         value = self.data[name]
         if is_number(value) and (value > 0 if positive else value >= 0):
-            return float(value)
+            if value <= maximum:
+                return float(value)
+            self.error(name, f"must be at most {maximum:g} seconds, got {show(value)}")
+            return None
         self.bad(name, "a positive number of seconds" if positive else "a number of seconds >= 0")
         return None
 

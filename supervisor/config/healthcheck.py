@@ -37,7 +37,7 @@ def _lenient_positive(t: Table, name: str, default: float, *, strict: bool) -> f
         t.out.warn(t.key(name), f"{show(value)} is not positive; Dokku's default {default:g} applies")
         return default
     if name == "attempts":
-        return t.integer(name, int(default))
+        return t.integer(name, int(default), cap=defaults.MAX_CHECK_ATTEMPTS)
     return t.number(name, default, positive=True)
 
 
@@ -121,18 +121,19 @@ def _headers(t: Table) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+ON_FAILURE_REFUSED = (
+    "is not supported: Dokku runs onFailure.command on the host and POSTs to onFailure.url from "
+    "it, and dockyard never runs a command from a config or a pushed app.json on the host; use a "
+    "`command` check (it runs inside the container) or alert on the check metrics (docs/operations.md)"
+)
+
+
 def _on_failure(t: Table, *, strict: bool) -> MappingProxyType[str, object]:
-    table = t.table("onFailure")
-    if table is None:
-        return MappingProxyType({})
-    result: dict[str, object] = {}
-    command = table.strings("command")
-    if command:
-        result["command"] = command
-    url = table.string("url")
-    if url is not None:
-        if not url.startswith(("http://", "https://")):
-            table.error("url", f"must be an http:// or https:// URL, got {show(url)}")
-        result["url"] = url
-    table.finish(strict=strict)
-    return MappingProxyType(result)
+    """Refused: an error in our TOML, a warning (ignored, as Dokku ignores what it does not
+    know) in an app.json, so a Dokku app still deploys. Nothing of it is ever run."""
+    if t.has("onFailure"):
+        if strict:
+            t.error("onFailure", ON_FAILURE_REFUSED)
+        else:
+            t.out.warn(t.key("onFailure"), ON_FAILURE_REFUSED.replace("is not supported", "ignored"))
+    return MappingProxyType({})

@@ -108,6 +108,9 @@ def _server(t: Table, base: Path) -> ServerSpec:
     timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
     instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
     metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
+    if metrics_listen and metrics_listen.rpartition(":")[0] not in defaults.LOOPBACK_HOSTS:
+        t.out.warn(t.key("metrics_listen"), f"{metrics_listen!r} is not a loopback address: anyone who can "
+                   "reach it reads every app's metrics (there is no authentication); prefer 127.0.0.1")
     dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)
                         or defaults.DASHBOARD_LISTEN)
     for key in ("dashboard_host", "dashboard_users_file"):
@@ -118,10 +121,13 @@ def _server(t: Table, base: Path) -> ServerSpec:
     tls = server_tls(t)
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
+    max_context = t.integer("max_build_context", defaults.MAX_BUILD_CONTEXT, minimum=1 << 20,
+                            cap=defaults.MAX_BUILD_CONTEXT_CAP)
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
-                      dashboard_listen=dashboard_listen, scheduler=scheduler, **tls)
+                      dashboard_listen=dashboard_listen, scheduler=scheduler,
+                      max_build_context=max_context, **tls)
 
 
 def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:
@@ -160,7 +166,23 @@ def _proxy(t: Table) -> ProxyOptions:
     options = ProxyOptions(**values)
     for key, message in options.validate():
         t.error(key, message)
+    for key, message in _proxy_ranges(options):
+        t.error(key, message)
     return options
+
+
+def _proxy_ranges(options: ProxyOptions) -> list[tuple[str, str]]:
+    """The upper bounds (and max_header_size's lower one) that ProxyOptions.validate leaves open."""
+    problems = []
+    size = options.max_header_size
+    if 0 <= size < defaults.MIN_HEADER_SIZE or size > defaults.MAX_HEADER_SIZE:
+        problems.append(("max_header_size", f"must be {defaults.MIN_HEADER_SIZE}-{defaults.MAX_HEADER_SIZE} bytes "
+                                            f"(a request line and its headers must fit), got {size}"))
+    for name in ProxyOptions.__dataclass_fields__:
+        value = getattr(options, name)
+        if name.endswith("_timeout") and value > defaults.MAX_SECONDS:
+            problems.append((name, f"must be at most {defaults.MAX_SECONDS:g} seconds, got {value:g}"))
+    return problems
 
 
 def _check_routes(apps: dict[str, AppSpec], out: Collector) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from supervisor.config import validators
+from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
 
 _OLD_NAME = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
@@ -49,7 +51,12 @@ class Procfile(Mapping[str, str]):
 def load_procfile(path: str | Path) -> Procfile:
     name = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as fh:
+            data = fh.read(defaults.MAX_REPO_FILE_BYTES + 1)
+        too_big = validators.file_size(len(data))
+        if too_big:
+            raise ConfigError([Problem(name, "", too_big)])
+        text = data.decode("utf-8-sig")
     except OSError as e:
         raise ConfigError([Problem(name, "", f"cannot read Procfile: {e.strerror or e}")]) from e
     except UnicodeDecodeError as e:
@@ -62,6 +69,9 @@ def parse_procfile(text: str, path: str) -> Procfile:
     warnings: list[str] = []
     processes: dict[str, str] = {}
     first_line: dict[str, int] = {}
+    too_big = validators.file_size(len(text.encode(errors="replace")))
+    if too_big:
+        raise ConfigError([Problem(str(path), "", too_big)])
 
     def problem(number: int, message: str) -> None:
         problems.append(Problem(str(path), f"line {number}", message))

@@ -63,8 +63,10 @@ def app_tls(t: Table, base: Path, hosts: tuple[str, ...]) -> dict[str, Any]:
         value = t.raw("hsts")
         if isinstance(value, bool):
             hsts = defaults.HSTS_MAX_AGE if value else None
-        elif is_int(value) and value >= 0:
+        elif is_int(value) and 0 <= value <= defaults.MAX_HSTS_AGE:
             hsts = int(value)
+        elif is_int(value) and value > defaults.MAX_HSTS_AGE:
+            t.error("hsts", f"must be at most {defaults.MAX_HSTS_AGE} seconds (two years), got {value}")
         else:
             t.bad("hsts", "true, false or a max-age in seconds (an integer >= 0)")
         if hsts is not None and mode == "off":

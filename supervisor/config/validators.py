@@ -9,6 +9,7 @@ import json
 import re
 
 from supervisor.config import cron
+from supervisor.model import defaults
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
@@ -31,10 +32,26 @@ def _q(text: str) -> str:
 
 def cron_schedule(schedule: str) -> str | None:
     """A 5-field cron expression or an @ alias, in the one cron grammar (supervisor.config.cron)."""
+    if len(schedule) > defaults.MAX_CRON_SCHEDULE:
+        return f"is {len(schedule)} characters long, more than the {defaults.MAX_CRON_SCHEDULE} allowed"
     try:
         cron.parse(schedule)
     except ValueError as exc:
         return str(exc)
+    return None
+
+
+def cron_command(command: str) -> str | None:
+    """A cron command: its length is capped (it feeds Dokku's cron id and every log line)."""
+    if len(command) > defaults.MAX_CRON_COMMAND:
+        return f"is {len(command)} characters long, more than the {defaults.MAX_CRON_COMMAND} allowed"
+    return None
+
+
+def file_size(size: int, limit: int = defaults.MAX_REPO_FILE_BYTES) -> str | None:
+    """A Procfile or app.json of `size` bytes; larger than `limit` is refused before parsing."""
+    if size > limit:
+        return f"is larger than {limit // 1024} KiB ({size} bytes or more); refused"
     return None
 
 

@@ -11,6 +11,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sqlite3
 from contextlib import suppress
 from typing import Any
 
@@ -38,6 +39,7 @@ from supervisor.model.spec import Config
 from supervisor.ops import logs
 from supervisor.runtime.docker import DockerRuntime
 from supervisor.runtime.select import build_runtime
+from supervisor.store import secrecy
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
 
@@ -76,10 +78,18 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.should_reload.set)
 
         server = self.config.server
+        # umask 077, state dir 0700, its files 0600 (existing ones too); old releases lose
+        # their env values (docs/operations.md, "Secrets").
+        await asyncio.to_thread(secrecy.secure_state_dir, server.state_dir)
         state = StateStore(server.state_dir)
+        try:
+            await asyncio.to_thread(state.scrub_secrets)
+        except sqlite3.Error as exc:
+            log.warning("old releases not scrubbed of env values error=%s", exc)
         runtime = await build_runtime(self.config, DockerRuntime())  # + Swarm if an app uses it
         proxy = Proxy(self.config.proxy)
-        sup = Supervisor(self.config, runtime, proxy, state)
+        # In a thread: it parses the repository files (app.json, Procfile) of the serving releases.
+        sup = await asyncio.to_thread(Supervisor, self.config, runtime, proxy, state)
         self.sup = sup
 
         def image_of(app: str) -> tuple[str, int] | None:
@@ -223,8 +233,11 @@ class Daemon:
     async def reload(self) -> dict[str, object]:
         """Re-read and validate the config; a bad file changes nothing (ConfigError)."""
         async with self._reload_lock:
-            new = load_config(self.config.path)
-            self.sched.reload(self.sup.ctx.apps.effective(new))  # a bad schedule raises first
+            # Reading and merging (app.json, Procfile) run in a thread, never on the event loop;
+            # the merge is memoized (config/repo.py), so Supervisor.reload's own merge reuses it.
+            new = await asyncio.to_thread(load_config, self.config.path)
+            effective = await asyncio.to_thread(self.sup.ctx.apps.effective, new)
+            self.sched.reload(effective)  # a bad schedule raises first
             result = await self.sup.reload(new)
             if self.acme is not None:
                 self.acme.apply(new)  # certificates follow the apps (docs/tls.md)

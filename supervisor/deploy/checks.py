@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from supervisor.model import defaults
 from supervisor.model.spec import AppSpec, HealthCheckSpec
 from supervisor.runtime.containers import LABEL_PORT
 from supervisor.runtime.protocol import ContainerInfo, Runtime
@@ -196,7 +197,7 @@ async def _http(ctx: CheckContext, check: HealthCheckSpec, port: int) -> None:
             async with session.get(
                 url, headers=_headers(ctx, check), allow_redirects=False, ssl=ssl_ctx
             ) as resp:
-                body = await resp.text(errors="replace")
+                body = await read_head(resp.content, defaults.CHECK_BODY_MAX) if check.content else ""
     except (aiohttp.ClientConnectionError, ConnectionError) as exc:
         raise _ConnectionLevel(f"GET {path}: {exc.__class__.__name__}: {exc}") from exc
     except aiohttp.ClientError as exc:
@@ -205,6 +206,17 @@ async def _http(ctx: CheckContext, check: HealthCheckSpec, port: int) -> None:
         raise CheckFailed(f"GET {path} answered {resp.status}")
     if check.content and check.content not in body:
         raise CheckFailed(f"GET {path}: body does not contain {check.content!r}")
+
+
+async def read_head(stream: aiohttp.StreamReader, limit: int) -> str:
+    """The first `limit` bytes of a response body (a `content` check looks no further)."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await stream.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data).decode(errors="replace")
 
 
 async def _listening(pid: int, port: int) -> None:

@@ -146,8 +146,8 @@ async def run_script(ctx: Context, app: AppSpec, image: str, release: int, role:
         suffix=f"r{release}.{int(time.time() * 1000) % 100000}",
     )
     result = await ctx.runtime.run_oneoff(spec, app.deploy_timeout)
-    for line in result.output.splitlines()[-20:]:
-        log.info("%s app=%s: %s", role, app.name, line)
+    for line in result.output.splitlines()[-20:]:  # debug: the output may hold secrets
+        log.debug("%s app=%s: %s", role, app.name, line)
     if result.timed_out:
         raise DeployError(f"{role} command timed out")
     if result.exit_code != 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 from supervisor.model.spec import AppSpec
 from supervisor.ops.events import EventBus
+from supervisor.store.secrecy import redact
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -54,7 +55,8 @@ class DeployReport:
 
 
 def snapshot(app: AppSpec) -> dict[str, Any]:
-    """A JSON-able copy of the app spec, kept with the release."""
+    """A JSON-able copy of the app spec, kept with the release: env and build args by name
+    and digest only (supervisor/store/secrecy.py), never their values."""
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -65,4 +67,4 @@ def snapshot(app: AppSpec) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    return dict(plain(app))
+    return redact(dict(plain(app)))

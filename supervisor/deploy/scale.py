@@ -7,6 +7,7 @@ them. The new counts persist in SQLite, over the config's scale, across daemon r
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 
@@ -35,6 +36,10 @@ async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str,
             f"app {name!r} has no process type {', '.join(unknown)} "
             f"(it has {', '.join(app.processes)})"
         )
+    too_many = {p: n for p, n in counts.items() if not 0 <= n <= defaults.MAX_SCALE}
+    if too_many:
+        process, count = next(iter(too_many.items()))
+        raise DeployError(f"scale of {name!r}: {process}={count} is outside 0-{defaults.MAX_SCALE}; nothing changed")
     with ctx.locks.hold(name, "scale"):
         serving = ctx.fleet.get(name)
         current = ctx.state.current(name)
@@ -54,7 +59,7 @@ async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str,
                 mine = sorted((c for c in serving.containers if c.process == process), key=index_of)
                 removed.extend(mine[wanted:])
                 taken = {index_of(c) for c in [*mine, *existing] if c.process == process}
-                free = (i for i in range(1, 10_000) if i not in taken)
+                free = (i for i in itertools.count(1) if i not in taken)
                 for _ in range(wanted - len(mine)):
                     spec = process_spec(
                         app, image=current.image, instance=ctx.instance, release=current.number,
@@ -65,6 +70,9 @@ async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str,
         except Exception as exc:  # the containers started so far go; nothing else changed
             await discard(ctx, added)
             raise DeployError(f"scale of {name!r} failed; nothing changed: {exc}") from exc
+        except BaseException:  # a cancel: the containers started so far go too
+            await discard(ctx, added)
+            raise
         ctx.state.set_scale(name, counts)  # saved once the new containers passed their checks
         keep = [c for c in serving.containers if c not in removed] + added
         ctx.fleet.resize(app, keep)  # new web containers in, removed ones out: one assignment

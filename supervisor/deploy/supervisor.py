@@ -7,6 +7,7 @@ reconcile.py, and the swap itself is `Fleet.swap()` in deploy/fleet.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -107,7 +108,7 @@ class Supervisor:
         if previous is None:
             raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
         files = self.state.repo_files(name, previous.number)
-        app = with_repo(base, files) if files else base
+        app = await asyncio.to_thread(with_repo, base, files) if files else base
         return await deploy(self.ctx, app, previous.image, kind="rollback", progress=progress,
                             repo=files)
 

@@ -12,7 +12,6 @@ branch where it was (and the old release serving).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shlex
@@ -22,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.config.validators import APP_NAME_RE
+from supervisor.git import buildcontext
+from supervisor.git.buildcontext import Context
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
 from supervisor.model.spec import AppSpec, Config
-from supervisor.ops import paths
+from supervisor.ops import paths, trust
 
 GIT_DIR_NAME = "git"
 HOOK = "pre-receive"
@@ -103,7 +104,14 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 
 
 def hook_script(app: str, socket: Path, python: str | None = None) -> str:
+    """The hook's text; GitError when the interpreter or the package root it names could be
+    changed by a user other than root or the daemon's (the push account would run their code)."""
     package_root = str(paths.PACKAGE_ROOT)
+    problem = trust.code_problem(python or sys.executable, {0, os.geteuid()},
+                                 prefix=None if python else sys.prefix)
+    if problem:
+        raise GitError(f"refusing to write a git hook that runs {package_root}: {problem} "
+                       "(a user other than root or the daemon's could change it)")
     return HOOK_SCRIPT.format(
         python=python or sys.executable, app=app, socket=str(socket), package_root=package_root
     )
@@ -117,12 +125,16 @@ def init_repo(config: Config, app: AppSpec, python: str | None = None) -> Path:
         _git("init", "--bare", "--quiet", str(path))
         _git("--git-dir", str(path), "symbolic-ref", "HEAD", f"refs/heads/{deploy_branches(app)[0]}")
     _git("--git-dir", str(path), "config", "dockyard.app", app.name)
+    # A push larger than a build context may be is refused while it is received, and every
+    # object is checked (git's defaults accept both).
+    _git("--git-dir", str(path), "config", "receive.maxInputSize", str(config.server.max_build_context))
+    _git("--git-dir", str(path), "config", "receive.fsckObjects", "true")
     _git("--git-dir", str(path), "config", "dockyard.socket", str(config.server.control_socket))
     hook = path / "hooks" / HOOK
     hook.parent.mkdir(exist_ok=True)
     tmp = hook.with_name(f".{HOOK}.tmp")
     tmp.write_text(hook_script(app.name, config.server.control_socket, python))
-    tmp.chmod(0o755)
+    tmp.chmod(0o700)  # the daemon and the push account are one user (docs/git.md)
     os.replace(tmp, hook)
     return path
 
@@ -145,19 +157,19 @@ def _quarantine_env(repo: Path, quarantine: str | None) -> dict[str, str]:
     return env
 
 
-async def export(repo: Path, rev: str, quarantine: str | None = None) -> bytes:
-    """`git archive --format=tar <rev>` of the repository (seeing a push's quarantined objects)."""
+async def export(
+    repo: Path, rev: str, quarantine: str | None = None, *, state_dir: Path,
+    limit: int = defaults.MAX_BUILD_CONTEXT,
+) -> Context:
+    """`git archive --format=tar <rev>` of the repository (seeing a push's quarantined objects),
+    streamed to a file under `state_dir` and capped at `limit` bytes (buildcontext.py)."""
     if not _REV_RE.match(rev):
         raise GitError(f"not a commit id: {rev!r}")
-    proc = await asyncio.create_subprocess_exec(
-        "git", "--git-dir", str(repo), "archive", "--format=tar", rev,
-        env=_quarantine_env(repo, quarantine),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise GitError(f"git archive {rev[:7]} failed: {err.decode(errors='replace').strip()}")
-    return out
+    args = ["git", "--git-dir", str(repo), "archive", "--format=tar", rev]
+    try:
+        return await buildcontext.from_git(args, _quarantine_env(repo, quarantine), state_dir, limit)
+    except buildcontext.ContextError as exc:
+        raise GitError(f"{rev[:7]}: {exc}") from exc
 
 
 def app_from_ssh_command(command: str) -> str:

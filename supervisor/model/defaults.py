@@ -73,6 +73,31 @@ CHECK_PERIOD = 10.0  # dockyard: how often liveness/readiness checks run after t
 # cron
 CRON_CONCURRENCY: ConcurrencyPolicy = "allow"  # Dokku's app.json default
 CRON_OUTPUT_KB = 64  # how much output of each run is kept
+CRON_MAX_CONCURRENT = 3  # runs of one task at once; an "allow" run due past it is skipped
+MAX_CRON_CONCURRENT = 100  # the highest `max_concurrent` a task may set
+
+# ranges of numbers in the config (docs/config.md)
+MAX_SECONDS = 86400.0  # every duration key: at most a day
+MAX_SCALE = 1000  # containers of one process type (config, app.json formation, `dockyard scale`)
+MAX_CHECK_ATTEMPTS = 1000
+MAX_CPUS = 1024.0
+MAX_HSTS_AGE = 2 * 31536000  # two years, the longest max-age browsers keep
+MIN_HEADER_SIZE = 1024  # [proxy] max_header_size: a request line and a Host header must fit
+MAX_HEADER_SIZE = 1 << 20
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # metrics_listen elsewhere gets a warning
+
+MAX_BUILD_CONTEXT = 1 << 30  # [server] max_build_context: bytes of a build context (1 GiB)
+MAX_BUILD_CONTEXT_CAP = 64 << 30  # the largest max_build_context accepted (64 GiB)
+BUILD_TIMEOUT = 1800.0  # [apps.X] build_timeout: seconds a `docker build` may take
+
+# limits on what a pushed repository (or a config) may hand the daemon
+MAX_REPO_FILE_BYTES = 1 << 20  # app.json or Procfile: larger is refused (1 MiB)
+MAX_CRON_COMMAND = 4096  # characters of a cron task's command (it feeds Dokku's cron id)
+MAX_CRON_SCHEDULE = 4096  # characters of a cron schedule
+OUTPUT_LINE_MAX = 16384  # bytes: a longer (or unfinished) output line is passed on in pieces
+ONEOFF_OUTPUT_KB = 64  # how much of a predeploy/postdeploy container's output is read
+CHECK_BODY_MAX = 65536  # bytes of a health check's response body read (for `content`)
+CHECK_OUTPUT_MAX = 65536  # bytes of a command check's output kept
 
 # labels every container carries
 LABEL_APP = "dockyard.app"

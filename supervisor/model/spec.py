@@ -40,6 +40,7 @@ class ServerSpec:
     acme_email: str | None = defaults.ACME_EMAIL
     acme_renew_days: int = defaults.ACME_RENEW_DAYS
     scheduler: Scheduler = defaults.SCHEDULER  # the default of apps without `scheduler`
+    max_build_context: int = defaults.MAX_BUILD_CONTEXT  # bytes; also git's receive.maxInputSize
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class HealthCheckSpec:
     listening: bool = False  # the port accepts TCP connections
     command: tuple[str, ...] = ()  # run inside the container; exit 0 passes
     warn: bool = False  # a failure only warns
-    on_failure: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))  # app.json "onFailure", kept as given
+    on_failure: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))  # always empty: onFailure is refused (config/healthcheck.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class CronSpec:
     concurrency_policy: ConcurrencyPolicy = defaults.CRON_CONCURRENCY
     timeout: float | None = None  # seconds; None: no limit
     source: CronSource = "config"
+    max_concurrent: int = defaults.CRON_MAX_CONCURRENT  # runs at once; more are skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,7 @@ class AppSpec:
     drain_timeout: float = defaults.DRAIN_TIMEOUT
     default_checks_wait: float = defaults.DEFAULT_CHECKS_WAIT
     deploy_timeout: float = defaults.DEPLOY_TIMEOUT
+    build_timeout: float = defaults.BUILD_TIMEOUT  # a `docker build` (git push, --build)
     network: Network = defaults.NETWORK
     balance: Balance = defaults.BALANCE
     restart: str = defaults.RESTART_POLICY

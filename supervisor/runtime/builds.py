@@ -10,9 +10,9 @@ A context directory honours its `.dockerignore`, as `docker build` does. Images 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
-import tarfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,12 +20,14 @@ from typing import Any
 
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
+from supervisor.runtime.outputtail import LineSplitter
 
 log = logging.getLogger("dockyard.supervisor")
 DOCKERFILE = "Dockerfile"
 SHORT_REV = 7  # characters of a commit id in an image tag, as `git rev-parse --short`
 LABEL_REV = "dockyard.rev"
 OnLine = Callable[[str], None]
+BUILD_GRACE = 30.0  # seconds past build_timeout before the caller stops waiting for the build thread
 
 
 class BuildError(DeployError):
@@ -58,39 +60,40 @@ def context_tar(path: Path) -> bytes:
     return bytes(fileobj.read())
 
 
-def unpack(data: bytes, dest: Path) -> None:
-    """Extract a tar (a git archive or an uploaded context) into `dest`, refusing unsafe members."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            archive.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise BuildError(f"cannot unpack the build context: {exc}") from exc
-
-
 def read_text(root: Path, name: str) -> str | None:
-    """The text of `root/name` when it is a regular file, else None."""
+    """The text of `root/name` when it is a regular file, else None (at most MAX_REPO_FILE_BYTES)."""
     path = root / name
     if not path.is_file() or path.is_symlink():
         return None
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        limit = defaults.MAX_REPO_FILE_BYTES
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:  # the words of config.validators.file_size (runtime cannot import config)
+            raise BuildError(f"{name}: is larger than {limit // 1024} KiB ({len(data)} bytes or more); refused")
+        return data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildError(f"cannot read {name}: {exc}") from exc
 
 
 async def build_image(
     client: Any,
-    context: bytes,
+    context: bytes | Path,
     *,
     app: str,
     tag: str,
     build_args: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     on_line: OnLine | None = None,
+    timeout: float = defaults.BUILD_TIMEOUT,
 ) -> str:
-    """Build the tar `context` as `tag`; return the image id. Raises BuildError on failure."""
+    """Build the tar `context` (bytes, or a tar file Docker reads as it goes) as `tag`; return
+    the image id. Raises BuildError on failure, and after `timeout` seconds: the build's
+    connection is closed (Docker cancels the build) and the app is free for the next push."""
     loop = asyncio.get_running_loop()
     all_labels = {defaults.LABEL_APP: app, **(labels or {})}
+    deadline = time.monotonic() + timeout
+    stream: list[Any] = []  # the build's output generator, to close it on a timeout
 
     def emit(line: str) -> None:
         if on_line is not None:
@@ -98,19 +101,26 @@ async def build_image(
 
     def run() -> str:
         import docker.errors
+        import urllib3.exceptions
 
         image_id = ""
-        pending = ""
+        lines = LineSplitter()  # only new text is scanned; a long unfinished line comes in pieces
+        fileobj = io.BytesIO(context) if isinstance(context, bytes) else open(context, "rb")  # noqa: SIM115
         try:
+            # The read timeout ends a build that prints nothing for `timeout` seconds; the
+            # deadline check below ends one that keeps printing.
             chunks = client.api.build(
-                fileobj=io.BytesIO(context), custom_context=True, tag=tag,
+                fileobj=fileobj, custom_context=True, tag=tag,
                 buildargs=dict(build_args or {}), labels=all_labels,
-                rm=True, forcerm=True, decode=True, timeout=None,
+                rm=True, forcerm=True, decode=True, timeout=timeout,
             )
+            stream.append(chunks)
             for chunk in chunks:
+                if time.monotonic() > deadline:
+                    raise BuildError(f"docker build timed out after {timeout:g}s (build_timeout)")
                 if "error" in chunk:
-                    if pending:
-                        emit(pending)
+                    for piece in lines.flush():
+                        emit(piece.decode(errors="replace"))
                     message = str(chunk.get("error") or "").strip()
                     emit(message)
                     raise BuildError(f"docker build failed: {message}")
@@ -118,23 +128,36 @@ async def build_image(
                 if isinstance(aux, dict) and aux.get("ID"):
                     image_id = str(aux["ID"])
                 text = chunk.get("stream") or chunk.get("status") or ""
-                pending += str(text)
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    if line.strip():
-                        emit(line.rstrip())
+                for piece in lines.feed(str(text).encode(errors="replace")):
+                    if piece.strip():
+                        emit(piece.decode(errors="replace").rstrip())
         except docker.errors.DockerException as exc:
             raise BuildError(f"docker build failed: {exc}") from exc
-        if pending.strip():
-            emit(pending.rstrip())
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # a read timeout: no output for `timeout` s
+            if time.monotonic() >= deadline - 1:
+                raise BuildError(f"docker build timed out after {timeout:g}s (build_timeout)") from exc
+            raise BuildError(f"docker build failed: {exc}") from exc
+        finally:
+            for opened in stream:
+                with contextlib.suppress(Exception):
+                    opened.close()
+            fileobj.close()
+        for piece in lines.flush():
+            if piece.strip():
+                emit(piece.decode(errors="replace").rstrip())
         if not image_id:
             image_id = str(client.api.inspect_image(tag)["Id"])
         return image_id
 
     started = time.monotonic()
-    log.info("building app=%s tag=%s context_bytes=%d", app, tag, len(context))
+    size = len(context) if isinstance(context, bytes) else context.stat().st_size
+    log.info("building app=%s tag=%s context_bytes=%d", app, tag, size)
     try:
-        image_id = await asyncio.to_thread(run)
+        # The thread ends on its own at the deadline; waiting past it (a stuck engine) frees the app.
+        image_id = await asyncio.wait_for(asyncio.to_thread(run), timeout + BUILD_GRACE)
+    except TimeoutError:
+        log.warning("build timed out app=%s tag=%s timeout=%g", app, tag, timeout)
+        raise BuildError(f"docker build timed out after {timeout:g}s (build_timeout)") from None
     except BuildError as exc:
         log.warning("build failed app=%s tag=%s reason=%s", app, tag, exc)
         raise
@@ -154,6 +177,7 @@ def docker_client(runtime: Any) -> Any:
     return docker.from_env(timeout=60)
 
 
-def context_size(data: bytes) -> str:
-    return f"{len(data) / 1024:.0f} KiB" if len(data) < 1 << 20 else f"{len(data) / (1 << 20):.1f} MiB"
+def context_size(data: bytes | int) -> str:
+    size = data if isinstance(data, int) else len(data)
+    return f"{size / 1024:.0f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MiB"
 

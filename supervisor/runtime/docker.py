@@ -14,8 +14,10 @@ from typing import Any
 import docker
 import docker.errors
 
+from supervisor.model import defaults
 from supervisor.model.errors import RuntimeFailure
 from supervisor.runtime.group import run_each
+from supervisor.runtime.outputtail import tail_of
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 
 PORT_RETRIES = 3
@@ -201,8 +203,15 @@ class DockerRuntime:
                     raise
 
     def _exec_sync(self, container_id: str, command: tuple[str, ...]) -> OneOffResult:
-        exit_code, output = self.client.containers.get(container_id).exec_run(list(command))
-        return OneOffResult(int(exit_code or 0), (output or b"").decode(errors="replace"))
+        """Run `command` in the container; keep the first CHECK_OUTPUT_MAX bytes of its output."""
+        api = self.client.api
+        exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True)["Id"]
+        kept = bytearray()
+        for chunk in api.exec_start(exec_id, stream=True):
+            if len(kept) < defaults.CHECK_OUTPUT_MAX:
+                kept += chunk[: defaults.CHECK_OUTPUT_MAX - len(kept)]
+        exit_code = api.exec_inspect(exec_id).get("ExitCode")
+        return OneOffResult(int(exit_code or 0), bytes(kept).decode(errors="replace"))
 
     async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult:
         try:
@@ -229,10 +238,14 @@ class DockerRuntime:
                 timed_out = True
                 await self.stop(info.id, timeout=spec.stop_timeout)
                 exit_code = -1
-            logs = await self._call(self.client.api.logs, info.id, stdout=True, stderr=True)
-            return OneOffResult(exit_code, logs.decode(errors="replace"), timed_out)
+            output = await self._call(self._logs_tail, info.id, defaults.ONEOFF_OUTPUT_KB * 1024)
+            return OneOffResult(exit_code, output, timed_out)
         finally:
             await self.remove(info.id)
+
+    def _logs_tail(self, container_id: str, limit: int) -> str:
+        """The last `limit` bytes of a container's output, streamed (never read whole)."""
+        return tail_of(self.client.api.logs(container_id, stdout=True, stderr=True, stream=True), limit)
 
     async def image_exists(self, image: str) -> bool:
         try:

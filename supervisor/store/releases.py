@@ -17,6 +17,7 @@ import orjson
 
 from supervisor.model.release import Release, ReleaseKind, RepoFiles
 from supervisor.store import sqlite
+from supervisor.store.secrecy import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -146,6 +147,24 @@ class StateStore:
         for rel in pending:
             self.fail(rel.app, rel.number, reason, rel.steps)
         return pending
+
+    def scrub_secrets(self) -> int:
+        """Replace env and build-arg values in releases written before snapshots were redacted
+        (secrecy.redact); the file is then rebuilt so no old page keeps them. Returns rows changed."""
+        rows = self._db.execute("SELECT app, number, config FROM releases").fetchall()
+        changed = []
+        for app, number, text in rows:
+            config = orjson.loads(text)
+            if isinstance(config, dict):
+                clean = redact(config)
+                if clean != config:
+                    changed.append((orjson.dumps(clean).decode(), app, number))
+        if changed:
+            with self._tx() as db:
+                db.executemany("UPDATE releases SET config = ? WHERE app = ? AND number = ?", changed)
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(changed)
 
     def release(self, app: str, number: int) -> Release | None:
         row = self._db.execute(

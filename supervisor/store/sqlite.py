@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,12 @@ from pathlib import Path
 def connect(path: Path, schema: str, timeout: float = 10.0) -> sqlite3.Connection:
     """Open (creating) the database at `path` in WAL mode and apply `schema`. `timeout`: how
     long a write waits for another connection's transaction (two daemons during a takeover)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+    # (Best effort: a CLI user who does not own the file leaves it as it is.)
+    with contextlib.suppress(PermissionError):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -246,16 +247,35 @@ class Tls:
         self.ca_bundle = ca_bundle
         self.manager: AcmeManager | None = None
         self.config = config
+        self.manual_errors: dict[str, str] = {}  # app -> why its manual certificate is not served
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return self.manager.status() if self.manager is not None else {}
+        found = self.manager.status() if self.manager is not None else {}
+        for name, reason in self.manual_errors.items():
+            found[name] = {"mode": "manual", "state": "error", "last_error": reason,
+                           "note": "TLS is off for this app until the certificate is fixed"}
+        return found
 
-    def apply(self, config: Config) -> None:
-        """Install manual certificates (re-read from disk: a rotated file is picked up), drop
-        the ones of apps that left or turned TLS off, start or stop ACME per app."""
+    def install_manual(self, config: Config) -> None:
+        """Install every manual certificate (re-read from disk: a rotated file is picked up).
+        One the listener refuses (OpenSSL, a missing file) leaves that app's TLS off, with the
+        reason in status(); the other apps are served."""
+        errors: dict[str, str] = {}
         for name, app in config.apps.items():
             if app.tls == "manual" and app.tls_cert and app.tls_key:
-                self.store.install(name, app.hosts, app.tls_cert, app.tls_key)
+                try:
+                    self.store.install(name, app.hosts, app.tls_cert, app.tls_key)
+                except (ssl.SSLError, OSError, ValueError) as exc:
+                    errors[name] = f"{app.tls_cert!r}: {getattr(exc, 'reason', None) or exc}"
+                    self.store.remove(name)
+                    log.error("certificate refused app=%s cert=%s error=%s; TLS is off for it",
+                              name, app.tls_cert, errors[name])
+        self.manual_errors = errors
+
+    def apply(self, config: Config) -> None:
+        """Install manual certificates, drop the ones of apps that left or turned TLS off, start
+        or stop ACME per app."""
+        self.install_manual(config)
         acme_apps = {name: app.hosts for name, app in config.apps.items() if app.tls == "acme"}
         for name in self.store.names():
             if name not in config.apps or config.apps[name].tls == "off":
@@ -291,9 +311,7 @@ async def start_tls(
         return None
     tls = Tls(config, proxy, CertStore(), ca_bundle)
     host, _, port = server.tls_listen.rpartition(":")
-    for name, app in config.apps.items():  # certificates before the first handshake
-        if app.tls == "manual" and app.tls_cert and app.tls_key:
-            tls.store.install(name, app.hosts, app.tls_cert, app.tls_key)
+    tls.install_manual(config)  # certificates before the first handshake
     await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), tls.store, sock=sock)
     tls.apply(config)
     return tls

@@ -74,10 +74,10 @@ BUILD = [
 ]
 CRON = [
     {"app": "web", "id": "cleanup", "schedule": "*/5 * * * *", "next_run": "2026-01-01T00:05:00+00:00",
-     "suspended": False, "running": 0, "command": "rake cleanup:all --verbose",
+     "suspended": False, "running": 0, "max_concurrent": 3, "command": "rake cleanup:all --verbose",
      "last": {"status": "succeeded", "exit_code": 0, "ended": "2026-01-01T00:00:03+00:00"}},
     {"app": "web", "id": "report", "schedule": "@daily", "next_run": None, "suspended": True,
-     "running": 0, "command": "report", "last": None},
+     "running": 0, "max_concurrent": 3, "command": "report", "last": None},
 ]
 RUNS = [
     {"id": 7, "scheduled": 1767225600.0, "started": 1767225600.5, "ended": 1767225603.0,
