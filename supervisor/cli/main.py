@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from supervisor.cli import apps, cron, git, ops
+from supervisor.cli import apps, cron, env, git, ops
 from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.cli.summary import summarize
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     cron.add_commands(sub, common, client)
     git.add_commands(sub, common, load)
     ops.add_commands(sub, common, client)
+    env.add_commands(sub, common, client)
     apps.add_views(sub, common, client)
     return parser
 

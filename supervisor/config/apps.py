@@ -15,13 +15,14 @@ from typing import Any
 
 from supervisor.config import validators
 from supervisor.config.appjson import AppJson, cron_id, load_app_json
+from supervisor.config.dotenv import DotenvError, read_dotenv
 from supervisor.config.fields import Table, is_number, join, show
 from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.config.merge import merge
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
-from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
+from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS, PULL_POLICIES
 from supervisor.model.spec import AppSpec, CronSpec, LimitsSpec, ProcessSpec
 
 
@@ -47,6 +48,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
     checks_table = t.table("healthchecks")
     checks = parse_healthchecks(checks_table, strict=True) if checks_table else {}
     cron = _cron(t, name) if t.has("cron") else []
+    env_file, file_env = _env_file(t, base)
 
     spec = AppSpec(
         name=name,
@@ -65,6 +67,8 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         balance=t.choice("balance", defaults.BALANCE, BALANCES),
         restart=t.string("restart", defaults.RESTART_POLICY, check=validators.restart_policy) or defaults.RESTART_POLICY,
         env=MappingProxyType(_env(t)),
+        env_file=env_file,
+        pull=t.choice("pull", defaults.PULL, PULL_POLICIES),
         volumes=_volumes(t),
         app_json=app_json_name,
         processes=MappingProxyType(processes),
@@ -78,7 +82,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
         **app_tls(t, base, hosts),
     )
-    merged = merge(spec, app_json, app_json=app_json_path)
+    merged = merge(spec, app_json, app_json=app_json_path, provided=frozenset(file_env))
     t.out.warnings.extend(merged.warnings)
     t.out.problems.extend(merged.errors)
     for process in checks:
@@ -194,6 +198,20 @@ def _env(t: Table) -> dict[str, str]:
         else:
             table.bad(name, "a string or a number")
     return env
+
+
+def _env_file(t: Table, base: Path) -> tuple[str | None, dict[str, str]]:
+    """`env_file`: its absolute path and variables. Refused when other users can read it, as
+    when it cannot be read or parsed; it is read again at each deploy (docs/env.md)."""
+    name = t.string("env_file")
+    if name is None:
+        return None, {}
+    path = os.path.normpath(base / name)
+    try:
+        return path, read_dotenv(Path(path))
+    except DotenvError as exc:
+        t.error("env_file", str(exc))
+        return path, {}
 
 
 def _string_table(t: Table, name: str) -> dict[str, str]:

@@ -58,6 +58,8 @@ async def deploy_holding_lock(
 ) -> DeployReport:
     """`deploy()` for a caller that holds the app's operation lock already (a build)."""
     files = ctx.apps.repo(app.name) if repo == "current" else repo
+    app = ctx.apps.with_env(app)  # the env file read now, the overlay's latest values
+    env_problem = ctx.apps.env_problem(app.name)
     report = DeployReport(app.name, image=image, progress=progress)
     release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
     report.release = release.number
@@ -69,6 +71,8 @@ async def deploy_holding_lock(
     new: list[ContainerInfo] = []
     try:
         async with asyncio.timeout(app.deploy_timeout):
+            if env_problem:
+                raise DeployError(env_problem)
             if not await ctx.runtime.image_exists(image):
                 raise DeployError(f"image {image!r} not found")
             if app.predeploy:

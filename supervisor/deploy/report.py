@@ -50,7 +50,8 @@ class DeployReport:
 
 
 def snapshot(app: AppSpec) -> dict[str, Any]:
-    """A JSON-able copy of the app spec, kept with the release."""
+    """A JSON-able copy of the app spec, kept with the release: the env's names only, never its
+    values (secrets: `dockyard env`, env_file)."""
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -61,4 +62,6 @@ def snapshot(app: AppSpec) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    return dict(plain(app))
+    data = dict(plain(app))
+    data["env"] = sorted(app.env)
+    return data

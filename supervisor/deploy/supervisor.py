@@ -12,9 +12,10 @@ from typing import Any
 
 from supervisor.config.repo import with_repo
 from supervisor.deploy import adopt as adoption
-from supervisor.deploy import reconcile, scale
+from supervisor.deploy import environment, reconcile, scale
 from supervisor.deploy.context import Context
 from supervisor.deploy.definitions import Definitions
+from supervisor.deploy.explain import Route, explain
 from supervisor.deploy.fleet import Fleet, RouteSink, Serving
 from supervisor.deploy.flow import deploy
 from supervisor.deploy.locks import OperationLocks
@@ -95,7 +96,7 @@ class Supervisor:
         if previous is None:
             raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
         files = self.state.repo_files(name, previous.number)
-        app = with_repo(base, files) if files else base
+        app = with_repo(base, files) if files else base  # its env: deploy() adds the layers
         return await deploy(self.ctx, app, previous.image, kind="rollback", progress=progress,
                             repo=files)
 
@@ -114,6 +115,17 @@ class Supervisor:
     async def reload(self, config: Config) -> dict[str, Any]:
         """Reconcile with a new (validated) config file: see deploy/reconcile.py."""
         return await reconcile.apply(self.ctx, config)
+
+    def plan(self, config: Config) -> reconcile.Plan:
+        """What `reload` would do with `config` (validated), changing nothing."""
+        return reconcile.plan(self.ctx.apps.config, self.ctx.apps.effective(config))
+
+    async def change_env(
+        self, name: str, set_: dict[str, str], unset: list[str], *, restart: bool,
+        progress: Progress | None = None,
+    ) -> DeployReport | None:
+        return await environment.change(self.ctx, name, set_, unset, restart_app=restart,
+                                        progress=progress)
 
     async def adopt(self) -> None:
         await adoption.adopt(self.ctx)
@@ -168,6 +180,18 @@ class Supervisor:
                 }
             )
         return rows
+
+    def env_rows(self, name: str, *, show: bool = False) -> list[dict[str, Any]]:
+        return environment.rows(self.ctx, name, show=show)
+
+    def explain(self, url: str) -> dict[str, Any]:
+        routes = []
+        for name, app in sorted(self.config.apps.items()):
+            serving = self.ctx.fleet.get(name)
+            routes.append(Route(name, app.hosts, app.path_prefix,
+                                serving.release if serving else None,
+                                tuple(self.ctx.fleet.targets(app))))
+        return explain(routes, url)
 
     def release_rows(self, name: str) -> list[dict[str, Any]]:
         self.app(name)

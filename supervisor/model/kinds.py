@@ -17,6 +17,7 @@ CheckScheme = Literal["http", "https"]
 ConcurrencyPolicy = Literal["allow", "forbid", "replace"]  # Dokku's app.json cron option
 CronSource = Literal["config", "app.json"]
 TlsMode = Literal["off", "manual", "acme"]
+PullPolicy = Literal["missing", "always"]  # when a deploy pulls its image from a registry
 
 NETWORKS: tuple[Network, ...] = get_args(Network)
 BALANCES: tuple[Balance, ...] = get_args(Balance)
@@ -24,8 +25,9 @@ CHECK_TYPES: tuple[CheckType, ...] = get_args(CheckType)
 CHECK_SCHEMES: tuple[CheckScheme, ...] = get_args(CheckScheme)
 CONCURRENCY_POLICIES: tuple[ConcurrencyPolicy, ...] = get_args(ConcurrencyPolicy)
 TLS_MODES: tuple[TlsMode, ...] = get_args(TlsMode)
+PULL_POLICIES: tuple[PullPolicy, ...] = get_args(PullPolicy)
 
 __all__ = [
-    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "TLS_MODES",
-    "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "TlsMode",
+    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "PULL_POLICIES", "TLS_MODES",
+    "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "PullPolicy", "TlsMode",
 ]

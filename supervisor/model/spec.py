@@ -21,6 +21,7 @@ from supervisor.model.kinds import (
     ConcurrencyPolicy,
     CronSource,
     Network,
+    PullPolicy,
     TlsMode,
 )
 
@@ -104,6 +105,9 @@ class AppSpec:
     balance: Balance = defaults.BALANCE
     restart: str = defaults.RESTART_POLICY
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    env_file: str | None = None  # a dotenv file (absolute path), read at each deploy: docs/env.md
+    generate_env: tuple[str, ...] = ()  # app.json `generator: "secret"` vars: generated once, kept
+    pull: PullPolicy = defaults.PULL
     volumes: tuple[str, ...] = ()  # Docker -v syntax: "/host/path:/container/path[:ro]"
     app_json: str | None = None
     processes: Mapping[str, ProcessSpec] = field(

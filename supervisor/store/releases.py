@@ -6,6 +6,7 @@ Every write is one short transaction, so a crash leaves either the old or the ne
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ import orjson
 
 from supervisor.model.release import Release, ReleaseKind, RepoFiles
 from supervisor.store import sqlite
+from supervisor.store.overlay import Overlay
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -78,6 +80,11 @@ class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "dockyard.db"
         self._db = sqlite.connect(self.path, SCHEMA)
+        for suffix in ("", "-wal", "-shm"):  # it holds the env overlay: secrets
+            db_file = self.path.with_name(self.path.name + suffix)
+            if db_file.exists():
+                os.chmod(db_file, 0o600)
+        self.overlay = Overlay(self._db)
 
     def close(self) -> None:
         self._db.close()

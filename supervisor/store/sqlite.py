@@ -11,7 +11,7 @@ from pathlib import Path
 def connect(path: Path, schema: str, timeout: float = 10.0) -> sqlite3.Connection:
     """Open (creating) the database at `path` in WAL mode and apply `schema`. `timeout`: how
     long a write waits for another connection's transaction (two daemons during a takeover)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
