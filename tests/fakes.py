@@ -198,6 +198,7 @@ class FakeRuntime:
         self.journal = journal if journal is not None else Journal()
         self.containers: dict[str, FakeContainer] = {}
         self.missing_images: set[str] = set()
+        self.registry: set[str] = set()  # images `pull` finds
         self.default = Behaviour(http=answer_ok if http else None)
         self._scripts: list[tuple[str, Behaviour]] = []
         self._oneoffs: list[tuple[str, OneOff]] = []
@@ -361,6 +362,17 @@ class FakeRuntime:
             return OneOffResult(-1, script.output, timed_out=True)
         await asyncio.sleep(script.seconds)
         return OneOffResult(script.exit_code, script.output)
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """Images in `registry` pull (and then exist); any other is a registry's refusal."""
+        self.journal.add("pull", image, dict(auth) if auth else None)
+        await self._apply_rules("pull", image)
+        if image not in self.registry:
+            raise RuntimeFailure(f"pull access denied for {image}, repository does not exist")
+        progress({"status": "Pull complete", "id": "layer1"})
+        self.missing_images.discard(image)
 
     async def image_exists(self, image: str) -> bool:
         self.journal.add("image_exists", image)

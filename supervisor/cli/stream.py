@@ -28,6 +28,9 @@ def follow(events: Iterable[Event]) -> int:
                 print(f"       {step} done in {event.get('seconds', 0):.3f}s{extra}", flush=True)
             else:
                 print(f"       {step} FAILED after {event.get('seconds', 0):.3f}s: {event.get('error')}")
+        elif kind == "pull":
+            layer = f"{event['id']}: " if event.get("id") else ""
+            print(f"       {layer}{event.get('status')}", flush=True)
         elif kind == "deployed":
             print(f"=====> deployed {event['app']} release {event['release']} in {event['seconds']:.3f}s")
             for warning in event.get("warnings") or []:

@@ -143,9 +143,19 @@ class AppSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrySpec:
+    """`[registries."HOST"]`: the login dockyard gives the engine to pull images from HOST."""
+
+    host: str
+    username: str
+    password_file: str  # absolute path, mode 0600; read at each pull
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerSpec
     proxy: ProxyOptions
     apps: Mapping[str, AppSpec]
     warnings: tuple[str, ...] = ()
+    registries: Mapping[str, RegistrySpec] = field(default_factory=lambda: MappingProxyType({}))

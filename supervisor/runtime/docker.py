@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -38,6 +38,16 @@ def _restart_policy(policy: str) -> dict[str, Any] | None:
     if name == "on-failure" and count:
         result["MaximumRetryCount"] = int(count)
     return result
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """("registry:5000/team/app", "1.4") of "registry:5000/team/app:1.4"; a digest stays whole."""
+    if "@" in image:
+        return image, None
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -235,6 +245,35 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return False
         return True
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        repository, tag = split_image(image)
+
+        def report(event: Mapping[str, str]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(progress, event)
+
+        def pull_sync() -> None:
+            # No auth_config: docker-py reads ~/.docker/config.json (and credential helpers).
+            kwargs: dict[str, Any] = {"auth_config": dict(auth)} if auth else {}
+            seen: dict[str, str] = {}
+            for line in self.client.api.pull(repository, tag=tag, stream=True, decode=True, **kwargs):
+                if line.get("error"):
+                    raise RuntimeFailure(str(line["error"]).strip())
+                status, layer = str(line.get("status") or ""), str(line.get("id") or "")
+                if status and seen.get(layer) != status:  # a change, not every byte count
+                    seen[layer] = status
+                    report({"status": status, "id": layer})
+
+        try:
+            await asyncio.to_thread(pull_sync)
+        except docker.errors.APIError as exc:
+            raise RuntimeFailure(str(exc.explanation or exc)) from exc
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(str(exc)) from exc
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""

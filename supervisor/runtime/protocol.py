@@ -6,7 +6,7 @@ Pure logic (plans, specs) never needs it; integration tests use the real engine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -106,5 +106,13 @@ class Runtime(Protocol):
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult: ...
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """Pull `image` from its registry (`auth`: username/password; None: the engine
+        client's own store, ~/.docker/config.json). `progress` gets each layer's status
+        change; RuntimeFailure carries the registry's error."""
+        ...
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...

@@ -13,6 +13,7 @@ from supervisor.cli.env import listing, parse_assignments
 from supervisor.config.dotenv import DotenvError, parse_dotenv, read_dotenv
 from supervisor.config.loader import load_config
 from supervisor.config.merge import environment
+from supervisor.config.registries import credentials, registry_of
 from supervisor.deploy import environment as env_ops
 from supervisor.model.errors import ConfigError, DeployError, DockyardError, UnknownApp
 from tests.fakes import fast_app, rig
@@ -173,4 +174,42 @@ async def test_an_env_file_gone_bad_fails_the_deploy_naming_it(tmp_path: Path) -
         os.chmod(secret, 0o644)
         report = await r.deploy("web")
         assert not report.ok and "can be read by other users" in report.reason
+        assert r.current("web").number == 1
+
+
+def test_a_registry_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "registry.password"
+    secret.write_text("pw\n")
+    os.chmod(secret, 0o644)
+    path = _toml(tmp_path, '[registries."r.example.com"]\nusername = "u"\npassword_file = "registry.password"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}: registries.\"r.example.com\".password_file: password file {str(secret)!r} can be read "
+        "by other users (mode 0644); chmod 600 it"
+    ]
+    os.chmod(secret, 0o600)
+    spec = load_config(path).registries["r.example.com"]
+    assert credentials(spec) == {"username": "u", "password": "pw", "serveraddress": "r.example.com"}
+
+
+@pytest.mark.parametrize(("image", "host"), [
+    ("app:1", "docker.io"), ("team/app", "docker.io"), ("registry.example.com/team/app:1.4", "registry.example.com"),
+    ("127.0.0.1:5000/app:1", "127.0.0.1:5000"), ("localhost/app", "localhost"),
+])
+def test_registry_of(image: str, host: str) -> None:
+    assert registry_of(image) == host
+
+
+async def test_a_missing_image_is_pulled_and_a_refused_pull_fails_the_deploy(tmp_path: Path) -> None:
+    async with rig(tmp_path, {"web": fast_app(image="reg.test/app:1")}) as r:
+        r.runtime.missing_images.update({"reg.test/app:1", "reg.test/app:2"})
+        r.runtime.registry.add("reg.test/app:1")
+        assert (await r.deploy("web")).ok
+        assert [e["status"] for e in r.events if e["event"] == "pull"] == ["Pull complete"]
+        assert [s["step"] for s in r.current("web").steps] == ["pull", "start", "checks", "swap"]
+        report = await r.deploy("web", "reg.test/app:2")
+        assert not report.ok and report.reason == (
+            "image 'reg.test/app:2' not found locally; pulling it from reg.test failed: "
+            "pull access denied for reg.test/app:2, repository does not exist")
         assert r.current("web").number == 1
