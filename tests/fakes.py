@@ -294,6 +294,14 @@ class FakeRuntime:
         await self._start(c)
         return c.info()
 
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Created, not started (`dockyard run`)."""
+        self.journal.add("create", spec.name)
+        container = FakeContainer(id=f"{next(self._ids):04d}-{spec.name}", spec=spec,
+                                  behaviour=self._behaviour(spec))
+        self.containers[container.id] = container
+        return container.info()
+
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         await self._apply_rules("inspect", container_id)
         c = self.containers.get(container_id)

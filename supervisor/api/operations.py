@@ -7,15 +7,18 @@ Bad input is refused before anything changes (and before a stream starts), with 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from supervisor.api.responses import json_body, json_response
 from supervisor.api.stream import stream
 from supervisor.config.loader import load_config
-from supervisor.deploy import environment
+from supervisor.deploy import environment, oneoff
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import DeployError
 
@@ -67,7 +70,31 @@ def routes(get_supervisor: GetSupervisor) -> list[web.RouteDef]:
             raise DeployError("give the URL to explain: ?url=http://HOST/PATH")
         return json_response(get_supervisor().explain(url))
 
+    async def run(request: web.Request) -> web.StreamResponse:
+        """Create a one-off container, answer its id, then hold the connection: when it closes
+        (the CLI is done, interrupted, killed), the container is removed."""
+        sup = get_supervisor()
+        body = await json_body(request)
+        command, env = body.get("command") or [], body.get("env") or {}
+        process, tty = body.get("process"), bool(body.get("tty", False))
+        if not isinstance(command, list) or not isinstance(env, dict) or \
+                not (process is None or isinstance(process, str)):
+            raise DeployError('body must be {"command": [...], "env": {...}, "process": "web", "tty": false}')
+        info = await oneoff.create(sup.ctx, request.match_info["app"], command, process=process,
+                                   env=env, tty=tty)
+        try:
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+            await response.write(orjson.dumps({"event": "created", "id": info.id, "name": info.name}) + b"\n")
+            while (transport := request.transport) is not None and not transport.is_closing():
+                await asyncio.sleep(0.1)
+            return response
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(oneoff.remove(sup.ctx, info))
+
     return [
+        web.post("/v1/apps/{app}/run", run),
         web.get("/v1/apps/{app}/env", env_list),
         web.post("/v1/apps/{app}/env", env_change),
         web.post("/v1/plan", plan),

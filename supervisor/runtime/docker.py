@@ -124,7 +124,23 @@ class DockerRuntime:
         policy = _restart_policy(spec.restart)
         if policy:
             kwargs["restart_policy"] = policy
+        if spec.tty:
+            kwargs.update(tty=True, stdin_open=True)
         return kwargs
+
+    def _create_sync(self, spec: ContainerSpec) -> ContainerInfo:
+        kwargs = self._create_kwargs(spec)
+        kwargs.pop("detach")
+        container = self.client.containers.create(spec.image, **kwargs)
+        container.reload()
+        return _info(container.attrs)
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        try:
+            info: ContainerInfo = await self._call(self._create_sync, spec)
+        except docker.errors.NotFound as exc:
+            raise RuntimeFailure(f"image {spec.image!r} not found: {exc.explanation}") from exc
+        return info
 
     def _run_sync(self, spec: ContainerSpec) -> ContainerInfo:
         container = self.client.containers.run(spec.image, **self._create_kwargs(spec))

@@ -31,6 +31,7 @@ class ContainerSpec:
     volumes: tuple[str, ...] = ()
     restart: str = "no"
     stop_timeout: float = defaults.STOP_TIMEOUT
+    tty: bool = False  # `dockyard run -it`: a pseudo-terminal, stdin kept open
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,10 @@ class RuntimeEvent:
 
 class Runtime(Protocol):
     async def run(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create a container without starting it (`dockyard run`: the CLI attaches, then starts)."""
+        ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...
 
