@@ -6,14 +6,14 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
 from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
-from .routes import RouteTable, make_service
+from .routes import Maintenance, RouteTable, make_service
 from .server import ClientConnection
 from .state import ProxyState
 from .stats import AppStats
@@ -208,9 +208,12 @@ class Proxy:
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        maintenance: Maintenance | None = None,
+        error_pages: Mapping[int, bytes] | None = None,
     ) -> None:
         """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
-        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
+        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts,
+                               maintenance, error_pages)
         self.state.table = self.state.table.with_service(service)
         self.state.app_stats(app)
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),

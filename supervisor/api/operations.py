@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.routes import Maintenance
 from supervisor.api.responses import json_body, json_response
 from supervisor.api.stream import stream
 from supervisor.config.loader import load_config
@@ -93,7 +94,17 @@ def routes(get_supervisor: GetSupervisor) -> list[web.RouteDef]:
             with contextlib.suppress(Exception):
                 await asyncio.shield(oneoff.remove(sup.ctx, info))
 
+    async def maintenance(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        on, message, retry = body.get("on"), body.get("message") or "", body.get("retry_after")
+        if not isinstance(on, bool) or not isinstance(message, str) or \
+                not (retry is None or (isinstance(retry, int) and not isinstance(retry, bool))):
+            raise DeployError('body must be {"on": true, "message": "...", "retry_after": 600}')
+        mode = Maintenance(message, retry) if on else None
+        return json_response(get_supervisor().set_maintenance(request.match_info["app"], mode))
+
     return [
+        web.post("/v1/apps/{app}/maintenance", maintenance),
         web.post("/v1/apps/{app}/run", run),
         web.get("/v1/apps/{app}/env", env_list),
         web.post("/v1/apps/{app}/env", env_change),

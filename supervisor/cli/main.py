@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from supervisor.cli import apps, cron, env, git, oneoff, ops
+from supervisor.cli import apps, cron, env, git, maintenance, oneoff, ops
 from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.cli.summary import summarize
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_commands(sub, common, client)
     env.add_commands(sub, common, client)
     oneoff.add_commands(sub, common, client)
+    maintenance.add_commands(sub, common, client)
     apps.add_views(sub, common, client)
     return parser
 

@@ -49,6 +49,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
     checks = parse_healthchecks(checks_table, strict=True) if checks_table else {}
     cron = _cron(t, name) if t.has("cron") else []
     env_file, file_env = _env_file(t, base)
+    error_pages = _error_pages(t, base)
 
     spec = AppSpec(
         name=name,
@@ -69,6 +70,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         env=MappingProxyType(_env(t)),
         env_file=env_file,
         pull=t.choice("pull", defaults.PULL, PULL_POLICIES),
+        error_pages=MappingProxyType(error_pages),
         volumes=_volumes(t),
         app_json=app_json_name,
         processes=MappingProxyType(processes),
@@ -212,6 +214,40 @@ def _env_file(t: Table, base: Path) -> tuple[str | None, dict[str, str]]:
     except DotenvError as exc:
         t.error("env_file", str(exc))
         return path, {}
+
+
+ERROR_PAGES = (404, 502, 503, 504)
+ERROR_PAGE_MAX = 64 * 1024
+
+
+def _error_pages(t: Table, base: Path) -> dict[int, str]:
+    """`error_pages = "DIR"`: the app's own 404/502/503/504.html for the proxy's answers, read
+    (and checked) now: the proxy serves them from memory."""
+    name = t.string("error_pages")
+    if name is None:
+        return {}
+    folder = Path(os.path.normpath(base / name))
+    before = len(t.out.problems)
+    if not folder.is_dir():
+        t.error("error_pages", f"{str(folder)!r} is not a directory")
+        return {}
+    pages: dict[int, str] = {}
+    for status in ERROR_PAGES:
+        path = folder / f"{status}.html"
+        if not path.exists():
+            continue
+        try:
+            data = path.read_bytes()
+            if len(data) > ERROR_PAGE_MAX:
+                t.error("error_pages", f"{str(path)!r} is larger than {ERROR_PAGE_MAX // 1024} KiB")
+                continue
+            pages[status] = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            t.error("error_pages", f"cannot read {str(path)!r}: {exc}")
+    if not pages and len(t.out.problems) == before:
+        names = ", ".join(f"{s}.html" for s in ERROR_PAGES)
+        t.error("error_pages", f"{str(folder)!r} has none of {names}")
+    return pages
 
 
 def _string_table(t: Table, name: str) -> dict[str, str]:

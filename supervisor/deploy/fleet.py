@@ -8,10 +8,11 @@ methods here too, so the serving set and the routes never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.routes import Maintenance
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.runtime.containers import target_of
@@ -31,6 +32,8 @@ class RouteSink(Protocol):
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        maintenance: Maintenance | None = None,
+        error_pages: Mapping[int, bytes] | None = None,
     ) -> None: ...
 
     def remove_app(self, app: str) -> None: ...
@@ -65,6 +68,7 @@ class Fleet:
         self._down: set[str] = set()  # serving container ids out of rotation (dead, not ready)
         self._restarts: dict[str, int] = {}  # container id -> restarts done by dockyard
         self._last_exit: dict[str, int] = {}  # container id -> its last exit code
+        self._maintenance: dict[str, Maintenance] = {}  # app -> what the proxy answers instead
 
     # reading ---------------------------------------------------------------------------
 
@@ -125,7 +129,20 @@ class Fleet:
                 balance=app.balance,
                 tls_redirect=app.tls_redirect,
                 hsts=app.hsts,
+                maintenance=self._maintenance.get(app.name),
+                error_pages={status: html.encode() for status, html in app.error_pages.items()},
             )
+
+    def maintenance(self, app: str) -> Maintenance | None:
+        return self._maintenance.get(app)
+
+    def set_maintenance(self, app: AppSpec, mode: Maintenance | None) -> None:
+        """Maintenance mode on (the proxy answers 503 with `mode`) or off: one assignment."""
+        if mode is None:
+            self._maintenance.pop(app.name, None)
+        else:
+            self._maintenance[app.name] = mode
+        self.install(app)
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],
               down: Iterable[str]) -> None:

@@ -7,9 +7,11 @@ reconcile.py, and the swap itself is `Fleet.swap()` in deploy/fleet.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from proxy.routes import Maintenance
 from supervisor.config.repo import with_repo
 from supervisor.deploy import adopt as adoption
 from supervisor.deploy import environment, reconcile, scale
@@ -28,6 +30,12 @@ from supervisor.runtime.containers import target_of
 from supervisor.runtime.protocol import Runtime
 from supervisor.store.releases import StateStore
 
+log = logging.getLogger("dockyard.supervisor")
+
+
+def _maintenance_row(mode: Maintenance | None) -> dict[str, Any] | None:
+    return {"message": mode.message, "retry_after": mode.retry_after} if mode else None
+
 
 class Supervisor:
     def __init__(self, config: Config, runtime: Runtime, routes: RouteSink, state: StateStore):
@@ -43,6 +51,10 @@ class Supervisor:
             locks=OperationLocks(),
             retirer=self.retirer,
         )
+        for name, app in self.ctx.apps.config.apps.items():  # maintenance survives restarts
+            mode = state.overlay.maintenance(name)
+            if mode is not None:
+                self.ctx.fleet.set_maintenance(app, mode)
 
     # what is deployed ------------------------------------------------------------------
 
@@ -127,6 +139,19 @@ class Supervisor:
         return await environment.change(self.ctx, name, set_, unset, restart_app=restart,
                                         progress=progress)
 
+    def set_maintenance(self, name: str, mode: Maintenance | None) -> dict[str, Any]:
+        """Maintenance mode on (the proxy answers 503, containers keep running) or off (the
+        routes serve again at once); kept in SQLite, so a restarted daemon keeps it."""
+        app = self.app(name)
+        if not app.hosts:
+            raise DeployError(f"app {name!r} has no hosts: the proxy routes nothing to it")
+        if mode is not None and mode.retry_after is not None and mode.retry_after < 0:
+            raise DeployError("--retry-after must be 0 or more seconds")
+        self.state.overlay.set_maintenance(name, mode)
+        self.ctx.fleet.set_maintenance(app, mode)
+        log.info("maintenance app=%s on=%s", name, mode is not None)
+        return {"app": name, "maintenance": _maintenance_row(mode)}
+
     async def adopt(self) -> None:
         await adoption.adopt(self.ctx)
 
@@ -177,6 +202,7 @@ class Supervisor:
                     "path_prefix": app.path_prefix,
                     "release": serving.release if serving else None,
                     "targets": self.ctx.fleet.targets(app),
+                    "maintenance": _maintenance_row(self.ctx.fleet.maintenance(name)),
                 }
             )
         return rows
@@ -190,7 +216,8 @@ class Supervisor:
             serving = self.ctx.fleet.get(name)
             routes.append(Route(name, app.hosts, app.path_prefix,
                                 serving.release if serving else None,
-                                tuple(self.ctx.fleet.targets(app))))
+                                tuple(self.ctx.fleet.targets(app)),
+                                self.ctx.fleet.maintenance(name) is not None))
         return explain(routes, url)
 
     def release_rows(self, name: str) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+from proxy.routes import Maintenance
 from supervisor.store import sqlite
 
 SCHEMA = """
@@ -26,12 +26,6 @@ CREATE TABLE IF NOT EXISTS maintenance (
     retry_after INTEGER
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Maintenance:
-    message: str = ""
-    retry_after: int | None = None
 
 
 class Overlay:
