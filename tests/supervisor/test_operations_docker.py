@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.supervisor.test_lifecycle_docker import (
     wait_serving,
     write_config,
 )
-from tests.utils import Load
+from tests.utils import Load, get
 
 pytestmark = pytest.mark.docker
 
@@ -114,3 +115,44 @@ async def test_plan_exit_codes_and_routes_explain(
         assert "host 'web.test' (exact), path prefix '/'" in served.stdout
         none = cli(config, "routes", "--explain", "http://other.test/")
         assert none.returncode == 1 and "the proxy answers 404" in none.stdout
+
+
+async def test_maintenance_on_off_survives_a_restart_and_error_pages_answer(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "503.html").write_text("<h1>our own 503</h1>\n")
+    apps = app_toml("web", app_images["v1"]).replace("retire_after", 'error_pages = "pages"\nretire_after')
+    config = write_config(tmp_path, port, apps)
+    base = f"http://127.0.0.1:{port}/"
+    with Daemon(config, docker_client) as daemon:
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        on = cli(config, "maintenance", "on", "web", "--message", "Upgrading the database", "--retry-after", "120")
+        assert on.returncode == 0 and "maintenance on (503, Retry-After 120s)" in on.stdout, on.stderr
+        status, body = await get(base, "web.test")
+        assert status == 503 and "Upgrading the database" in body
+        assert len(docker_client.containers.list(filters=mine(config))) == 2  # still up
+        assert "maintenance on: Upgrading the database  retry-after 120s" in cli(config, "status").stdout
+        explained = cli(config, "routes", "--explain", "http://web.test/")
+        assert "maintenance mode" in explained.stdout
+
+        daemon.signal(signal.SIGTERM)
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        status, body = await get(base, "web.test")
+        assert status == 503 and "Upgrading the database" in body  # kept in SQLite
+
+        off = cli(config, "maintenance", "off", "web")
+        assert off.returncode == 0 and "maintenance off" in off.stdout
+        assert (await get(base, "web.test"))[0] == 200  # at once
+
+        bad = cli(config, "maintenance", "on", "nope")
+        assert bad.returncode == 1 and bad.stderr == "dockyard: unknown app 'nope' (not in " \
+            f"{config})\n"
+
+        assert cli(config, "stop", "web").returncode == 0
+        status, body = await get(base, "web.test")
+        assert (status, body) == (503, "<h1>our own 503</h1>\n")
