@@ -64,7 +64,7 @@ class Definitions:
         """The repository files the app's serving release was built from, if any."""
         return self._repos.get(name)
 
-    def effective(self, config: Config) -> Config:
+    def effective(self, config: Config, *, preview: bool = False) -> Config:
         """`config` with each repository-built app's Procfile and app.json merged in."""
         apps = dict(config.apps)
         for name, files in self._repos.items():
@@ -74,21 +74,30 @@ class Definitions:
                 except DockyardError as exc:  # valid when pushed; keep serving the config's
                     log.warning("repository files ignored app=%s error=%s", name, exc)
         for name, app in apps.items():
-            apps[name] = self.with_env(app)
+            apps[name] = self.with_env(app, preview=preview)
         return dataclasses.replace(config, apps=MappingProxyType(apps))
 
-    def with_env(self, app: AppSpec) -> AppSpec:
-        """`app` with its whole environment; its env file read now (see `env_problem`)."""
-        return dataclasses.replace(app, env=MappingProxyType(self._environment(app)))
+    def with_env(self, app: AppSpec, *, preview: bool = False) -> AppSpec:
+        """`app` with its whole environment; its env file read now (see `env_problem`).
+        `preview` (`dockyard plan`): nothing generated, nothing remembered."""
+        return dataclasses.replace(app, env=MappingProxyType(self._environment(app, preview)))
 
-    def _environment(self, app: AppSpec) -> dict[str, str]:
+    def _environment(self, app: AppSpec, preview: bool = False) -> dict[str, str]:
         overlay = self._state.overlay.env(app.name)
         missing = [k for k in app.generate_env if k not in overlay and k not in app.env]
+        if preview:
+            file_env: dict[str, str] = {}
+            if app.env_file:
+                try:
+                    file_env = read_dotenv(Path(app.env_file))
+                except DotenvError:
+                    file_env = self._env_files.get(app.name, {})
+            return environment(app.env, file_env, overlay)
         if missing:  # generated once, then kept: a restart or a reload must not change them
             fresh = {k: secrets.token_hex(defaults.SECRET_BYTES) for k in missing}
             overlay = self._state.overlay.add_env_once(app.name, fresh)
             log.info("generated env app=%s keys=%s", app.name, ",".join(missing))
-        file_env: dict[str, str] = {}
+        file_env = {}
         self._env_problems.pop(app.name, None)
         if app.env_file:
             try:

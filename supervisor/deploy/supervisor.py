@@ -130,7 +130,7 @@ class Supervisor:
 
     def plan(self, config: Config) -> reconcile.Plan:
         """What `reload` would do with `config` (validated), changing nothing."""
-        return reconcile.plan(self.ctx.apps.config, self.ctx.apps.effective(config))
+        return reconcile.plan(self.ctx.apps.config, self.ctx.apps.effective(config, preview=True))
 
     async def change_env(
         self, name: str, set_: dict[str, str], unset: list[str], *, restart: bool,

@@ -16,7 +16,7 @@ from supervisor.config.merge import environment
 from supervisor.config.registries import credentials, registry_of
 from supervisor.deploy import environment as env_ops
 from supervisor.model.errors import ConfigError, DeployError, DockyardError, UnknownApp
-from tests.fakes import fast_app, rig
+from tests.fakes import fast_app, make_config, rig
 
 
 def test_dotenv_forms() -> None:
@@ -213,3 +213,11 @@ async def test_a_missing_image_is_pulled_and_a_refused_pull_fails_the_deploy(tmp
             "image 'reg.test/app:2' not found locally; pulling it from reg.test failed: "
             "pull access denied for reg.test/app:2, repository does not exist")
         assert r.current("web").number == 1
+
+
+async def test_a_plan_generates_no_secret(tmp_path: Path) -> None:
+    (tmp_path / "app.json").write_text(json.dumps({"env": {"SECRET_KEY": {"generator": "secret"}}}))
+    async with rig(tmp_path, {"web": fast_app()}) as r:
+        new = make_config(tmp_path, {"web": fast_app(), "api": fast_app(app_json="app.json")})
+        assert r.sup.plan(new).added == ("api",)
+        assert r.state.overlay.env("api") == {}

@@ -32,9 +32,10 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def container_env(docker_client: Any, config: Path, release: int) -> dict[str, str]:
-    for c in docker_client.containers.list(filters=mine(config)):
-        if c.name.endswith(f".r{release}") and ".web." in c.name:
-            return dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+    filters = mine(config)  # only this release's: the old one's may vanish while listed
+    filters["label"] = [*filters["label"], f"dockyard.release={release}", "dockyard.process=web"]
+    for c in docker_client.containers.list(filters=filters):
+        return dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
     raise AssertionError(f"no web container of release {release}")
 
 
