@@ -49,9 +49,11 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def oneoffs(docker_client: Any, config: Path) -> list[Any]:
-    return [c for c in docker_client.containers.list(all=True, filters=mine(config))
-            if c.labels.get("dockyard.process") == "run"]
+def oneoffs(docker_client: Any, config: Path) -> list[dict[str, Any]]:
+    """The run containers, from one list call (no inspect each: one may vanish meanwhile)."""
+    filters = mine(config)
+    filters["label"] = [*filters["label"], "dockyard.process=run"]
+    return list(docker_client.api.containers(all=True, filters=filters))
 
 
 async def wait_until(predicate: Any, what: str, timeout: float = 20) -> None:
@@ -102,7 +104,7 @@ async def test_interrupted_or_killed_run_is_removed_and_ps_shows_it_meanwhile(
     for how in (signal.SIGINT, signal.SIGKILL):
         proc = subprocess.Popen(dockyard(config, "run", "web", "--", "sleep", "60"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        await wait_until(lambda: any(c.status == "running" for c in oneoffs(docker_client, config)),
+        await wait_until(lambda: any(c["State"] == "running" for c in oneoffs(docker_client, config)),
                          "the one-off running")
         ps = cli(config, "ps", "web")
         assert any(" run " in f" {line} " and "running" in line for line in ps.stdout.splitlines()), ps.stdout
