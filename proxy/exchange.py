@@ -17,10 +17,10 @@ from .errors import (
 from .forwarding import client_address
 from .headers import NO_BODY_STATUSES, strip_response_headers
 from .inflight import Flight
-from .pages import error_response
+from .pages import MAINTENANCE, error_response
 from .request import IDEMPOTENT, RequestHead
 from .rollout import ReleaseStats
-from .routes import Service, host_key, normal_path
+from .routes import Maintenance, Service, host_key, normal_path
 from .stats import AppStats, log_access
 from .upstream import UpstreamConnection
 
@@ -40,7 +40,7 @@ class Exchange:
         "body_buffered", "body_received", "body_complete", "body_sent_any", "sink", "upstream", "app",
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
-        "stats", "extra_headers", "route_path", "expecting", "release", "rstats",
+        "stats", "extra_headers", "route_path", "expecting", "release", "rstats", "service",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -63,6 +63,7 @@ class Exchange:
         self.sink: UpstreamConnection | None = None
         self.upstream: UpstreamConnection | None = None
         self.app: str | None = None
+        self.service: Service | None = None  # the route found (its error pages)
         self.target: str | None = None
         self.flight: Flight | None = None
         self.status = 0
@@ -126,8 +127,8 @@ class Exchange:
         if self.head.upgrade is not None:
             return False
         service = proxy.table.lookup(host, self.route_path)
-        if service is None:
-            return False
+        if service is None or service.maintenance is not None or service.pages:
+            return False  # 404, maintenance and an app's own error pages: in run()
         if service.rollout is not None:
             service = self._narrow(service)
         target = proxy.balancer.pick(service)
@@ -155,12 +156,16 @@ class Exchange:
         try:
             service = proxy.table.lookup(host, self.route_path)
             if service is None:
-                self.send_error(404)
+                self.send_error(404, proxy.table.lookup_host(host))
                 return
+            self.service = service
             if self.stats is None:
                 self.app = service.app
                 self.stats = proxy.app_stats(service.app)
                 self.stats.inflight += 1
+            if service.maintenance is not None:  # before a target is claimed
+                self._send_maintenance(service.maintenance, service)
+                return
             await self._forward(service, host, tried or [])
         except asyncio.CancelledError:
             self._cancelled()
@@ -169,7 +174,7 @@ class Exchange:
             if self.started:
                 self.client.abort()
             else:
-                self.send_error(502)
+                self.send_error(502, self.service)
         finally:
             self._finish()
 
@@ -323,7 +328,7 @@ class Exchange:
             self.client.abort()
         else:
             self.keep_alive = False
-            self.send_error(504)
+            self.send_error(504, self.service)
 
     async def _forward(self, service: Service, host: str, tried: list[str]) -> None:
         proxy = self.client.state
@@ -336,7 +341,7 @@ class Exchange:
             if target is None and tried:
                 target = proxy.balancer.pick(service)
             if target is None:
-                self.send_error(503)
+                self.send_error(503, service)
                 return
             self.target = target
             # Claim and register together: nothing awaits between the lookup and this line.
@@ -358,7 +363,7 @@ class Exchange:
                         self.client.abort()
                         self.status = 502
                     else:
-                        self.send_error(exc.status)
+                        self.send_error(exc.status, service)
             finally:
                 proxy.tracker.release(flight)
                 self.flight = None
@@ -638,7 +643,16 @@ class Exchange:
             self.task.cancel()
 
     # -- errors ------------------------------------------------------------------------------
-    def send_error(self, status: int) -> None:
+    def _send_maintenance(self, mode: Maintenance, service: Service) -> None:
+        retry = b"Retry-After: %d\r\n" % mode.retry_after if mode.retry_after is not None else b""
+        page = None if mode.message else service.page(503)
+        self.send_error(503, None, message=mode.message or MAINTENANCE, page=page, extra=retry)
+
+    def send_error(self, status: int, service: Service | None = None, *, message: str | None = None,
+                   page: bytes | None = None, extra: bytes = b"") -> None:
+        """The proxy's own answer `status`; `service`: the app's own page for it, when it has one."""
+        if page is None and service is not None and service.pages:
+            page = service.page(status)
         self.status = status
         if self.started:
             self.client.abort()
@@ -650,7 +664,7 @@ class Exchange:
         self.keep_alive = keep
         self.client.write(error_response(status, self.head.accept, keep_alive=keep,
                                          head=self.method == b"HEAD", request_id=self.head.request_id,
-                                         extra=self.extra_headers))
+                                         extra=self.extra_headers + extra, message=message, page=page))
 
 
 def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:

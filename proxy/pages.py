@@ -15,8 +15,12 @@ MESSAGES: dict[int, str] = {
     431: "The request headers are too large.",
     502: "The app did not answer properly.",
     503: "The app has no running containers.",
+    # 503 in maintenance mode: MAINTENANCE, unless `dockyard maintenance on --message` says more
     504: "The app took too long to answer.",
 }
+
+
+MAINTENANCE = "The app is down for maintenance."
 
 
 def reason(status: int) -> str:
@@ -49,15 +53,22 @@ def prefers_json(accept: bytes | None) -> bool:
     return best_json > 0 and best_json > best_html
 
 
-def error_page(status: int, accept: bytes | None, request_id: bytes | None = None) -> tuple[bytes, bytes]:
-    """Return (content-type, body) of the page for `status`."""
+def error_page(
+    status: int, accept: bytes | None, request_id: bytes | None = None, *,
+    message: str | None = None, page: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """Return (content-type, body) of the page for `status`: `message` instead of the standard
+    one (maintenance), `page` (an app's own HTML) for a client that does not prefer JSON."""
     phrase = reason(status)
-    message = MESSAGES.get(status, phrase)
+    message = message or MESSAGES.get(status, phrase)
     if prefers_json(accept):
         doc: dict[str, object] = {"status": status, "error": phrase, "message": message}
         if request_id:
             doc["request_id"] = request_id.decode("latin-1")
         return b"application/json", orjson.dumps(doc)
+    if page is not None:
+        return b"text/html; charset=utf-8", page
+    message = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     html = (
         f"<!doctype html><html><head><title>{status} {phrase}</title></head>"
         f"<body><h1>{status} {phrase}</h1><p>{message}</p></body></html>\n"
@@ -67,10 +78,11 @@ def error_page(status: int, accept: bytes | None, request_id: bytes | None = Non
 
 def error_response(
     status: int, accept: bytes | None, *, keep_alive: bool, head: bool = False, request_id: bytes | None = None,
-    extra: bytes = b"",
+    extra: bytes = b"", message: str | None = None, page: bytes | None = None,
 ) -> bytes:
-    """A complete HTTP/1.1 response carrying the error page; `extra`: header lines to add (HSTS)."""
-    ctype, body = error_page(status, accept, request_id)
+    """A complete HTTP/1.1 response carrying the error page; `extra`: header lines to add (HSTS,
+    Retry-After); `message` and `page` as error_page takes them."""
+    ctype, body = error_page(status, accept, request_id, message=message, page=page)
     lines = [
         b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode()),
         b"Content-Type: %s\r\n" % ctype,

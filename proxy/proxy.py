@@ -6,14 +6,14 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
 from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
-from .routes import RouteTable, make_service
+from .routes import Maintenance, RouteTable, make_service
 from .server import ClientConnection
 from .state import ProxyState
 from .stats import AppStats
@@ -212,13 +212,18 @@ class Proxy:
         canary_release: str = "",
         canary_targets: Sequence[str] = (),
         canary_percent: float = 0.0,
+        maintenance: Maintenance | None = None,
+        error_pages: Mapping[int, bytes] | None = None,
     ) -> None:
         """Install or replace an app's routes with one assignment; in-flight requests keep their target.
 
         `release` names the release `targets` serve (counted apart: release_stats); with
-        `canary_release`, `canary_targets` get `canary_percent` of new clients (proxy/rollout.py)."""
+        `canary_release`, `canary_targets` get `canary_percent` of new clients (proxy/rollout.py).
+        `maintenance` answers 503 before any target is claimed; `error_pages` are the app's own
+        HTML for the proxy's 404/502/503/504."""
         service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts,
-                               release, canary_release, canary_targets, canary_percent)
+                               release, canary_release, canary_targets, canary_percent,
+                               maintenance, error_pages)
         self.state.table = self.state.table.with_service(service)
         self.state.app_stats(app)
         self.state.rollouts.keep(app, service.rollout)

@@ -17,6 +17,18 @@ def _empty() -> Mapping[str, tuple[Service, ...]]:
     return MappingProxyType({})
 
 
+ERROR_PAGE_STATUSES = (404, 502, 503, 504)  # an app's own pages for the proxy's answers
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """An app in maintenance mode: the proxy answers 503 with `message` (and Retry-After),
+    before any target is claimed; its containers keep running."""
+
+    message: str = ""
+    retry_after: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """One app's routes: the hosts it answers, its path prefix and its targets."""
@@ -29,6 +41,14 @@ class Service:
     tls_redirect: bool = False  # plain-listener requests get a 308 to https (see proxy/edge.py)
     hsts: int | None = None  # Strict-Transport-Security max-age on TLS responses
     rollout: Rollout | None = None  # which release each target serves, a canary's share (rollout.py)
+    maintenance: Maintenance | None = None
+    pages: tuple[tuple[int, bytes], ...] = ()  # (status, the app's own HTML page)
+
+    def page(self, status: int) -> bytes | None:
+        for code, html in self.pages:
+            if code == status:
+                return html
+        return None
 
     def matches_path(self, path: str) -> bool:
         prefix = self.path_prefix
@@ -133,6 +153,8 @@ def make_service(
     canary_release: str = "",
     canary_targets: Sequence[str] = (),
     canary_percent: float = 0.0,
+    maintenance: Maintenance | None = None,
+    error_pages: Mapping[int, bytes] | None = None,
 ) -> Service:
     """Validate and normalise the arguments of Proxy.set_app into a Service."""
     if not app:
@@ -150,6 +172,10 @@ def make_service(
             norm.append(h)
     if hsts is not None and (isinstance(hsts, bool) or hsts < 0):
         raise InvalidRouteError(f"hsts must be a max-age >= 0 or None, got {hsts!r}")
+    pages = tuple(sorted((error_pages or {}).items()))
+    for status, _html in pages:
+        if status not in ERROR_PAGE_STATUSES:
+            raise InvalidRouteError(f"error pages are for {ERROR_PAGE_STATUSES}, got {status!r}")
     if path_prefix != "/" and path_prefix.endswith("/"):
         path_prefix = path_prefix.rstrip("/") or "/"
     service = Service(
@@ -160,6 +186,8 @@ def make_service(
         balance=cast(Balance, balance),
         tls_redirect=tls_redirect,
         hsts=hsts,
+        maintenance=maintenance,
+        pages=pages,
     )
     if not release:
         if canary_release:
@@ -229,6 +257,16 @@ class RouteTable:
                 for svc in self.wildcard[suffix]:
                     if svc.matches_path(path):
                         return svc
+        return None
+
+    def lookup_host(self, host: str) -> Service | None:
+        """An app routed for `host` whatever the path (its own 404 page), exact host first."""
+        candidates = self.exact.get(host)
+        if candidates:
+            return candidates[-1]
+        for suffix in self.suffixes:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return self.wildcard[suffix][-1]
         return None
 
     def targets(self) -> frozenset[str]:

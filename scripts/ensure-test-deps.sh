@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the test suite needs besides Python packages, when it is missing (Debian):
 # nginx and wrk (the peer in the bench smoke test), git (pushes), pebble (the ACME test server),
-# debootstrap (the aiohttp app's base image), gcc and the Python headers (the compiled proxy),
-# chromium (the dashboard's browser tests, driven by Playwright: it never downloads a browser).
+# debootstrap (the aiohttp app's base image), docker-registry and htpasswd (a registry to
+# pull from), gcc and the Python headers (the compiled proxy), chromium (the dashboard's
+# browser tests, driven by Playwright: it never downloads a browser).
 # `make test` runs this, so a fresh machine needs only `make test`; .ci/run calls `make test`.
 set -euo pipefail
 PYTHON="${1:-python3}"
@@ -15,6 +16,8 @@ command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)  # images pulled (#20)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)  # the registry's bcrypt logins
 "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing+=(python3-dev)
 
@@ -28,3 +31,7 @@ fi
 echo "ensure-test-deps: installing ${missing[*]}" >&2
 $SUDO apt-get update -q >/dev/null
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+# The package starts a registry on :5000 where systemd runs; the tests start their own.
+if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi

@@ -199,6 +199,7 @@ class FakeRuntime:
         self.journal = journal if journal is not None else Journal()
         self.containers: dict[str, FakeContainer] = {}
         self.missing_images: set[str] = set()
+        self.registry: set[str] = set()  # images `pull` finds
         self.default = Behaviour(http=answer_ok if http else None)
         self._scripts: list[tuple[str, Behaviour]] = []
         self._oneoffs: list[tuple[str, OneOff]] = []
@@ -298,6 +299,14 @@ class FakeRuntime:
         await self._start(c)
         return c.info()
 
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Created, not started (`dockyard run`)."""
+        self.journal.add("create", spec.name)
+        container = FakeContainer(id=f"{next(self._ids):04d}-{spec.name}", spec=spec,
+                                  behaviour=self._behaviour(spec))
+        self.containers[container.id] = container
+        return container.info()
+
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         await self._apply_rules("inspect", container_id)
         c = self.containers.get(container_id)
@@ -366,6 +375,17 @@ class FakeRuntime:
             return OneOffResult(-1, script.output, timed_out=True)
         await asyncio.sleep(script.seconds)
         return OneOffResult(script.exit_code, script.output)
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """Images in `registry` pull (and then exist); any other is a registry's refusal."""
+        self.journal.add("pull", image, dict(auth) if auth else None)
+        await self._apply_rules("pull", image)
+        if image not in self.registry:
+            raise RuntimeFailure(f"pull access denied for {image}, repository does not exist")
+        progress({"status": "Pull complete", "id": "layer1"})
+        self.missing_images.discard(image)
 
     async def image_exists(self, image: str) -> bool:
         self.journal.add("image_exists", image)
@@ -497,6 +517,8 @@ class RecordingRoutes:
         canary_release: str = "",
         canary_targets: Sequence[str] = (),
         canary_percent: float = 0.0,
+        maintenance: Any = None,
+        error_pages: Mapping[int, bytes] | None = None,
     ) -> None:
         self.rollouts[app] = {"release": release, "canary_release": canary_release,
                               "canary_targets": tuple(canary_targets), "canary_percent": canary_percent}
@@ -504,7 +526,8 @@ class RecordingRoutes:
         self.own.add("set_app", app, tuple(targets))
         self.table[app] = tuple(targets)
         self.options[app] = {"hosts": tuple(hosts), "path_prefix": path_prefix,
-                             "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts}
+                             "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts,
+                             "maintenance": maintenance, "error_pages": dict(error_pages or {})}
 
     def remove_app(self, app: str) -> None:
         self.journal.add("remove_app", app)

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from supervisor.api import operations
 from supervisor.api.responses import errors_middleware, json_body, json_response
 from supervisor.api.stream import stream
 from supervisor.deploy.report import DeployReport, Progress
@@ -203,6 +204,7 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app.router.add_post("/v1/apps/{app}/scale", scale)
     app.router.add_post("/v1/apps/{app}/canary/{decision}", canary_decide)
     app.router.add_post("/v1/reload", reload)
+    app.router.add_routes(operations.routes(lambda: sup))
     return app
 
 

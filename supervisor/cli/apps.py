@@ -4,15 +4,17 @@ scale and reload change what runs; ps, routes and releases show it."""
 from __future__ import annotations
 
 import argparse
+from urllib.parse import quote
 
 from supervisor.cli import canary, render
-from supervisor.cli.common import ClientFactory, SubParsers, add_command
+from supervisor.cli.common import ClientFactory, SubParsers, add_command, config_path
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 from supervisor.cli.git import deploy_build
 from supervisor.cli.stream import follow
+from supervisor.cli.views import PLAN_KEYS, render_explain, render_plan
 from supervisor.model.errors import DockyardError
 
-PLAN_KEYS = ("added", "removed", "changed", "scaled", "rerouted")
+EXIT_CHANGES = 2  # `dockyard plan`: the file would change something (for CI)
 
 
 def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
@@ -67,6 +69,15 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
             print("nothing to do")
         return EXIT_FAIL if failed else EXIT_OK
 
+    def cmd_plan(args: argparse.Namespace) -> int:
+        path = config_path(args).absolute()
+        data = client_factory(args).post("/v1/plan", {"path": str(path)})
+        if args.json:
+            render.print_json(data)
+        else:
+            print(render_plan(data["plan"]))
+        return EXIT_CHANGES if data["changes"] else EXIT_OK
+
     p = add_command(sub, common, "deploy", cmd_deploy, "deploy an app (the configured image, or --image)")
     p.add_argument("app")
     how = p.add_mutually_exclusive_group()
@@ -85,6 +96,9 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
     p.add_argument("app")
     p.add_argument("counts", nargs="+", metavar="PROCESS=COUNT")
     add_command(sub, common, "reload", cmd_reload, "re-read the config file and reconcile (like SIGHUP)")
+    p = add_command(sub, common, "plan", cmd_plan, "what `reload` would do with the config file, "
+                    "changing nothing: exit 0 when nothing would change, 2 when something would")
+    p.add_argument("--json", action="store_true")
 
 
 def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
@@ -115,6 +129,13 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
         return EXIT_OK
 
     def cmd_routes(args: argparse.Namespace) -> int:
+        if args.explain:
+            result = client_factory(args).get(f"/v1/explain?url={quote(args.explain, safe='')}")
+            if args.json:
+                render.print_json(result)
+            else:
+                print(render_explain(result))
+            return EXIT_OK if result.get("app") else EXIT_FAIL
         rows = client_factory(args).get("/v1/routes")
         if args.json:
             render.print_json(rows)
@@ -147,6 +168,8 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
     p = add_command(sub, common, "nodes", cmd_nodes, "list the Swarm's nodes and the tasks on each")
     p.add_argument("--json", action="store_true")
     p = add_command(sub, common, "routes", cmd_routes, "show the route table")
+    p.add_argument("--explain", metavar="URL",
+                   help="which route, app, release and targets would serve URL, and why")
     p.add_argument("--json", action="store_true")
     p = add_command(sub, common, "releases", cmd_releases, "show an app's releases and their history")
     p.add_argument("app")

@@ -4,6 +4,7 @@ Every failure to talk to the daemon, or an error answer from it, is a ControlErr
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 from collections.abc import Iterator
@@ -38,10 +39,10 @@ class ControlClient:
 
     def _request(
         self, method: str, path: str, payload: bytes | None = None, content_type: str = JSON,
-        *, stream: bool = False,
+        *, stream: bool = False, conn: _UnixConnection | None = None,
     ) -> http.client.HTTPResponse:
         # a streamed answer (a deploy, a build) may take long; the daemon sends progress
-        conn = _UnixConnection(self.socket_path, None if stream else self.timeout)
+        conn = conn or _UnixConnection(self.socket_path, None if stream else self.timeout)
         headers = {"Content-Type": content_type} if payload is not None else {}
         try:
             conn.request(method, path, body=payload, headers=headers)
@@ -102,3 +103,15 @@ class ControlClient:
     def upload(self, path: str, data: bytes, content_type: str = TAR) -> Iterator[dict[str, Any]]:
         """POST raw `data` (a build context) and yield each NDJSON line of the answer."""
         yield from self._lines(self._request("POST", path, data, content_type, stream=True))
+
+    @contextlib.contextmanager
+    def hold(self, path: str, body: Any = None) -> Iterator[Iterator[dict[str, Any]]]:
+        """POST `body` and yield the answer's NDJSON lines; the connection stays open until the
+        block ends, however it ends (`dockyard run`: the daemon removes the container then)."""
+        conn = _UnixConnection(self.socket_path, None)
+        try:
+            resp = self._request("POST", path, orjson.dumps(body if body is not None else {}),
+                                 stream=True, conn=conn)
+            yield self._lines(resp)
+        finally:
+            conn.close()

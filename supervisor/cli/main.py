@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from supervisor.cli import apps, canary, cron, git, ops
+from supervisor.cli import apps, canary, cron, env, git, maintenance, oneoff, ops
 from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.cli.loadtest import command as loadtest
@@ -65,13 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     git.add_commands(sub, common, load)
     ops.add_commands(sub, common, client)
     loadtest.add_command(sub, common, load)
+    env.add_commands(sub, common, client)
+    oneoff.add_commands(sub, common, client)
+    maintenance.add_commands(sub, common, client)
     apps.add_views(sub, common, client)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = None
+    if "--" in words:  # `run APP [OPTIONS] -- CMD ...`: the command's words are its own
+        cut = words.index("--")
+        head, _unknown = parser.parse_known_args(words[:cut])
+        if getattr(head, "trailing", False):
+            args = parser.parse_args(words[:cut])
+            args.command_words = words[cut + 1:]
+    if args is None:
+        args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -122,6 +122,7 @@ def status_report(client: Any) -> dict[str, Any]:
             "targets": row.get("targets", []),
             "inflight": sum(int(c.get("inflight") or 0) for c in mine),
             "health": _health(serving, row.get("release")),
+            "maintenance": row.get("maintenance"),
             "restarts": sum(int(c.get("restarts") or 0) for c in serving),
             "containers": [
                 {k: c.get(k) for k in ("name", "process", "release", "status", "serving",
@@ -181,6 +182,10 @@ def render_status(report: Mapping[str, Any]) -> str:
             c = app["canary"]
             lines.append(f"  canary release {c['release']} at {c['percent']:g}%  {c['elapsed']:g}s of {c['for']:g}s"
                          f"  {canary.line(c)}")
+        if app.get("maintenance"):
+            mode = app["maintenance"]
+            retry = f"  retry-after {mode['retry_after']}s" if mode.get("retry_after") is not None else ""
+            lines.append(f"  maintenance on: {mode.get('message') or '(default page)'}{retry}")
         if app["containers"]:
             lines.append(render.table(app["containers"], ("name", "process", "release", "status",
                                                           "serving", "restarts", "inflight"),

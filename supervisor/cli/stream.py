@@ -31,6 +31,9 @@ def follow(events: Iterable[Event]) -> int:
                 print(f"       {step} FAILED after {event.get('seconds', 0):.3f}s: {event.get('error')}")
         elif kind == "canary":
             _canary(event)
+        elif kind == "pull":
+            layer = f"{event['id']}: " if event.get("id") else ""
+            print(f"       {layer}{event.get('status')}", flush=True)
         elif kind == "deployed":
             print(f"=====> deployed {event['app']} release {event['release']} in {event['seconds']:.3f}s")
             for warning in event.get("warnings") or []:

@@ -15,13 +15,21 @@ from typing import Any
 
 from supervisor.config import validators
 from supervisor.config.appjson import AppJson, cron_id, load_app_json
+from supervisor.config.dotenv import DotenvError, read_dotenv
 from supervisor.config.fields import Table, is_number, join, show
 from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.config.merge import merge
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
-from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS, SCHEDULERS, Scheduler
+from supervisor.model.kinds import (
+    BALANCES,
+    CONCURRENCY_POLICIES,
+    NETWORKS,
+    PULL_POLICIES,
+    SCHEDULERS,
+    Scheduler,
+)
 from supervisor.model.spec import AppSpec, CanarySpec, CronSpec, LimitsSpec, ProcessSpec
 
 
@@ -48,6 +56,8 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
     checks_table = t.table("healthchecks")
     checks = parse_healthchecks(checks_table, strict=True) if checks_table else {}
     cron = _cron(t, name) if t.has("cron") else []
+    env_file, file_env = _env_file(t, base)
+    error_pages = _error_pages(t, base)
 
     spec = AppSpec(
         name=name,
@@ -69,6 +79,9 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
         scheduler=t.choice("scheduler", scheduler, SCHEDULERS),
         placement=_placement(t),
         env=MappingProxyType(_env(t)),
+        env_file=env_file,
+        pull=t.choice("pull", defaults.PULL, PULL_POLICIES),
+        error_pages=MappingProxyType(error_pages),
         volumes=_volumes(t),
         app_json=app_json_name,
         processes=MappingProxyType(processes),
@@ -86,7 +99,7 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
     if spec.scheduler == "swarm" and spec.network == "host":
         t.error("network", "network = \"host\" is not supported with scheduler = \"swarm\" "
                            "(tasks publish a host-mode port instead, docs/swarm.md)")
-    merged = merge(spec, app_json, app_json=app_json_path)
+    merged = merge(spec, app_json, app_json=app_json_path, provided=frozenset(file_env))
     t.out.warnings.extend(merged.warnings)
     t.out.problems.extend(merged.errors)
     for process in checks:
@@ -217,6 +230,54 @@ def _env(t: Table) -> dict[str, str]:
         else:
             table.bad(name, "a string or a number")
     return env
+
+
+def _env_file(t: Table, base: Path) -> tuple[str | None, dict[str, str]]:
+    """`env_file`: its absolute path and variables. Refused when other users can read it, as
+    when it cannot be read or parsed; it is read again at each deploy (docs/env.md)."""
+    name = t.string("env_file")
+    if name is None:
+        return None, {}
+    path = os.path.normpath(base / name)
+    try:
+        return path, read_dotenv(Path(path))
+    except DotenvError as exc:
+        t.error("env_file", str(exc))
+        return path, {}
+
+
+ERROR_PAGES = (404, 502, 503, 504)
+ERROR_PAGE_MAX = 64 * 1024
+
+
+def _error_pages(t: Table, base: Path) -> dict[int, str]:
+    """`error_pages = "DIR"`: the app's own 404/502/503/504.html for the proxy's answers, read
+    (and checked) now: the proxy serves them from memory."""
+    name = t.string("error_pages")
+    if name is None:
+        return {}
+    folder = Path(os.path.normpath(base / name))
+    before = len(t.out.problems)
+    if not folder.is_dir():
+        t.error("error_pages", f"{str(folder)!r} is not a directory")
+        return {}
+    pages: dict[int, str] = {}
+    for status in ERROR_PAGES:
+        path = folder / f"{status}.html"
+        if not path.exists():
+            continue
+        try:
+            data = path.read_bytes()
+            if len(data) > ERROR_PAGE_MAX:
+                t.error("error_pages", f"{str(path)!r} is larger than {ERROR_PAGE_MAX // 1024} KiB")
+                continue
+            pages[status] = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            t.error("error_pages", f"cannot read {str(path)!r}: {exc}")
+    if not pages and len(t.out.problems) == before:
+        names = ", ".join(f"{s}.html" for s in ERROR_PAGES)
+        t.error("error_pages", f"{str(folder)!r} has none of {names}")
+    return pages
 
 
 def _string_table(t: Table, name: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from proxy.options import ProxyOptions
 from supervisor.config import validators
 from supervisor.config.apps import parse_app
 from supervisor.config.fields import Collector, Table, is_int, is_number
+from supervisor.config.registries import parse_registries
 from supervisor.config.tls import check_tls_listen, server_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
@@ -70,6 +71,8 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
     server = _server(server_table, base) if server_table else _server(Table(out, {}, "server"), base)
     proxy_table = top.table("proxy")
     proxy = _proxy(proxy_table) if proxy_table else ProxyOptions()
+    registries_table = top.table("registries")
+    registries = parse_registries(registries_table, base) if registries_table else {}
 
     apps: dict[str, AppSpec] = {}
     apps_table = top.table("apps")
@@ -94,6 +97,7 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
         proxy=proxy,
         apps=MappingProxyType(apps),
         warnings=tuple(out.warnings),
+        registries=MappingProxyType(registries),
     )
 
 

@@ -22,9 +22,14 @@ The rules. The upper layer (the TOML, then the config) wins:
   `cron = []`, or the cron of the TOML's own app.json (`AppSpec.cron_given`).
 - predeploy / postdeploy: the upper layer's replace `scripts.dokku.*`.
 - env: upper-layer values win; the app.json's values are defaults. A variable the app.json
-  requires (`required`, Dokku's default, and no value) that is still unset is an error,
-  "required env var X has no value", as Dokku fails such a deploy. A variable with a
-  `generator` that is still unset only warns: dockyard generates no values.
+  requires (`required`, Dokku's default, and no value) that is still unset (neither in the
+  TOML, nor in the app's `env_file`) is an error, "required env var X has no value", as Dokku
+  fails such a deploy. A variable with a `generator` that is still unset goes to
+  `AppSpec.generate_env`: the supervisor generates it once and keeps it in the env overlay.
+
+And the one order of an app's environment at deploy time (`environment`), highest first:
+the overlay (`dockyard env set`, generated secrets) > the `env_file` > the TOML `env` >
+app.json `env` values. `dockyard env set` is the operator's latest word, so it wins over files.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def merge(
     app_json: str,
     procfile: Procfile | None = None,
     procfile_name: str = "Procfile",
+    provided: frozenset[str] = frozenset(),
 ) -> Merged:
     """`app` with `found` (read from the file named `app_json`) and `procfile` merged under it."""
     warnings: list[str] = []
@@ -98,13 +104,9 @@ def merge(
 
     env = {**found.env, **app.env}
     for var in found.required_env:
-        if var not in env:
+        if var not in env and var not in provided:
             errors.append(Problem(app_json, "", f"required env var {var} has no value; set it in [apps.{app.name}.env]"))
-    for var in found.generated_env:
-        if var not in env:
-            warnings.append(str(Problem(
-                app_json, "", f"{var} has a generator; dockyard generates no values, set it in [apps.{app.name}.env]"
-            )))
+    generate = tuple(sorted({*app.generate_env, *(v for v in found.generated_env if v not in env)}))
 
     spec = replace(
         app,
@@ -116,5 +118,14 @@ def merge(
         predeploy=app.predeploy or found.predeploy,
         postdeploy=app.postdeploy or found.postdeploy,
         env=MappingProxyType(env),
+        generate_env=generate,
     )
     return Merged(spec, tuple(warnings), tuple(errors))
+
+
+def environment(
+    env: Mapping[str, str], env_file: Mapping[str, str], overlay: Mapping[str, str]
+) -> dict[str, str]:
+    """An app's environment: `env` (the TOML over app.json values) under its env_file under
+    the overlay (see the module docstring for why)."""
+    return {**env, **env_file, **overlay}

@@ -8,10 +8,11 @@ methods here too, so the serving set and the routes never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proxy.routes import Maintenance
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.runtime.containers import target_of
@@ -35,6 +36,8 @@ class RouteSink(Protocol):
         canary_release: str = "",
         canary_targets: Sequence[str] = (),
         canary_percent: float = 0.0,
+        maintenance: Maintenance | None = None,
+        error_pages: Mapping[int, bytes] | None = None,
     ) -> None: ...
 
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]: ...
@@ -81,6 +84,7 @@ class Fleet:
         self._restarts: dict[str, int] = {}  # container id -> restarts done by dockyard
         self._last_exit: dict[str, int] = {}  # container id -> its last exit code
         self._canary: dict[str, Canary] = {}  # app -> its canary, while one is watched
+        self._maintenance: dict[str, Maintenance] = {}  # app -> what the proxy answers instead
 
     # reading ---------------------------------------------------------------------------
 
@@ -166,7 +170,20 @@ class Fleet:
                 canary_release=str(canary.release) if canary is not None else "",
                 canary_targets=targets_of(app, canary.containers) if canary is not None else (),
                 canary_percent=canary.percent if canary is not None else 0.0,
+                maintenance=self._maintenance.get(app.name),
+                error_pages={status: html.encode() for status, html in app.error_pages.items()},
             )
+
+    def maintenance(self, app: str) -> Maintenance | None:
+        return self._maintenance.get(app)
+
+    def set_maintenance(self, app: AppSpec, mode: Maintenance | None) -> None:
+        """Maintenance mode on (the proxy answers 503 with `mode`) or off: one assignment."""
+        if mode is None:
+            self._maintenance.pop(app.name, None)
+        else:
+            self._maintenance[app.name] = mode
+        self.install(app)
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],
               down: Iterable[str]) -> None:

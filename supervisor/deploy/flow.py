@@ -15,11 +15,12 @@ import logging
 import time
 from typing import Literal
 
+from supervisor.config.registries import credentials, registry_of
 from supervisor.deploy import canary as canaries
 from supervisor.deploy.checks import CheckContext, check_host, run_checks
 from supervisor.deploy.context import Context
 from supervisor.deploy.report import DeployReport, Progress, snapshot
-from supervisor.model.errors import DeployError, DockyardError
+from supervisor.model.errors import DeployError, DockyardError, RuntimeFailure
 from supervisor.model.release import ReleaseKind, RepoFiles
 from supervisor.model.spec import AppSpec, CanarySpec
 from supervisor.ops import metrics
@@ -63,6 +64,8 @@ async def deploy_holding_lock(
 ) -> DeployReport:
     """`deploy()` for a caller that holds the app's operation lock already (a build)."""
     files = ctx.apps.repo(app.name) if repo == "current" else repo
+    app = ctx.apps.with_env(app)  # the env file read now, the overlay's latest values
+    env_problem = ctx.apps.env_problem(app.name)
     report = DeployReport(app.name, image=image, progress=progress, events=ctx.events)
     release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
     report.release = release.number
@@ -74,8 +77,11 @@ async def deploy_holding_lock(
     new: list[ContainerInfo] = []
     try:
         async with asyncio.timeout(app.deploy_timeout):
-            if not await ctx.runtime.image_exists(image):
-                raise DeployError(f"image {image!r} not found")
+            if env_problem:
+                raise DeployError(env_problem)
+            if app.pull == "always" or not await ctx.runtime.image_exists(image):
+                async with report.step("pull"):
+                    await pull(ctx, app, image, report)
             if app.predeploy:
                 async with report.step("predeploy"):
                     await run_script(ctx, app, image, release.number, "predeploy", app.predeploy)
@@ -114,6 +120,21 @@ async def deploy_holding_lock(
     log.info("deployed app=%s release=%d duration=%.3f", app.name, release.number, seconds)
     report.emit("deployed", seconds=seconds, warnings=report.warnings)
     return report
+
+
+async def pull(ctx: Context, app: AppSpec, image: str, report: DeployReport) -> None:
+    """Pull `image` from its registry, with `[registries."HOST"]` credentials when the config
+    has them (else the engine client's `docker login` store); DeployError names the registry's
+    answer."""
+    host = registry_of(image)
+    login = ctx.apps.config.registries.get(host)
+    auth = credentials(login) if login else None
+    try:
+        await ctx.runtime.pull(image, auth, lambda event: report.emit("pull", image=image, **event))
+    except RuntimeFailure as exc:
+        what = f"pulling {image!r}" if app.pull == "always" else \
+            f"image {image!r} not found locally; pulling it"
+        raise DeployError(f"{what} from {host} failed: {exc}") from exc
 
 
 def _reason(app: AppSpec, exc: Exception) -> str:

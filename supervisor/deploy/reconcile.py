@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -23,7 +24,7 @@ from supervisor.model.spec import AppSpec, Config, ProcessSpec
 log = logging.getLogger("dockyard.supervisor")
 # `canary` only shapes the next deploy: changing it restarts nothing.
 ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts",
-                "canary")
+                "canary", "error_pages")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
     "dashboard_listen",
@@ -40,9 +41,26 @@ class Plan:
     rerouted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     needs_restart: tuple[str, ...] = ()  # [server] keys that only a restart applies
+    keys: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # app -> changed keys
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    @property
+    def empty(self) -> bool:
+        """Nothing would change (what `dockyard plan` exits 0 for)."""
+        return not any((self.added, self.removed, self.changed, self.scaled, self.rerouted,
+                        self.needs_restart))
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "keys"
+        }
+        data["keys"] = {app: list(keys) for app, keys in self.keys.items()}
+        return data
+
+
+def changed_keys(a: AppSpec, b: AppSpec) -> tuple[str, ...]:
+    """The AppSpec fields that differ (names only: `env`, never a value)."""
+    return tuple(f.name for f in dataclasses.fields(AppSpec)
+                 if f.compare and getattr(a, f.name) != getattr(b, f.name))
 
 
 def _without_scale(app: AppSpec) -> AppSpec:
@@ -63,11 +81,13 @@ def plan(old: Config, new: Config) -> Plan:
     added = tuple(sorted(set(new.apps) - set(old.apps)))
     removed = tuple(sorted(set(old.apps) - set(new.apps)))
     changed, scaled, rerouted, unchanged = [], [], [], []
+    keys: dict[str, tuple[str, ...]] = {}
     for name in sorted(set(old.apps) & set(new.apps)):
         a, b = old.apps[name], new.apps[name]
         if a == b:
             unchanged.append(name)
             continue
+        keys[name] = changed_keys(a, b)
         a_core, b_core = _without_routes(_without_scale(a)), _without_routes(_without_scale(b))
         if a_core != b_core:
             changed.append(name)
@@ -82,7 +102,7 @@ def plan(old: Config, new: Config) -> Plan:
     if old.proxy != new.proxy:
         needs_restart += ("proxy",)
     return Plan(added, removed, tuple(changed), tuple(scaled), tuple(rerouted),
-                tuple(unchanged), needs_restart)
+                tuple(unchanged), needs_restart, MappingProxyType(keys))
 
 
 async def apply(ctx: Context, new_file: Config) -> dict[str, Any]:

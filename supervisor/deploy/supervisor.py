@@ -8,15 +8,18 @@ reconcile.py, and the swap itself is `Fleet.swap()` in deploy/fleet.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from proxy.routes import Maintenance
 from supervisor.config.repo import with_repo
 from supervisor.deploy import adopt as adoption
-from supervisor.deploy import reconcile, scale
+from supervisor.deploy import environment, reconcile, scale
 from supervisor.deploy.board import Decision
 from supervisor.deploy.context import Context
 from supervisor.deploy.definitions import Definitions
+from supervisor.deploy.explain import Route, explain
 from supervisor.deploy.fleet import Fleet, RouteSink, Serving
 from supervisor.deploy.flow import deploy
 from supervisor.deploy.locks import OperationLocks
@@ -29,6 +32,12 @@ from supervisor.ops.events import EventBus
 from supervisor.runtime.containers import target_of
 from supervisor.runtime.protocol import Runtime
 from supervisor.store.releases import StateStore
+
+log = logging.getLogger("dockyard.supervisor")
+
+
+def _maintenance_row(mode: Maintenance | None) -> dict[str, Any] | None:
+    return {"message": mode.message, "retry_after": mode.retry_after} if mode else None
 
 
 class Supervisor:
@@ -47,6 +56,10 @@ class Supervisor:
             retirer=self.retirer,
             events=self.events,
         )
+        for name, app in self.ctx.apps.config.apps.items():  # maintenance survives restarts
+            mode = state.overlay.maintenance(name)
+            if mode is not None:
+                self.ctx.fleet.set_maintenance(app, mode)
 
     # what is deployed ------------------------------------------------------------------
 
@@ -108,7 +121,7 @@ class Supervisor:
         if previous is None:
             raise DeployError(f"app {name!r} has no earlier successful release to roll back to")
         files = self.state.repo_files(name, previous.number)
-        app = await asyncio.to_thread(with_repo, base, files) if files else base
+        app = await asyncio.to_thread(with_repo, base, files) if files else base  # its env: deploy() adds the layers
         return await deploy(self.ctx, app, previous.image, kind="rollback", progress=progress,
                             repo=files)
 
@@ -127,6 +140,30 @@ class Supervisor:
     async def reload(self, config: Config) -> dict[str, Any]:
         """Reconcile with a new (validated) config file: see deploy/reconcile.py."""
         return await reconcile.apply(self.ctx, config)
+
+    def plan(self, config: Config) -> reconcile.Plan:
+        """What `reload` would do with `config` (validated), changing nothing."""
+        return reconcile.plan(self.ctx.apps.config, self.ctx.apps.effective(config, preview=True))
+
+    async def change_env(
+        self, name: str, set_: dict[str, str], unset: list[str], *, restart: bool,
+        progress: Progress | None = None,
+    ) -> DeployReport | None:
+        return await environment.change(self.ctx, name, set_, unset, restart_app=restart,
+                                        progress=progress)
+
+    def set_maintenance(self, name: str, mode: Maintenance | None) -> dict[str, Any]:
+        """Maintenance mode on (the proxy answers 503, containers keep running) or off (the
+        routes serve again at once); kept in SQLite, so a restarted daemon keeps it."""
+        app = self.app(name)
+        if not app.hosts:
+            raise DeployError(f"app {name!r} has no hosts: the proxy routes nothing to it")
+        if mode is not None and mode.retry_after is not None and mode.retry_after < 0:
+            raise DeployError("--retry-after must be 0 or more seconds")
+        self.state.overlay.set_maintenance(name, mode)
+        self.ctx.fleet.set_maintenance(app, mode)
+        log.info("maintenance app=%s on=%s", name, mode is not None)
+        return {"app": name, "maintenance": _maintenance_row(mode)}
 
     async def adopt(self) -> None:
         await adoption.adopt(self.ctx)
@@ -197,9 +234,23 @@ class Supervisor:
                     "release": serving.release if serving else None,
                     "targets": self.ctx.fleet.targets(app),
                     "canary": self.ctx.canaries.live.get(name),
+                    "maintenance": _maintenance_row(self.ctx.fleet.maintenance(name)),
                 }
             )
         return rows
+
+    def env_rows(self, name: str, *, show: bool = False) -> list[dict[str, Any]]:
+        return environment.rows(self.ctx, name, show=show)
+
+    def explain(self, url: str) -> dict[str, Any]:
+        routes = []
+        for name, app in sorted(self.config.apps.items()):
+            serving = self.ctx.fleet.get(name)
+            routes.append(Route(name, app.hosts, app.path_prefix,
+                                serving.release if serving else None,
+                                tuple(self.ctx.fleet.targets(app)),
+                                self.ctx.fleet.maintenance(name) is not None))
+        return explain(routes, url)
 
     def release_rows(self, name: str) -> list[dict[str, Any]]:
         self.app(name)

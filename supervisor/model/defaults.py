@@ -11,6 +11,7 @@ from supervisor.model.kinds import (
     CheckType,
     ConcurrencyPolicy,
     Network,
+    PullPolicy,
     Scheduler,
     TlsMode,
 )
@@ -43,6 +44,8 @@ RESTART_POLICY = "on-failure:10"  # Dokku's default restart policy
 BALANCE: Balance = "round_robin"
 PATH_PREFIX = "/"
 TLS_MODE: TlsMode = "off"
+PULL: PullPolicy = "missing"  # pull the image from its registry only when the engine lacks it
+SECRET_BYTES = 32  # app.json `generator: "secret"`: hex of this many random bytes (Dokku: 64 hex chars)
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
 
 # canary deploys (docs/canary.md)

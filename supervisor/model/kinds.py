@@ -18,6 +18,7 @@ ConcurrencyPolicy = Literal["allow", "forbid", "replace"]  # Dokku's app.json cr
 CronSource = Literal["config", "app.json"]
 TlsMode = Literal["off", "manual", "acme"]
 Scheduler = Literal["docker", "swarm"]  # Dokku's scheduler:set: containers, or Swarm services
+PullPolicy = Literal["missing", "always"]  # when a deploy pulls its image from a registry
 
 NETWORKS: tuple[Network, ...] = get_args(Network)
 BALANCES: tuple[Balance, ...] = get_args(Balance)
@@ -26,8 +27,10 @@ CHECK_SCHEMES: tuple[CheckScheme, ...] = get_args(CheckScheme)
 CONCURRENCY_POLICIES: tuple[ConcurrencyPolicy, ...] = get_args(ConcurrencyPolicy)
 TLS_MODES: tuple[TlsMode, ...] = get_args(TlsMode)
 SCHEDULERS: tuple[Scheduler, ...] = get_args(Scheduler)
+PULL_POLICIES: tuple[PullPolicy, ...] = get_args(PullPolicy)
 
 __all__ = [
-    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "SCHEDULERS", "TLS_MODES",
-    "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "Scheduler", "TlsMode",
+    "BALANCES", "CHECK_SCHEMES", "CHECK_TYPES", "CONCURRENCY_POLICIES", "NETWORKS", "PULL_POLICIES", "SCHEDULERS",
+    "TLS_MODES", "Balance", "CheckScheme", "CheckType", "ConcurrencyPolicy", "CronSource", "Network", "PullPolicy",
+    "Scheduler", "TlsMode",
 ]

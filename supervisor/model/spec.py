@@ -21,6 +21,7 @@ from supervisor.model.kinds import (
     ConcurrencyPolicy,
     CronSource,
     Network,
+    PullPolicy,
     Scheduler,
     TlsMode,
 )
@@ -139,6 +140,9 @@ class AppSpec:
     scheduler: Scheduler = defaults.SCHEDULER  # docker: containers; swarm: a service per release x process
     placement: tuple[str, ...] = ()  # swarm placement constraints: "node.labels.tier==web"
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    env_file: str | None = None  # a dotenv file (absolute path), read at each deploy: docs/env.md
+    generate_env: tuple[str, ...] = ()  # app.json `generator: "secret"` vars: generated once, kept
+    pull: PullPolicy = defaults.PULL
     volumes: tuple[str, ...] = ()  # Docker -v syntax: "/host/path:/container/path[:ro]"
     app_json: str | None = None
     processes: Mapping[str, ProcessSpec] = field(
@@ -158,6 +162,7 @@ class AppSpec:
     tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
     canary: CanarySpec | None = None  # every deploy of the app is a canary (docs/canary.md)
+    error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> HTML
     # What the config set itself (the TOML, or the app.json its `app_json` names), which an
     # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
     # override: the process types with a given scale (even 1), and whether `cron` was given
@@ -175,9 +180,19 @@ class AppSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrySpec:
+    """`[registries."HOST"]`: the login dockyard gives the engine to pull images from HOST."""
+
+    host: str
+    username: str
+    password_file: str  # absolute path, mode 0600; read at each pull
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerSpec
     proxy: ProxyOptions
     apps: Mapping[str, AppSpec]
     warnings: tuple[str, ...] = ()
+    registries: Mapping[str, RegistrySpec] = field(default_factory=lambda: MappingProxyType({}))

@@ -99,16 +99,20 @@ def process_spec(
 
 
 def oneoff_spec(
-    app: AppSpec, *, image: str, instance: str, release: int, role: str, command: str, suffix: str
+    app: AppSpec, *, image: str, instance: str, release: int, role: str,
+    command: str | tuple[str, ...] | None, suffix: str,
+    env: Mapping[str, str] | None = None, tty: bool = False, process: str | None = None,
 ) -> ContainerSpec:
-    """A one-off container (predeploy, postdeploy, cron) with the app's env, limits and network."""
+    """A one-off container (predeploy, postdeploy, cron, `dockyard run`) with the app's env,
+    limits, volumes and network; `env` over the app's, `process`: whose $DYNO it gets."""
     labels = base_labels(instance, app.name, release, role, "oneoff")
     prefix = f"{instance}." if instance and instance != defaults.INSTANCE else ""
     return ContainerSpec(
         name=f"{prefix}{app.name}.{role}.{suffix}",
         image=image,
         command=command,
-        env=MappingProxyType(app_env(app, release, role, app.port, 1)),
+        env=MappingProxyType({**app_env(app, release, process or role, app.port, 1), **(env or {})}),
+        tty=tty,
         labels=MappingProxyType(labels),
         network=app.network,
         memory=app.limits.memory,

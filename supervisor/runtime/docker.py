@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +41,16 @@ def _restart_policy(policy: str) -> dict[str, Any] | None:
     if name == "on-failure" and count:
         result["MaximumRetryCount"] = int(count)
     return result
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """("registry:5000/team/app", "1.4") of "registry:5000/team/app:1.4"; a digest stays whole."""
+    if "@" in image:
+        return image, None
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -117,7 +127,23 @@ class DockerRuntime:
         policy = _restart_policy(spec.restart)
         if policy:
             kwargs["restart_policy"] = policy
+        if spec.tty:
+            kwargs.update(tty=True, stdin_open=True)
         return kwargs
+
+    def _create_sync(self, spec: ContainerSpec) -> ContainerInfo:
+        kwargs = self._create_kwargs(spec)
+        kwargs.pop("detach")
+        container = self.client.containers.create(spec.image, **kwargs)
+        container.reload()
+        return _info(container.attrs)
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        try:
+            info: ContainerInfo = await self._call(self._create_sync, spec)
+        except docker.errors.NotFound as exc:
+            raise RuntimeFailure(f"image {spec.image!r} not found: {exc.explanation}") from exc
+        return info
 
     def _run_sync(self, spec: ContainerSpec) -> ContainerInfo:
         container = self.client.containers.run(spec.image, **self._create_kwargs(spec))
@@ -253,6 +279,35 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return False
         return True
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        repository, tag = split_image(image)
+
+        def report(event: Mapping[str, str]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(progress, event)
+
+        def pull_sync() -> None:
+            # No auth_config: docker-py reads ~/.docker/config.json (and credential helpers).
+            kwargs: dict[str, Any] = {"auth_config": dict(auth)} if auth else {}
+            seen: dict[str, str] = {}
+            for line in self.client.api.pull(repository, tag=tag, stream=True, decode=True, **kwargs):
+                if line.get("error"):
+                    raise RuntimeFailure(str(line["error"]).strip())
+                status, layer = str(line.get("status") or ""), str(line.get("id") or "")
+                if status and seen.get(layer) != status:  # a change, not every byte count
+                    seen[layer] = status
+                    report({"status": status, "id": layer})
+
+        try:
+            await asyncio.to_thread(pull_sync)
+        except docker.errors.APIError as exc:
+            raise RuntimeFailure(str(exc.explanation or exc)) from exc
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(str(exc)) from exc
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""

@@ -7,7 +7,7 @@ Pure logic (plans, specs) never needs it; integration tests use the real engine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -34,6 +34,7 @@ class ContainerSpec:
     stop_timeout: float = defaults.STOP_TIMEOUT
     scheduler: Scheduler = defaults.SCHEDULER  # which runtime starts it (runtime/select.py)
     placement: tuple[str, ...] = ()  # swarm placement constraints
+    tty: bool = False  # `dockyard run -it`: a pseudo-terminal, stdin kept open
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,10 @@ class Runtime(Protocol):
         all or nothing: on failure, what was started is removed and the error raised."""
         ...
 
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create a container without starting it (`dockyard run`: the CLI attaches, then starts)."""
+        ...
+
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...
 
     async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
@@ -115,5 +120,13 @@ class Runtime(Protocol):
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult: ...
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """Pull `image` from its registry (`auth`: username/password; None: the engine
+        client's own store, ~/.docker/config.json). `progress` gets each layer's status
+        change; RuntimeFailure carries the registry's error."""
+        ...
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from supervisor.model.errors import RuntimeFailure
@@ -55,6 +55,9 @@ class SelectRuntime:
             return []
         return await self.for_spec(specs[0]).run_group(specs)
 
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return await self.for_spec(spec).create(spec)
+
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult:
         return await self.for_spec(spec).run_oneoff(spec, timeout)
 
@@ -98,6 +101,12 @@ class SelectRuntime:
         if await self.docker.image_exists(image):
             return True
         return self.swarm is not None and await self.swarm.image_exists(image)
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """On this engine, for either scheduler (Swarm nodes pull from the registry themselves)."""
+        await self.docker.pull(image, auth, progress)
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Both streams merged; either one failing ends this one (the watcher reconnects)."""

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -507,6 +507,21 @@ class SwarmRuntime:
         except (docker.errors.NotFound, RuntimeFailure):
             return False
         return True
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """`dockyard run` attaches to a created container on this engine; a Swarm task has no
+        such container before it is scheduled, so one-offs of a swarm app are refused."""
+        raise RuntimeFailure(f"{spec.name}: dockyard run (create a container, then attach) is not supported "
+                             "on swarm; scheduler = \"swarm\" apps run one-offs as jobs only")
+
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, progress: Callable[[Mapping[str, str]], None]
+    ) -> None:
+        """Pulled on this engine (the manager), as a container deploy pulls it; the nodes pull
+        it themselves from the registry when a task starts."""
+        from supervisor.runtime.docker import DockerRuntime
+
+        await DockerRuntime(self.client).pull(image, auth, progress)
 
     # watching --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import orjson
 
 from supervisor.model.release import Release, ReleaseKind, RepoFiles
 from supervisor.store import sqlite
+from supervisor.store.overlay import Overlay
 from supervisor.store.secrecy import redact
 
 SCHEMA = """
@@ -91,6 +92,7 @@ class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "dockyard.db"
         self._db = sqlite.connect(self.path, SCHEMA)
+        self.overlay = Overlay(self._db)
 
     def close(self) -> None:
         self._db.close()

@@ -120,13 +120,12 @@ def test_a_required_env_var_without_a_value_is_an_error(tmp_path: Path) -> None:
     assert spec.env["DATABASE_URL"] == "postgres://db"
 
 
-def test_a_generated_env_var_without_a_value_warns(tmp_path: Path) -> None:
+def test_a_generated_env_var_without_a_value_is_left_to_the_supervisor(tmp_path: Path) -> None:
     generated = json.dumps({"env": {"SECRET_KEY": {"generator": "secret"}}})
     merged = merge_repo(app(tmp_path), app_json=generated, source="abc1234")
-    assert merged.warnings == (
-        "abc1234:app.json: SECRET_KEY has a generator; dockyard generates no values, set it in [apps.web.env]",
-    )
-    assert merge_repo(app(tmp_path, env={"SECRET_KEY": "s"}), app_json=generated).warnings == ()
+    assert merged.warnings == () and merged.spec.generate_env == ("SECRET_KEY",)
+    given = merge_repo(app(tmp_path, env={"SECRET_KEY": "s"}), app_json=generated)
+    assert given.warnings == () and given.spec.generate_env == ()
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,28 @@ async def test_select_runtime_sends_each_call_to_its_scheduler(tmp_path: Path) -
     await docker.close()
 
 
+async def test_select_runtime_creates_by_scheduler_and_pulls_on_this_engine(tmp_path: Path) -> None:
+    """`dockyard run` creates on the app's runtime; a pull (#20) always goes to this engine."""
+    from supervisor.runtime.swarm import SwarmRuntime
+
+    docker, swarm = FakeRuntime(), FakeRuntime()
+    runtime = SelectRuntime(docker, swarm)
+    plain = ContainerSpec(name="a.run.r1.x", image="app:v1", command=("true",), env=MappingProxyType({}),
+                          labels=MappingProxyType({}))
+    info = await runtime.create(plain)
+    assert info.id in docker.containers and not swarm.containers
+    await runtime.create(web_spec(tmp_path))
+    assert swarm.containers
+    docker.registry.add("registry.test/app:2")
+    events: list[Any] = []
+    await runtime.pull("registry.test/app:2", {"username": "u", "password": "p"}, events.append)
+    assert docker.journal.ops("pull") == [("pull", "registry.test/app:2", {"username": "u", "password": "p"})]
+    assert not swarm.journal.ops("pull") and events
+    with pytest.raises(RuntimeFailure, match="not supported on swarm"):
+        await SwarmRuntime(client=object()).create(web_spec(tmp_path))
+    await docker.close()
+
+
 async def test_nodes_need_swarm_and_list_each_node_with_its_tasks(tmp_path: Path) -> None:
     from supervisor.model.errors import DeployError
     from supervisor.runtime.swarm import NodeInfo
