@@ -13,6 +13,7 @@ from typing import Any
 from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
+from .policy import Policy
 from .routes import RouteTable, make_service
 from .server import ClientConnection
 from .state import ProxyState
@@ -208,9 +209,12 @@ class Proxy:
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        policy: Policy | None = None,
     ) -> None:
-        """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
-        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
+        """Install or replace an app's routes with one assignment; in-flight requests keep their target.
+
+        `policy`: the app's edge policy (proxy/policy.py, docs/proxy.md "Per-app policies")."""
+        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts, policy)
         self.state.table = self.state.table.with_service(service)
         self.state.app_stats(app)
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),

@@ -8,6 +8,8 @@ from types import MappingProxyType
 from typing import Literal, cast
 
 from .errors import InvalidRouteError, RouteConflictError
+from .policy import Policy
+from .policy_steps import PolicySteps
 
 Balance = Literal["round_robin", "least_inflight"]
 BALANCES: tuple[Balance, ...] = ("round_robin", "least_inflight")
@@ -28,6 +30,8 @@ class Service:
     balance: Balance = "round_robin"
     tls_redirect: bool = False  # plain-listener requests get a 308 to https (see proxy/edge.py)
     hsts: int | None = None  # Strict-Transport-Security max-age on TLS responses
+    policy: Policy | None = None  # per-app edge policy (proxy/policy.py); None: none, no cost
+    steps: PolicySteps | None = field(default=None, compare=False)  # derived from policy
 
     def matches_path(self, path: str) -> bool:
         prefix = self.path_prefix
@@ -115,6 +119,7 @@ def make_service(
     balance: str = "round_robin",
     tls_redirect: bool = False,
     hsts: int | None = None,
+    policy: Policy | None = None,
 ) -> Service:
     """Validate and normalise the arguments of Proxy.set_app into a Service."""
     if not app:
@@ -132,6 +137,10 @@ def make_service(
             norm.append(h)
     if hsts is not None and (isinstance(hsts, bool) or hsts < 0):
         raise InvalidRouteError(f"hsts must be a max-age >= 0 or None, got {hsts!r}")
+    if policy is not None:
+        problems = policy.validate()
+        if problems:
+            raise InvalidRouteError("policy: " + "; ".join(f"{k}: {m}" for k, m in problems))
     if path_prefix != "/" and path_prefix.endswith("/"):
         path_prefix = path_prefix.rstrip("/") or "/"
     return Service(
@@ -142,6 +151,8 @@ def make_service(
         balance=cast(Balance, balance),
         tls_redirect=tls_redirect,
         hsts=hsts,
+        policy=policy,
+        steps=PolicySteps(policy) if policy is not None else None,
     )
 
 
