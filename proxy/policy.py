@@ -97,6 +97,11 @@ class Policy:
                 problems.append((key, "must be a positive number of seconds"))
         return problems
 
+    def summary(self) -> dict[str, Any]:
+        """The keys that differ from the defaults, without password hashes (`dockyard routes`)."""
+        base = Policy().to_dict(secrets=False)
+        return {k: v for k, v in self.to_dict(secrets=False).items() if v != base[k]}
+
     # -- serialisation (route tables sent to another process; `dockyard routes --json`) ---------
     def to_dict(self, *, secrets: bool = True) -> dict[str, Any]:
         """Plain data; `secrets=False` leaves out the password hashes (for display)."""

@@ -485,12 +485,13 @@ class RecordingRoutes:
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        policy: Any = None,
     ) -> None:
         self.journal.add("set_app", app, tuple(targets))
         self.own.add("set_app", app, tuple(targets))
         self.table[app] = tuple(targets)
         self.options[app] = {"hosts": tuple(hosts), "path_prefix": path_prefix,
-                             "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts}
+                             "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts, "policy": policy}
 
     def remove_app(self, app: str) -> None:
         self.journal.add("remove_app", app)

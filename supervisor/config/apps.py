@@ -18,6 +18,7 @@ from supervisor.config.appjson import AppJson, cron_id, load_app_json
 from supervisor.config.fields import Table, is_number, join, show
 from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.config.merge import merge
+from supervisor.config.policies import app_policy
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
@@ -76,6 +77,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         predeploy=t.string("predeploy"),
         postdeploy=t.string("postdeploy"),
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
+        policy=app_policy(t, base, path_prefix),
         **app_tls(t, base, hosts),
     )
     merged = merge(spec, app_json, app_json=app_json_path)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.policy import Policy
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.runtime.containers import target_of
@@ -31,6 +32,7 @@ class RouteSink(Protocol):
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        policy: Policy | None = None,
     ) -> None: ...
 
     def remove_app(self, app: str) -> None: ...
@@ -125,6 +127,7 @@ class Fleet:
                 balance=app.balance,
                 tls_redirect=app.tls_redirect,
                 hsts=app.hsts,
+                policy=app.policy,
             )
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],

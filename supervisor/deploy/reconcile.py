@@ -21,7 +21,7 @@ from supervisor.deploy.scale import scale, stop
 from supervisor.model.spec import AppSpec, Config, ProcessSpec
 
 log = logging.getLogger("dockyard.supervisor")
-ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
+ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts", "policy")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
     "acme_directory", "acme_email",

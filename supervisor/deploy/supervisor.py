@@ -165,6 +165,7 @@ class Supervisor:
                     "path_prefix": app.path_prefix,
                     "release": serving.release if serving else None,
                     "targets": self.ctx.fleet.targets(app),
+                    "policies": app.policy.summary(),
                 }
             )
         return rows

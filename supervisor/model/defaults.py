@@ -41,6 +41,14 @@ BALANCE: Balance = "round_robin"
 PATH_PREFIX = "/"
 TLS_MODE: TlsMode = "off"
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
+# edge policies (proxy/policy.py has the proxy's own defaults; these are what the TOML means)
+BUFFER_REQUESTS = True  # as nginx and kamal-proxy: a slow client never holds an app worker
+BUFFER_RESPONSES = False
+COMPRESS = False
+SECURITY_HEADERS = False
+STRIP_PREFIX = False
+REDIRECT_STATUS = 301
+AUTH_REALM = "Restricted"
 
 # processes
 WEB_PROCESS = "web"
