@@ -22,6 +22,7 @@ from .pages import error_response
 from .pages import reason as phrase
 from .policy_auth import authorization
 from .policy_buffer import Spool
+from .policy_compress import Encoder, accepted, compressible, rewrite
 from .policy_headers import request_lines, without
 from .policy_redirects import canonical, redirect
 from .policy_steps import PolicySteps
@@ -47,7 +48,7 @@ class Exchange:
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
         "stats", "extra_headers", "route_path", "expecting", "steps", "spool", "response_timeout",
-        "body_timeout",
+        "body_timeout", "encoder",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -96,6 +97,7 @@ class Exchange:
         self.spool: Spool | None = None  # request buffering (policy_buffer.py)
         self.response_timeout = client.options.upstream_response_timeout  # a policy may override
         self.body_timeout = 0.0  # a policy's client_body_timeout (0.0: the proxy's)
+        self.encoder: Encoder | None = None  # compress (policy_compress.py)
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -597,6 +599,14 @@ class Exchange:
         except ValueError as exc:  # a transfer-coding other than chunked (gzip, ...)
             self.keep_alive = False
             raise UpstreamProtocolError(self.target or "?", str(exc)) from None
+        out_length = length  # the length towards the client (-1 once compressed)
+        if steps is not None and steps.compress and self.method != b"HEAD" and compressible(
+                status, headers, steps.compress_min_size):
+            coding = accepted(self.head.lines)
+            if coding:
+                self.encoder = Encoder(coding)
+                lines = strip_response_headers(rewrite(headers, coding))[0]
+                out_length = -1
         upgrade = b""
         if status == 101:
             upgrade = _upgrade_token(headers)
@@ -619,7 +629,7 @@ class Exchange:
             client_ka = False  # the client parser is past an Upgrade: no more requests on it
         if self.method == b"HEAD" or status in NO_BODY_STATUSES:
             self.framing = NONE
-        elif length >= 0:
+        elif out_length >= 0:
             self.framing = LENGTH
         elif self.version == "1.1":
             self.framing = CHUNKED
@@ -647,6 +657,10 @@ class Exchange:
 
     def on_response_body(self, data: bytes) -> None:
         self.sent += len(data)
+        if self.encoder is not None:
+            data = self.encoder.feed(data)
+            if not data:
+                return
         if self.framing == CHUNKED:
             self.out.append(b"%x\r\n" % len(data))
             self.out.append(data)
@@ -658,6 +672,11 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.encoder is not None:
+            tail = self.encoder.finish()
+            self.encoder = None
+            if tail:
+                self.on_response_body(tail)
         if self.framing == CHUNKED:
             self.out.append(b"0\r\n\r\n")
         if self.fast:

@@ -12,7 +12,7 @@ from .policy_headers import hsts_preset, lines_of, names_of, response_pairs
 
 class PolicySteps:
     __slots__ = ("policy", "every_request", "access", "auth", "response_lines", "response_names",
-                 "hsts_line", "request_lines", "request_names", "buffer", "max_body_size",
+                 "hsts_line", "request_lines", "request_names", "buffer", "max_body_size", "compress", "compress_min_size",
                  "response_timeout", "body_timeout")
 
     def __init__(self, policy: Policy) -> None:
@@ -28,6 +28,8 @@ class PolicySteps:
         self.request_lines = lines_of(policy.request_headers)
         self.request_names = names_of(policy.request_headers)
         self.buffer = policy.buffer_requests
+        self.compress = policy.compress
+        self.compress_min_size = policy.compress_min_size
         self.max_body_size = policy.max_body_size
         self.response_timeout = policy.upstream_response_timeout
         self.body_timeout = policy.client_body_timeout

@@ -375,3 +375,94 @@ def test_spool_keeps_small_bodies_in_memory_and_spills_to_a_private_unlinked_fil
         spool.write(b"x" * 90)
     spool.close()
     assert spool.file is None
+
+
+# -- compression ----------------------------------------------------------------------------------
+BIG_TEXT = ("hello compressible world " * 400).encode()
+
+
+async def text(request: web.Request) -> web.Response:
+    return web.Response(body=BIG_TEXT, content_type="text/plain", headers={"ETag": '"v1"', "Vary": "Cookie"})
+
+
+async def png(request: web.Request) -> web.Response:
+    return web.Response(body=BIG_TEXT, content_type="image/png")
+
+
+async def tiny(request: web.Request) -> web.Response:
+    return web.Response(text="small", content_type="text/plain")
+
+
+async def encoded(request: web.Request) -> web.Response:
+    import gzip
+
+    return web.Response(body=gzip.compress(BIG_TEXT), content_type="text/plain", headers={"Content-Encoding": "gzip"})
+
+
+async def raw_get(port: int, path: str, accept: str) -> tuple[int, dict[str, str], bytes]:
+    raw = await raw_request(port, f"GET {path} HTTP/1.1\r\nHost: h\r\nAccept-Encoding: {accept}\r\n"
+                                  f"Connection: close\r\n\r\n".encode())
+    status, headers, body = parse_response(raw)
+    if headers.get("transfer-encoding") == "chunked":
+        out = b""
+        while True:
+            size_line, _, body = body.partition(b"\r\n")
+            size = int(size_line, 16)
+            if not size:
+                break
+            out += body[:size]
+            body = body[size + 2:]
+        body = out
+    return status, headers, body
+
+
+async def test_compress_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
+    import gzip
+
+    routes = [("GET", "/text", text), ("GET", "/png", png), ("GET", "/tiny", tiny), ("GET", "/encoded", encoded)]
+    async with backend(routes) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip")
+        assert status == 200 and headers["content-encoding"] == "gzip"
+        assert gzip.decompress(body) == BIG_TEXT and len(body) < len(BIG_TEXT) // 10
+        assert headers["vary"] == "Cookie, Accept-Encoding" and headers["etag"] == 'W/"v1"'
+        assert "content-length" not in headers
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip;q=0.5, br")
+        import brotli
+        assert headers["content-encoding"] == "br" and brotli.decompress(body) == BIG_TEXT
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip, br, zstd")
+        import zstandard
+        assert headers["content-encoding"] == "zstd"
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(body) == BIG_TEXT
+        for path, accept in (("/text", "identity"), ("/text", "gzip;q=0"), ("/png", "gzip"), ("/tiny", "gzip")):
+            status, headers, body = await raw_get(proxy.port, path, accept)
+            assert "content-encoding" not in headers, (path, accept)
+            assert body in (BIG_TEXT, b"small")
+        status, headers, body = await raw_get(proxy.port, "/encoded", "gzip")
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == BIG_TEXT  # not twice
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/text",
+                                                       headers={"Host": "h"}) as r:  # aiohttp decodes
+            assert await r.read() == BIG_TEXT
+
+
+async def test_compressed_event_streams_go_out_event_by_event() -> None:
+    release = asyncio.Event()
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: one\n\n")
+        await release.wait()
+        await resp.write(b"data: two\n\n")
+        await resp.write_eof()
+        return resp
+
+    async with backend([("GET", "/events", events)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/events",
+                                                       headers={"Host": "h", "Accept-Encoding": "gzip"}) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            async with asyncio.timeout(3):
+                assert await r.content.readuntil(b"\n\n") == b"data: one\n\n"  # before the second exists
+            release.set()
+            assert await r.content.read() == b"data: two\n\n"
