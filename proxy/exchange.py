@@ -21,7 +21,7 @@ from .inflight import Flight
 from .pages import error_response
 from .pages import reason as phrase
 from .policy_auth import authorization
-from .policy_buffer import Spool
+from .policy_buffer import ResponseBuffer, Spool
 from .policy_compress import Encoder, accepted, compressible, rewrite
 from .policy_headers import request_lines, without
 from .policy_redirects import canonical, redirect
@@ -48,7 +48,7 @@ class Exchange:
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
         "stats", "extra_headers", "route_path", "expecting", "steps", "spool", "response_timeout",
-        "body_timeout", "encoder",
+        "body_timeout", "encoder", "rbuf",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -98,6 +98,7 @@ class Exchange:
         self.response_timeout = client.options.upstream_response_timeout  # a policy may override
         self.body_timeout = 0.0  # a policy's client_body_timeout (0.0: the proxy's)
         self.encoder: Encoder | None = None  # compress (policy_compress.py)
+        self.rbuf: ResponseBuffer | None = None  # buffer_responses (policy_buffer.py)
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -199,6 +200,8 @@ class Exchange:
         self.completed = True
         if self.spool is not None:
             self.spool.close()
+        if self.rbuf is not None:
+            self.rbuf.close()
         client = self.client
         elapsed = client.loop.time() - self.t0
         status = self.status or 499
@@ -517,6 +520,11 @@ class Exchange:
             self.keep_alive = False
         self.client.state.pool.put(conn)
         self.upstream = None
+        rbuf = self.rbuf
+        if rbuf is not None and rbuf.size:  # the app is free; the client takes the rest at its pace
+            rbuf.waiter = self.client.loop.create_future()
+            self._pump()
+            await rbuf.waiter
 
     def _send(self, conn: UpstreamConnection) -> None:
         """Write the request head (and what body is buffered); the rest streams via feed_body."""
@@ -607,6 +615,9 @@ class Exchange:
                 self.encoder = Encoder(coding)
                 lines = strip_response_headers(rewrite(headers, coding))[0]
                 out_length = -1
+        if (steps is not None and steps.buffer_responses and status != 101 and self.method != b"HEAD"
+                and not _event_stream(headers)):
+            self.rbuf = ResponseBuffer(steps.policy.request_buffer_memory)
         upgrade = b""
         if status == 101:
             upgrade = _upgrade_token(headers)
@@ -690,7 +701,11 @@ class Exchange:
             client = self.client
             transport = client.transport
             if transport is not None and not client.closed:
-                transport.write(out[0] if len(out) == 1 else b"".join(out))
+                rbuf = self.rbuf
+                if rbuf is not None and (rbuf.size or client.write_paused):
+                    rbuf.write(out[0] if len(out) == 1 else b"".join(out))  # the client is behind
+                else:
+                    transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if self.fast and self.finished and not self.completed:
             self.fast = False
@@ -721,12 +736,32 @@ class Exchange:
         self.client.resume("upstream")
 
     def client_pause_writing(self) -> None:
+        if self.rbuf is not None:
+            return  # buffer_responses: keep reading the app, hold what the client cannot take
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.pause_reading()
 
     def client_resume_writing(self) -> None:
+        if self.rbuf is not None:
+            self._pump()
+            return
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.resume_reading()
+
+    def _pump(self) -> None:
+        """buffer_responses: give the client what it can take from the buffer (until its
+        transport pauses us again); wake _exchange when the buffer is empty."""
+        rbuf = self.rbuf
+        client = self.client
+        transport = client.transport
+        if rbuf is None or transport is None:
+            return
+        while not client.write_paused and not client.closed:
+            data = rbuf.read()
+            if not data:
+                rbuf.emptied()
+                return
+            transport.write(data)
 
     # -- WebSocket -----------------------------------------------------------------------------
     def on_upgrade(self, tail: bytes) -> None:
@@ -795,3 +830,10 @@ def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:
         if name.lower() == b"upgrade":
             return value.strip()
     return b""
+
+
+def _event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.strip().lower().startswith(b"text/event-stream")
+    return False

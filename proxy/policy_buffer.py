@@ -65,3 +65,67 @@ class Spool:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+class ResponseBuffer:
+    """Response buffering (`buffer_responses`): what the client cannot take yet, first in first
+    out, in memory up to `memory` bytes and beyond it in an anonymous 0600 temporary file, so
+    the app's connection is read at the app's pace and freed when its response is complete."""
+
+    __slots__ = ("memory", "parts", "in_memory", "file", "read_pos", "write_pos", "waiter")
+
+    def __init__(self, memory: int) -> None:
+        self.memory = memory
+        self.parts: list[bytes] = []  # older than anything in the file
+        self.in_memory = 0
+        self.file: IO[bytes] | None = None
+        self.read_pos = 0
+        self.write_pos = 0
+        self.waiter: asyncio.Future[None] | None = None  # set when emptied
+
+    @property
+    def size(self) -> int:
+        return self.in_memory + self.write_pos - self.read_pos
+
+    def write(self, data: bytes) -> None:
+        if self.write_pos == self.read_pos and self.in_memory + len(data) <= self.memory:
+            self.parts.append(data)
+            self.in_memory += len(data)
+            return
+        f = self.file
+        if f is None:
+            f = self.file = tempfile.TemporaryFile(prefix="dockyard-response-")
+        f.seek(self.write_pos)
+        f.write(data)
+        self.write_pos += len(data)
+
+    def read(self) -> bytes:
+        """The oldest bytes held (at most READ_CHUNK from the file); b"" when empty."""
+        if self.parts:
+            data = self.parts.pop(0)
+            self.in_memory -= len(data)
+            return data
+        f = self.file
+        if f is None or self.read_pos >= self.write_pos:
+            return b""
+        f.flush()
+        f.seek(self.read_pos)
+        data = f.read(min(READ_CHUNK, self.write_pos - self.read_pos))
+        self.read_pos += len(data)
+        if self.read_pos >= self.write_pos:  # empty: start the file over
+            self.read_pos = self.write_pos = 0
+            f.seek(0)
+            f.truncate()
+        return data
+
+    def emptied(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        self.parts = []
+        self.in_memory = 0
+        if self.file is not None:
+            self.file.close()
+            self.file = None

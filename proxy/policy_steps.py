@@ -12,7 +12,7 @@ from .policy_headers import hsts_preset, lines_of, names_of, response_pairs
 
 class PolicySteps:
     __slots__ = ("policy", "every_request", "access", "auth", "response_lines", "response_names",
-                 "hsts_line", "request_lines", "request_names", "buffer", "max_body_size", "compress", "compress_min_size",
+                 "hsts_line", "request_lines", "request_names", "buffer", "max_body_size", "compress", "compress_min_size", "buffer_responses",
                  "response_timeout", "body_timeout")
 
     def __init__(self, policy: Policy) -> None:
@@ -29,6 +29,7 @@ class PolicySteps:
         self.request_names = names_of(policy.request_headers)
         self.buffer = policy.buffer_requests
         self.compress = policy.compress
+        self.buffer_responses = policy.buffer_responses
         self.compress_min_size = policy.compress_min_size
         self.max_body_size = policy.max_body_size
         self.response_timeout = policy.upstream_response_timeout
@@ -37,5 +38,5 @@ class PolicySteps:
         self.every_request = bool(
             self.access is not None or self.auth is not None or policy.canonical_host or policy.redirects
             or policy.strip_prefix or pairs or self.hsts_line or self.request_lines or self.response_timeout
-            or policy.compress
+            or policy.compress or policy.buffer_responses
         )

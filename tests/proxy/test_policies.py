@@ -466,3 +466,74 @@ async def test_compressed_event_streams_go_out_event_by_event() -> None:
                 assert await r.content.readuntil(b"\n\n") == b"data: one\n\n"  # before the second exists
             release.set()
             assert await r.content.read() == b"data: two\n\n"
+
+
+# -- response buffering ---------------------------------------------------------------------------
+async def app_freed_before_the_client_reads(buffer: bool, content_type: str = "application/octet-stream") -> bool:
+    """A 48 MiB response to a client that reads nothing yet: does the app's handler finish?"""
+    import socket
+
+    size = 48 << 20
+    finished = asyncio.Event()
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = size
+        await resp.prepare(request)
+        block = b"r" * (1 << 20)
+        for _ in range(size >> 20):
+            await resp.write(block)
+        finished.set()
+        return resp
+
+    async with backend([("GET", "/big", big)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(buffer_responses=buffer))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", proxy.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        try:
+            async with asyncio.timeout(2):
+                await finished.wait()
+            freed = True
+        except TimeoutError:
+            freed = False
+        async with asyncio.timeout(30):  # then the client reads it all, intact
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % size in head
+            got = 0
+            while got < size:
+                chunk = await reader.read(1 << 20)
+                assert chunk and set(chunk) == {ord("r")}
+                got += len(chunk)
+        writer.close()
+        return freed
+
+
+async def test_buffer_responses_frees_the_app_before_a_slow_reader_has_read() -> None:
+    assert await app_freed_before_the_client_reads(buffer=True)
+
+
+async def test_without_buffer_responses_a_slow_reader_holds_the_app() -> None:
+    assert not await app_freed_before_the_client_reads(buffer=False)
+
+
+async def test_event_streams_are_never_buffered() -> None:
+    assert not await app_freed_before_the_client_reads(buffer=True, content_type="text/event-stream")
+
+
+def test_response_buffer_is_first_in_first_out_across_memory_and_file() -> None:
+    from proxy.policy_buffer import ResponseBuffer
+
+    rb = ResponseBuffer(memory=4)
+    for piece in (b"ab", b"cd", b"ef", b"gh"):
+        rb.write(piece)
+    assert rb.file is not None and rb.size == 8
+    assert rb.read() == b"ab"
+    rb.write(b"ij")  # memory has room again, but the file is not empty: after it
+    assert b"".join(iter(rb.read, b"")) == b"cdefghij"
+    assert rb.size == 0
+    rb.write(b"kl")
+    assert rb.read() == b"kl"
+    rb.close()
