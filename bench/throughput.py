@@ -127,6 +127,7 @@ def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> d
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = re.search(r"(\d+) requests in", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     def parse(v: str) -> float:
         m = re.match(r"([\d.]+)(us|ms|s)", v)
@@ -139,7 +140,14 @@ def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> d
         "p99_ms": parse(lat.get("99", "")),
         "non2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": 1.0 if socket_errors else 0.0,
+        "requests": float(total.group(1)) if total else 0.0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2,
@@ -163,22 +171,31 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
             procs.append(start_nginx(Path(tmp) / "proxy", PROXY_BODY.format(port=nginx_port, backend=backend)))
             procs.append(start_ours(ours_port, backend))
             setups = [("direct", backend), ("nginx", nginx_port), ("ours", ours_port)]
+            pids = {"ours": procs[-1].pid}
             if with_pure:
                 procs.append(start_ours(pure_port, backend, pure=True))
                 setups.append(("ours-pure", pure_port))
+                pids["ours-pure"] = procs[-1].pid
             if policy is not None:
                 policy_port = free_port()
                 procs.append(start_ours(policy_port, backend, policy=policy))
                 setups.append(("ours+policy", policy_port))
+                pids["ours+policy"] = procs[-1].pid
             for _, port in setups:
                 wait_port(port)
             results: dict[str, Any] = {}
             rounds_rps: dict[str, list[float]] = {}
+            cpu_rounds: dict[str, list[float]] = {}
             for _, port in setups:
                 wrk(port, 1, connections)  # warm up pools
             for _ in range(max(1, rounds)):
                 for name, port in setups:
+                    before = cpu_seconds(pids[name]) if name in pids else 0.0
                     r = wrk(port, duration, connections)
+                    if name in pids and r["requests"]:
+                        # CPU per request: far less sensitive than req/s to other load on the machine
+                        r["cpu_us"] = (cpu_seconds(pids[name]) - before) / r["requests"] * 1e6
+                        cpu_rounds.setdefault(name, []).append(r["cpu_us"])
                     rounds_rps.setdefault(name, []).append(r["rps"])
                     if name not in results or r["rps"] > results[name]["rps"]:
                         results[name] = r
@@ -190,6 +207,7 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
                 results["ratio_pure"] = results["ours-pure"]["rps"] / results["nginx"]["rps"]
             results["mode"] = mode
             results["rounds"] = rounds_rps
+            results["cpu_us"] = {name: statistics.median(v) for name, v in cpu_rounds.items()}
             results["median_ratio"] = statistics.median(
                 o / n for o, n in zip(rounds_rps["ours"], rounds_rps["nginx"], strict=True))
             results["duration"] = duration
@@ -213,6 +231,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("per round, req/s: " + "; ".join(
             f"{name} " + " ".join(f"{v:.0f}" for v in values) for name, values in results["rounds"].items()))
         lines.append(f"median of the per-round ours/nginx ratios: {results['median_ratio']:.2f}")
+    if results.get("cpu_us"):
+        lines.append("proxy CPU per request, median of rounds (µs): " + "; ".join(
+            f"{name} {v:.1f}" for name, v in results["cpu_us"].items()))
     if "ratio_policy" in results:
         lines.append(f"ours+policy/ours = {results['ratio_policy']:.3f} (policy {results['policy']})")
     if "ratio_pure" in results:
@@ -227,12 +248,15 @@ def serve_proxy(port: int, target: str, policy: str | None = None) -> None:
     import uvloop
 
     from proxy import Proxy, ProxyOptions
-    from proxy.policy import Policy
 
     async def main() -> None:
         proxy = Proxy(ProxyOptions())
-        proxy.set_app("bench", ["127.0.0.1", "localhost"], [target],
-                      policy=Policy.from_dict(json.loads(policy)) if policy is not None else None)
+        if policy is None:
+            proxy.set_app("bench", ["127.0.0.1", "localhost"], [target])
+        else:
+            from proxy.policy import Policy
+
+            proxy.set_app("bench", ["127.0.0.1", "localhost"], [target], policy=Policy.from_dict(json.loads(policy)))
         await proxy.start("127.0.0.1", port)
         await serve_until_signal(proxy)
 

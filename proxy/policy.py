@@ -73,6 +73,9 @@ class Policy:
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError:
                     problems.append((key, f"not an address or CIDR network: {cidr!r}"))
+        host = self.canonical_host
+        if host and (not all(c.isalnum() or c in "-.:[]" for c in host) or host != host.lower()):
+            problems.append(("canonical_host", f"must be a lower-case host name, got {host!r}"))
         for r in self.redirects:
             if not r.source.startswith("/"):
                 problems.append(("redirects", f"from must start with '/', got {r.source!r}"))

@@ -537,3 +537,8 @@ def test_response_buffer_is_first_in_first_out_across_memory_and_file() -> None:
     rb.write(b"kl")
     assert rb.read() == b"kl"
     rb.close()
+
+
+def test_a_canonical_host_with_a_line_break_is_refused() -> None:
+    assert [k for k, _ in Policy(canonical_host="a.test\r\nX: y").validate()] == ["canonical_host"]
+    assert Policy(canonical_host="a.test:8443").validate() == []
