@@ -1,6 +1,9 @@
 """Proxy saturation throughput: direct vs nginx proxy vs dockyard's proxy, driven by wrk.
 
-Run: python -m bench.throughput [--duration 5] [--connections 50]
+Run: python -m bench.throughput [--duration 5] [--connections 50] [--policy JSON]
+
+`--policy '{"allow": ["127.0.0.0/8"]}'` adds a setup "ours+policy": the same proxy with that
+per-app policy (proxy/policy.py, `Policy.from_dict`), measured in the same interleaved rounds.
 
 One backend (nginx `return 200`, 1 worker) on 127.0.0.1 is served three ways:
 direct, through nginx as a proxy (1 worker, upstream keepalive) and through our Proxy
@@ -94,9 +97,11 @@ def start_nginx(prefix: Path, body: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def start_ours(port: int, backend: int, *, pure: bool = False) -> subprocess.Popen[bytes]:
+def start_ours(port: int, backend: int, *, pure: bool = False, policy: str | None = None) -> subprocess.Popen[bytes]:
     """Our proxy in a child process; `pure` forces the pure-Python modules (proxy/compiled.py)."""
     cmd = [sys.executable, "-m", "bench.throughput", "--serve-proxy", str(port), f"127.0.0.1:{backend}"]
+    if policy is not None:
+        cmd += ["--policy", policy]
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, DOCKYARD_NO_EXTENSIONS="1") if pure else None
     return subprocess.Popen(cmd, cwd=root, env=env)
@@ -122,6 +127,7 @@ def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> d
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = re.search(r"(\d+) requests in", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     def parse(v: str) -> float:
         m = re.match(r"([\d.]+)(us|ms|s)", v)
@@ -134,10 +140,18 @@ def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> d
         "p99_ms": parse(lat.get("99", "")),
         "non2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": 1.0 if socket_errors else 0.0,
+        "requests": float(total.group(1)) if total else 0.0,
     }
 
 
-def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2,
+                   policy: str | None = None) -> dict[str, Any]:
     """Measure the setups; returns {"direct"|"nginx"|"ours"[|"ours-pure"]: {...}, "ratio": ours/nginx}.
 
     "ours" is the proxy as `dockyard serve` would import it: compiled when built (proxy/compiled.py).
@@ -157,26 +171,43 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
             procs.append(start_nginx(Path(tmp) / "proxy", PROXY_BODY.format(port=nginx_port, backend=backend)))
             procs.append(start_ours(ours_port, backend))
             setups = [("direct", backend), ("nginx", nginx_port), ("ours", ours_port)]
+            pids = {"ours": procs[-1].pid}
             if with_pure:
                 procs.append(start_ours(pure_port, backend, pure=True))
                 setups.append(("ours-pure", pure_port))
+                pids["ours-pure"] = procs[-1].pid
+            if policy is not None:
+                policy_port = free_port()
+                procs.append(start_ours(policy_port, backend, policy=policy))
+                setups.append(("ours+policy", policy_port))
+                pids["ours+policy"] = procs[-1].pid
             for _, port in setups:
                 wait_port(port)
             results: dict[str, Any] = {}
             rounds_rps: dict[str, list[float]] = {}
+            cpu_rounds: dict[str, list[float]] = {}
             for _, port in setups:
                 wrk(port, 1, connections)  # warm up pools
             for _ in range(max(1, rounds)):
                 for name, port in setups:
+                    before = cpu_seconds(pids[name]) if name in pids else 0.0
                     r = wrk(port, duration, connections)
+                    if name in pids and r["requests"]:
+                        # CPU per request: far less sensitive than req/s to other load on the machine
+                        r["cpu_us"] = (cpu_seconds(pids[name]) - before) / r["requests"] * 1e6
+                        cpu_rounds.setdefault(name, []).append(r["cpu_us"])
                     rounds_rps.setdefault(name, []).append(r["rps"])
                     if name not in results or r["rps"] > results[name]["rps"]:
                         results[name] = r
             results["ratio"] = results["ours"]["rps"] / results["nginx"]["rps"]
+            if policy is not None:
+                results["policy"] = policy
+                results["ratio_policy"] = results["ours+policy"]["rps"] / results["ours"]["rps"]
             if with_pure:
                 results["ratio_pure"] = results["ours-pure"]["rps"] / results["nginx"]["rps"]
             results["mode"] = mode
             results["rounds"] = rounds_rps
+            results["cpu_us"] = {name: statistics.median(v) for name, v in cpu_rounds.items()}
             results["median_ratio"] = statistics.median(
                 o / n for o, n in zip(rounds_rps["ours"], rounds_rps["nginx"], strict=True))
             results["duration"] = duration
@@ -189,7 +220,7 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| setup | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name in ("direct", "nginx", "ours", "ours-pure"):
+    for name in ("direct", "nginx", "ours", "ours-pure", "ours+policy"):
         if name not in results:
             continue
         r = results[name]
@@ -200,20 +231,32 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("per round, req/s: " + "; ".join(
             f"{name} " + " ".join(f"{v:.0f}" for v in values) for name, values in results["rounds"].items()))
         lines.append(f"median of the per-round ours/nginx ratios: {results['median_ratio']:.2f}")
+    if results.get("cpu_us"):
+        lines.append("proxy CPU per request, median of rounds (µs): " + "; ".join(
+            f"{name} {v:.1f}" for name, v in results["cpu_us"].items()))
+    if "ratio_policy" in results:
+        lines.append(f"ours+policy/ours = {results['ratio_policy']:.3f} (policy {results['policy']})")
     if "ratio_pure" in results:
         lines.append(f"ours-pure/nginx = {results['ratio_pure']:.2f} (the same proxy with DOCKYARD_NO_EXTENSIONS=1)")
     return "\n".join(lines)
 
 
-def serve_proxy(port: int, target: str) -> None:
+def serve_proxy(port: int, target: str, policy: str | None = None) -> None:
     """Child process: our proxy on uvloop, one app routing 127.0.0.1 and localhost to `target`."""
+    import json
+
     import uvloop
 
     from proxy import Proxy, ProxyOptions
 
     async def main() -> None:
         proxy = Proxy(ProxyOptions())
-        proxy.set_app("bench", ["127.0.0.1", "localhost"], [target])
+        if policy is None:
+            proxy.set_app("bench", ["127.0.0.1", "localhost"], [target])
+        else:
+            from proxy.policy import Policy
+
+            proxy.set_app("bench", ["127.0.0.1", "localhost"], [target], policy=Policy.from_dict(json.loads(policy)))
         await proxy.start("127.0.0.1", port)
         await serve_until_signal(proxy)
 
@@ -236,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--serve-proxy", nargs=2, metavar=("PORT", "TARGET"), help=argparse.SUPPRESS)
+    parser.add_argument("--policy", metavar="JSON", help="also measure the proxy with this per-app policy")
     args = parser.parse_args(argv)
     if args.serve_proxy:
-        serve_proxy(int(args.serve_proxy[0]), args.serve_proxy[1])
+        serve_proxy(int(args.serve_proxy[0]), args.serve_proxy[1], args.policy)
         return 0
-    print(markdown(run_throughput(args.duration, args.connections, args.rounds)))
+    print(markdown(run_throughput(args.duration, args.connections, args.rounds, args.policy)))
     return 0
 
 

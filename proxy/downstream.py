@@ -31,6 +31,7 @@ class Downstream(asyncio.Protocol):
         self.trusted = False  # the peer is one of options.trusted_proxies
         self.local_port = b""  # X-Forwarded-Port
         self.paused: set[str] = set()
+        self.write_paused = False  # the transport asked us to stop writing (above its high-water mark)
         self.closing = False
         self.closed = False
 

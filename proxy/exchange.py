@@ -8,6 +8,7 @@ import logging
 from .downstream import Downstream
 from .edge import CHALLENGE, REDIRECT, Edge, hsts_line
 from .errors import (
+    ClientRequestError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -18,6 +19,13 @@ from .forwarding import client_address
 from .headers import NO_BODY_STATUSES, strip_response_headers
 from .inflight import Flight
 from .pages import MAINTENANCE, error_response
+from .pages import reason as phrase
+from .policy_auth import authorization
+from .policy_buffer import ResponseBuffer, Spool
+from .policy_compress import Encoder, accepted, compressible, rewrite
+from .policy_headers import request_lines, without
+from .policy_redirects import canonical, redirect
+from .policy_steps import PolicySteps
 from .request import IDEMPOTENT, RequestHead
 from .rollout import ReleaseStats
 from .routes import Maintenance, Service, host_key, normal_path
@@ -40,7 +48,8 @@ class Exchange:
         "body_buffered", "body_received", "body_complete", "body_sent_any", "sink", "upstream", "app",
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
-        "stats", "extra_headers", "route_path", "expecting", "release", "rstats", "service",
+        "stats", "extra_headers", "route_path", "expecting", "release", "rstats", "service", "steps",
+        "spool", "response_timeout", "body_timeout", "encoder", "rbuf",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -88,10 +97,19 @@ class Exchange:
         self.expecting = False  # Expect: 100-continue was forwarded: relay the app's 100
         self.release = ""  # the release a rollout gave this request (proxy/rollout.py)
         self.rstats: ReleaseStats | None = None
+        self.steps: PolicySteps | None = None  # the app's policy (proxy/policy.py), once routed
+        self.spool: Spool | None = None  # request buffering (policy_buffer.py)
+        self.response_timeout = client.options.upstream_response_timeout  # a policy may override
+        self.body_timeout = 0.0  # a policy's client_body_timeout (0.0: the proxy's)
+        self.encoder: Encoder | None = None  # compress (policy_compress.py)
+        self.rbuf: ResponseBuffer | None = None  # buffer_responses (policy_buffer.py)
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
         self.body_received += len(data)
+        if self.spool is not None:
+            self.spool.write(data)  # ClientRequestError(413) past the app's max_body_size
+            return
         sink = self.sink
         if sink is not None:
             self.body_sent_any = True
@@ -104,6 +122,8 @@ class Exchange:
 
     def body_done(self) -> None:
         self.body_complete = True
+        if self.spool is not None:
+            self.spool.complete()
         sink = self.sink
         if sink is not None:
             if self.head.chunked:
@@ -131,6 +151,9 @@ class Exchange:
             return False  # 404, maintenance and an app's own error pages: in run()
         if service.rollout is not None:
             service = self._narrow(service)
+        steps = service.steps
+        if steps is not None and (steps.every_request or self.has_body):
+            return False  # the policy's steps may await (auth, buffering): run() applies them
         target = proxy.balancer.pick(service)
         if target is None:
             return False
@@ -166,6 +189,9 @@ class Exchange:
             if service.maintenance is not None:  # before a target is claimed
                 self._send_maintenance(service.maintenance, service)
                 return
+            steps = service.steps
+            if steps is not None and not tried and await self._apply_policy(service, steps):
+                return  # answered by a policy (403, 401, redirect, 413)
             await self._forward(service, host, tried or [])
         except asyncio.CancelledError:
             self._cancelled()
@@ -182,6 +208,10 @@ class Exchange:
         if self.completed:
             return
         self.completed = True
+        if self.spool is not None:
+            self.spool.close()
+        if self.rbuf is not None:
+            self.rbuf.close()
         client = self.client
         elapsed = client.loop.time() - self.t0
         status = self.status or 499
@@ -247,6 +277,120 @@ class Exchange:
         self.client.write(response)
         self._finish()
         return True
+
+    # -- per-app policies (proxy/policy*.py), in the order docs/proxy.md gives ----------------
+    async def _apply_policy(self, service: Service, steps: PolicySteps) -> bool:
+        """Apply the app's policy before forwarding; True when it answered the request itself."""
+        policy = steps.policy
+        client = self.client
+        self.steps = steps
+        if steps.response_timeout:
+            self.response_timeout = steps.response_timeout
+        if steps.body_timeout:
+            self.body_timeout = steps.body_timeout
+        if steps.response_lines:
+            self.extra_headers += steps.response_lines
+        if steps.hsts_line and client.scheme == b"https" and service.hsts is None:
+            self.extra_headers += steps.hsts_line
+        # 1. redirects: canonical host, then the app's redirects
+        location = canonical(policy, self.host, self.url, client.scheme)
+        if location is not None:
+            self._redirect(301, location)
+            return True
+        if policy.redirects:
+            found = redirect(policy, self.route_path, self.url)
+            if found is not None:
+                self._redirect(found[0], found[1])
+                return True
+        # 2. IP allow/deny on the real client address
+        if steps.access is not None and not steps.access.admits(self.client_ip()):
+            self.send_error(403)
+            return True
+        # 3. basic auth
+        auth = steps.auth
+        if auth is not None and not auth.exempt(self.route_path):
+            if not await auth.check(authorization(self.head.lines)):
+                self.extra_headers += auth.realm_line
+                self.send_error(401)
+                return True
+        # 4. per-app body size
+        limit = steps.max_body_size
+        if limit > 0 and self.head.content_length > limit:
+            self.send_error(413)
+            return True
+        # 5. the request as the app sees it: prefix stripped, headers set
+        if policy.strip_prefix and service.path_prefix != "/":
+            self._strip_prefix(service.path_prefix)
+        if steps.request_lines:
+            self.head.lines = request_lines(self.head.lines, steps.request_names, steps.request_lines)
+        # 6. request buffering: the whole body before a target is picked
+        if steps.buffer and self.has_body and self.head.upgrade is None:
+            try:
+                await self._buffer_body(steps)
+            except ClientRequestError as exc:
+                self.send_error(exc.status)
+                return True
+        return False
+
+    def _redirect(self, status: int, location: bytes) -> None:
+        keep = self.keep_alive = self.keep_alive and self.body_complete and not self.client.closing
+        self.status = status
+        self.started = True
+        self.client.write(b"HTTP/1.1 %d %s\r\nLocation: %s\r\nContent-Length: 0\r\n%s%s\r\n" % (
+            status, phrase(status).encode("latin-1"), location, self.extra_headers,
+            b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n"))
+
+    def _strip_prefix(self, prefix: str) -> None:
+        raw = self.url
+        pb = prefix.encode("latin-1")
+        if raw.startswith(pb) and (len(raw) == len(pb) or raw[len(pb):len(pb) + 1] in (b"/", b"?")):
+            rest = raw[len(pb):]
+        else:  # the client spelled the prefix another way (`/%61pi`): use the normalized path
+            q = raw.find(b"?")
+            rest = self.route_path[len(prefix):].encode("latin-1") + (raw[q:] if q >= 0 else b"")
+        if not rest.startswith(b"/"):
+            rest = b"/" + rest
+        self.url = rest
+        self.head.lines.append(b"X-Forwarded-Prefix: %s\r\n" % pb)
+
+    async def _buffer_body(self, steps: PolicySteps) -> None:
+        """Read the whole body into a Spool (memory, then a 0600 temporary file)."""
+        client = self.client
+        limit = client.options.max_body_size
+        if steps.max_body_size >= 0 and (not limit or 0 < steps.max_body_size < limit):
+            limit = steps.max_body_size
+        spool = self.spool = Spool(steps.policy.request_buffer_memory, limit)
+        for chunk in self.body_buf:
+            spool.write(chunk)
+        self.body_buf = []
+        self.body_buffered = 0
+        client.resume("body")
+        if not self.body_complete:
+            if self.head.expect_continue and self.version == "1.1":
+                client.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # we take the body, not the app
+            spool.waiter = client.loop.create_future()
+            await spool.waiter
+        self.head.chunked = False  # forwarded with its length, as nginx does
+        self.head.content_length = spool.size
+        self.head.expect_continue = False
+
+    async def _send_spool(self, conn: UpstreamConnection) -> None:
+        """Stream a buffered body to the app, following its pace (256 KiB in its write buffer)."""
+        spool = self.spool
+        assert spool is not None
+        self.body_sent_any = True
+        self.deadline = 0.0  # the response timer starts once the body is sent
+        done = self.done
+        for data in spool.chunks():
+            if conn.closed or (done is not None and done.done()):
+                return
+            conn.write(data)
+            transport = conn.transport
+            while (transport is not None and not conn.closed and transport.get_write_buffer_size() > 256 * 1024
+                   and not (done is not None and done.done())):
+                await asyncio.sleep(0.001)
+        self.deadline = 0.0
+        self._arm_response_timer()
 
     # -- fast path completion (callbacks) -------------------------------------------------------
     def _fast_done(self) -> None:
@@ -389,6 +533,8 @@ class Exchange:
         done = self.done = self.client.state.loop.create_future()
         self._send(conn)
         try:
+            if self.spool is not None and self.spool.size:
+                await self._send_spool(conn)
             await done
         except BaseException:
             conn.abort()
@@ -405,6 +551,11 @@ class Exchange:
             self.keep_alive = False
         self.client.state.pool.put(conn)
         self.upstream = None
+        rbuf = self.rbuf
+        if rbuf is not None and rbuf.size:  # the app is free; the client takes the rest at its pace
+            rbuf.waiter = self.client.loop.create_future()
+            self._pump()
+            await rbuf.waiter
 
     def _send(self, conn: UpstreamConnection) -> None:
         """Write the request head (and what body is buffered); the rest streams via feed_body."""
@@ -428,7 +579,7 @@ class Exchange:
                 head += b"0\r\n\r\n"
             conn.write(head)
             if self.fast:
-                self.deadline = self.t0 + self.client.options.upstream_response_timeout
+                self.deadline = self.t0 + self.response_timeout
             else:
                 self._arm_response_timer()
         else:
@@ -467,7 +618,7 @@ class Exchange:
         if not self.deadline and not self.started and (
             self.fast or (self.done is not None and not self.done.done())
         ):
-            self.deadline = self.client.loop.time() + self.client.options.upstream_response_timeout
+            self.deadline = self.client.loop.time() + self.response_timeout
 
     def _timed_out(self) -> None:
         if self.fast and not self.started:
@@ -479,11 +630,25 @@ class Exchange:
     # -- ResponseHandler (called from the upstream protocol) -----------------------------------
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                          keep_alive: bool) -> None:
+        steps = self.steps
+        if steps is not None and steps.response_names:  # the policy's headers replace the app's
+            headers = without(headers, steps.response_names)
         try:
             lines, length, chunked = strip_response_headers(headers)
         except ValueError as exc:  # a transfer-coding other than chunked (gzip, ...)
             self.keep_alive = False
             raise UpstreamProtocolError(self.target or "?", str(exc)) from None
+        out_length = length  # the length towards the client (-1 once compressed)
+        if steps is not None and steps.compress and self.method != b"HEAD" and compressible(
+                status, headers, steps.compress_min_size):
+            coding = accepted(self.head.lines)
+            if coding:
+                self.encoder = Encoder(coding)
+                lines = strip_response_headers(rewrite(headers, coding))[0]
+                out_length = -1
+        if (steps is not None and steps.buffer_responses and status != 101 and self.method != b"HEAD"
+                and not _event_stream(headers)):
+            self.rbuf = ResponseBuffer(steps.policy.request_buffer_memory)
         upgrade = b""
         if status == 101:
             upgrade = _upgrade_token(headers)
@@ -506,7 +671,7 @@ class Exchange:
             client_ka = False  # the client parser is past an Upgrade: no more requests on it
         if self.method == b"HEAD" or status in NO_BODY_STATUSES:
             self.framing = NONE
-        elif length >= 0:
+        elif out_length >= 0:
             self.framing = LENGTH
         elif self.version == "1.1":
             self.framing = CHUNKED
@@ -534,6 +699,10 @@ class Exchange:
 
     def on_response_body(self, data: bytes) -> None:
         self.sent += len(data)
+        if self.encoder is not None:
+            data = self.encoder.feed(data)
+            if not data:
+                return
         if self.framing == CHUNKED:
             self.out.append(b"%x\r\n" % len(data))
             self.out.append(data)
@@ -545,6 +714,11 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.encoder is not None:
+            tail = self.encoder.finish()
+            self.encoder = None
+            if tail:
+                self.on_response_body(tail)
         if self.framing == CHUNKED:
             self.out.append(b"0\r\n\r\n")
         if self.fast:
@@ -558,7 +732,11 @@ class Exchange:
             client = self.client
             transport = client.transport
             if transport is not None and not client.closed:
-                transport.write(out[0] if len(out) == 1 else b"".join(out))
+                rbuf = self.rbuf
+                if rbuf is not None and (rbuf.size or client.write_paused):
+                    rbuf.write(out[0] if len(out) == 1 else b"".join(out))  # the client is behind
+                else:
+                    transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if self.fast and self.finished and not self.completed:
             self.fast = False
@@ -589,12 +767,32 @@ class Exchange:
         self.client.resume("upstream")
 
     def client_pause_writing(self) -> None:
+        if self.rbuf is not None:
+            return  # buffer_responses: keep reading the app, hold what the client cannot take
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.pause_reading()
 
     def client_resume_writing(self) -> None:
+        if self.rbuf is not None:
+            self._pump()
+            return
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.resume_reading()
+
+    def _pump(self) -> None:
+        """buffer_responses: give the client what it can take from the buffer (until its
+        transport pauses us again); wake _exchange when the buffer is empty."""
+        rbuf = self.rbuf
+        client = self.client
+        transport = client.transport
+        if rbuf is None or transport is None:
+            return
+        while not client.write_paused and not client.closed:
+            data = rbuf.read()
+            if not data:
+                rbuf.emptied()
+                return
+            transport.write(data)
 
     # -- WebSocket -----------------------------------------------------------------------------
     def on_upgrade(self, tail: bytes) -> None:
@@ -672,3 +870,10 @@ def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:
         if name.lower() == b"upgrade":
             return value.strip()
     return b""
+
+
+def _event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.strip().lower().startswith(b"text/event-stream")
+    return False

@@ -8,6 +8,8 @@ import orjson
 
 MESSAGES: dict[int, str] = {
     400: "The request could not be understood.",
+    401: "This app needs a user name and password.",
+    403: "Access to this app is not allowed from your address.",
     404: "No app is configured for this host.",
     405: "This method is not allowed.",
     408: "The request took too long to arrive.",

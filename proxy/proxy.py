@@ -13,6 +13,7 @@ from typing import Any
 from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
+from .policy import Policy
 from .routes import Maintenance, RouteTable, make_service
 from .server import ClientConnection
 from .state import ProxyState
@@ -214,16 +215,18 @@ class Proxy:
         canary_percent: float = 0.0,
         maintenance: Maintenance | None = None,
         error_pages: Mapping[int, bytes] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         """Install or replace an app's routes with one assignment; in-flight requests keep their target.
 
         `release` names the release `targets` serve (counted apart: release_stats); with
         `canary_release`, `canary_targets` get `canary_percent` of new clients (proxy/rollout.py).
         `maintenance` answers 503 before any target is claimed; `error_pages` are the app's own
-        HTML for the proxy's 404/502/503/504."""
+        HTML for the proxy's 404/502/503/504. `policy`: the app's edge policy (proxy/policy.py,
+        docs/proxy.md "Per-app policies")."""
         service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts,
                                release, canary_release, canary_targets, canary_percent,
-                               maintenance, error_pages)
+                               maintenance, error_pages, policy=policy)
         self.state.table = self.state.table.with_service(service)
         self.state.app_stats(app)
         self.state.rollouts.keep(app, service.rollout)

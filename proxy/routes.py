@@ -8,6 +8,8 @@ from types import MappingProxyType
 from typing import Literal, cast
 
 from .errors import InvalidRouteError, RouteConflictError
+from .policy import Policy
+from .policy_steps import PolicySteps
 
 Balance = Literal["round_robin", "least_inflight"]
 BALANCES: tuple[Balance, ...] = ("round_robin", "least_inflight")
@@ -49,6 +51,8 @@ class Service:
             if code == status:
                 return html
         return None
+    policy: Policy | None = None  # per-app edge policy (proxy/policy.py); None: none, no cost
+    steps: PolicySteps | None = field(default=None, compare=False)  # derived from policy
 
     def matches_path(self, path: str) -> bool:
         prefix = self.path_prefix
@@ -155,6 +159,7 @@ def make_service(
     canary_percent: float = 0.0,
     maintenance: Maintenance | None = None,
     error_pages: Mapping[int, bytes] | None = None,
+    policy: Policy | None = None,
 ) -> Service:
     """Validate and normalise the arguments of Proxy.set_app into a Service."""
     if not app:
@@ -176,6 +181,10 @@ def make_service(
     for status, _html in pages:
         if status not in ERROR_PAGE_STATUSES:
             raise InvalidRouteError(f"error pages are for {ERROR_PAGE_STATUSES}, got {status!r}")
+    if policy is not None:
+        problems = policy.validate()
+        if problems:
+            raise InvalidRouteError("policy: " + "; ".join(f"{k}: {m}" for k, m in problems))
     if path_prefix != "/" and path_prefix.endswith("/"):
         path_prefix = path_prefix.rstrip("/") or "/"
     service = Service(
@@ -188,6 +197,8 @@ def make_service(
         hsts=hsts,
         maintenance=maintenance,
         pages=pages,
+        policy=policy,
+        steps=PolicySteps(policy) if policy is not None else None,
     )
     if not release:
         if canary_release:

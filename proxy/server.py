@@ -344,7 +344,7 @@ class ClientConnection(Downstream):
             watch, timeout = WATCH_SEND, options.send_timeout
             mark = self.transport.get_write_buffer_size()
         elif parsing is not None and parsing is self.active and not parsing.body_complete and not self.paused:
-            watch, timeout = WATCH_BODY, options.client_body_timeout
+            watch, timeout = WATCH_BODY, parsing.body_timeout or options.client_body_timeout
             mark = self.reads
         else:
             self.watch = WATCH_NONE

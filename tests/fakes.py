@@ -519,6 +519,7 @@ class RecordingRoutes:
         canary_percent: float = 0.0,
         maintenance: Any = None,
         error_pages: Mapping[int, bytes] | None = None,
+        policy: Any = None,
     ) -> None:
         self.rollouts[app] = {"release": release, "canary_release": canary_release,
                               "canary_targets": tuple(canary_targets), "canary_percent": canary_percent}
@@ -527,7 +528,8 @@ class RecordingRoutes:
         self.table[app] = tuple(targets)
         self.options[app] = {"hosts": tuple(hosts), "path_prefix": path_prefix,
                              "balance": balance, "tls_redirect": tls_redirect, "hsts": hsts,
-                             "maintenance": maintenance, "error_pages": dict(error_pages or {})}
+                             "maintenance": maintenance, "error_pages": dict(error_pages or {}),
+                             "policy": policy}
 
     def remove_app(self, app: str) -> None:
         self.journal.add("remove_app", app)

@@ -8,6 +8,8 @@
     /upload      POST: counts the body's bytes
 
 Listens on $BIND:$PORT (default 0.0.0.0:5000). CRASH_AFTER=N exits with code 3 after N seconds.
+ONE_WORKER=1 serves one request at a time, body included, as a single sync worker (gunicorn -w 1)
+does; /health is exempt so health checks still pass.
 """
 
 import asyncio
@@ -81,8 +83,18 @@ async def crash_later(app):
         yield
 
 
+@web.middleware
+async def one_worker(request, handler):
+    if request.path == "/health":
+        return await handler(request)
+    async with request.app["worker"]:
+        return await handler(request)
+
+
 def main():
-    app = web.Application(client_max_size=0)
+    one = bool(os.environ.get("ONE_WORKER"))
+    app = web.Application(client_max_size=0, middlewares=[one_worker] if one else [])
+    app["worker"] = asyncio.Lock()
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/slow", slow)

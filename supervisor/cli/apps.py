@@ -140,7 +140,12 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
         if args.json:
             render.print_json(rows)
         else:
-            print(render.table(rows, ("app", "hosts", "path_prefix", "release", "targets")))
+            cols: tuple[str, ...] = ("app", "hosts", "path_prefix", "release", "targets")
+            if any(row.get("policies") for row in rows):  # the keys set besides the defaults
+                cols += ("policies",)
+                for row in rows:
+                    row["policies"] = ",".join(row.get("policies") or {}) or "-"
+            print(render.table(rows, cols))
         return EXIT_OK
 
     def cmd_releases(args: argparse.Namespace) -> int:

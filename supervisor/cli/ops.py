@@ -120,6 +120,7 @@ def status_report(client: Any) -> dict[str, Any]:
             "hosts": row.get("hosts", []),
             "path_prefix": row.get("path_prefix", "/"),
             "targets": row.get("targets", []),
+            "policies": row.get("policies", {}),
             "inflight": sum(int(c.get("inflight") or 0) for c in mine),
             "health": _health(serving, row.get("release")),
             "maintenance": row.get("maintenance"),
@@ -163,6 +164,17 @@ def _duration(seconds: float) -> str:
     return "".join(shown[:2])
 
 
+def _policy_value(value: Any) -> str:
+    """A policy setting in one word-ish: lists joined, tables as their keys or size."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(str(v.get("from", v)) if isinstance(v, dict) else str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ",".join(str(k) for k in value) or "-"
+    return str(value)
+
+
 def render_status(report: Mapping[str, Any]) -> str:
     lines = [
         f"dockyard {report['version']}  pid {report['pid']}  up {_duration(report['uptime'] or 0)}"
@@ -186,6 +198,8 @@ def render_status(report: Mapping[str, Any]) -> str:
             mode = app["maintenance"]
             retry = f"  retry-after {mode['retry_after']}s" if mode.get("retry_after") is not None else ""
             lines.append(f"  maintenance on: {mode.get('message') or '(default page)'}{retry}")
+        if app.get("policies"):
+            lines.append("  policies " + "  ".join(f"{k}={_policy_value(v)}" for k, v in app["policies"].items()))
         if app["containers"]:
             lines.append(render.table(app["containers"], ("name", "process", "release", "status",
                                                           "serving", "restarts", "inflight"),

@@ -19,6 +19,7 @@ from supervisor.config.dotenv import DotenvError, read_dotenv
 from supervisor.config.fields import Table, is_number, join, show
 from supervisor.config.healthcheck import parse_healthchecks
 from supervisor.config.merge import merge
+from supervisor.config.policies import app_policy
 from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
@@ -94,6 +95,7 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
         postdeploy=t.string("postdeploy"),
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
         canary=_canary(t),
+        policy=app_policy(t, base, path_prefix),
         **app_tls(t, base, hosts),
     )
     if spec.scheduler == "swarm" and spec.network == "host":

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proxy.policy import Policy
 from proxy.routes import Maintenance
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
@@ -38,6 +39,7 @@ class RouteSink(Protocol):
         canary_percent: float = 0.0,
         maintenance: Maintenance | None = None,
         error_pages: Mapping[int, bytes] | None = None,
+        policy: Policy | None = None,
     ) -> None: ...
 
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]: ...
@@ -172,6 +174,7 @@ class Fleet:
                 canary_percent=canary.percent if canary is not None else 0.0,
                 maintenance=self._maintenance.get(app.name),
                 error_pages={status: html.encode() for status, html in app.error_pages.items()},
+                policy=app.policy,
             )
 
     def maintenance(self, app: str) -> Maintenance | None:

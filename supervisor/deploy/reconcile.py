@@ -24,7 +24,7 @@ from supervisor.model.spec import AppSpec, Config, ProcessSpec
 log = logging.getLogger("dockyard.supervisor")
 # `canary` only shapes the next deploy: changing it restarts nothing.
 ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts",
-                "canary", "error_pages")
+                "canary", "error_pages", "policy")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
     "dashboard_listen",

@@ -235,6 +235,7 @@ class Supervisor:
                     "targets": self.ctx.fleet.targets(app),
                     "canary": self.ctx.canaries.live.get(name),
                     "maintenance": _maintenance_row(self.ctx.fleet.maintenance(name)),
+                    "policies": app.policy.summary(),
                 }
             )
         return rows

@@ -47,6 +47,14 @@ TLS_MODE: TlsMode = "off"
 PULL: PullPolicy = "missing"  # pull the image from its registry only when the engine lacks it
 SECRET_BYTES = 32  # app.json `generator: "secret"`: hex of this many random bytes (Dokku: 64 hex chars)
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
+# edge policies (proxy/policy.py has the proxy's own defaults; these are what the TOML means)
+BUFFER_REQUESTS = True  # as nginx and kamal-proxy: a slow client never holds an app worker
+BUFFER_RESPONSES = False
+COMPRESS = False
+SECURITY_HEADERS = False
+STRIP_PREFIX = False
+REDIRECT_STATUS = 301
+AUTH_REALM = "Restricted"
 
 # canary deploys (docs/canary.md)
 CANARY_PERCENT = 10.0  # share of new clients routed to the canary

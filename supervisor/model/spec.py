@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from proxy.options import ProxyOptions
+from proxy.policy import Policy
 from supervisor.model import defaults
 from supervisor.model.kinds import (
     Balance,
@@ -163,6 +164,7 @@ class AppSpec:
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
     canary: CanarySpec | None = None  # every deploy of the app is a canary (docs/canary.md)
     error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> HTML
+    policy: Policy = field(default_factory=Policy)  # edge policies (docs/config.md), given to the proxy
     # What the config set itself (the TOML, or the app.json its `app_json` names), which an
     # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
     # override: the process types with a given scale (even 1), and whether `cron` was given

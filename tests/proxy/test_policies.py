@@ -1,0 +1,544 @@
+"""Per-app edge policies (issue #21): each one against a real proxy and real backends."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import bcrypt
+import pytest
+from aiohttp import WSMsgType, web
+
+from proxy.policy import BasicAuth, Policy, Redirect
+from proxy.policy_auth import read_htpasswd
+
+from .utils import backend, parse_response, raw_request, rss_mib, running_proxy, silent_backend
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """A line as `htpasswd -B` writes it (Apache's $2y$ prefix)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    return f"{user}:$2y${hashed[4:]}"
+
+
+async def get(port: int, path: str = "/", host: str = "h", headers: dict[str, str] | None = None,
+              **kw: Any) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}", allow_redirects=False,
+                                                   headers={"Host": host, **(headers or {})}, **kw) as r:
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+
+
+def seen(body: bytes) -> dict[str, Any]:
+    doc = json.loads(body)
+    doc["headers"] = {k.lower(): v for k, v in doc["headers"]}
+    return doc
+
+
+async def test_an_app_without_a_policy_has_no_steps() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target])
+        assert proxy.table.services["a"].steps is None
+        proxy.set_app("b", ["b"], [target], policy=Policy())
+        assert proxy.table.services["b"].steps is not None
+
+
+def test_policy_round_trips_through_a_dict() -> None:
+    policy = Policy(canonical_host="example.com", redirects=(Redirect("/old", "/new/$1", 308),),
+                    basic_auth=BasicAuth("/etc/htpasswd", (("u", "$2y$05$x"),), "R", ("/health",)),
+                    allow=("10.0.0.0/8",), headers=(("X-A", "1"),), max_body_size=10)
+    assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    assert "$2y$05$x" not in json.dumps(policy.to_dict(secrets=False))
+
+
+async def test_canonical_host_redirects_other_hosts_keeping_path_and_query() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["example.com", "www.example.com"], [target], policy=Policy(canonical_host="example.com"))
+        status, headers, _ = await get(proxy.port, "/p/q?x=1", host="www.example.com")
+        assert status == 301
+        assert headers["location"] == "http://example.com/p/q?x=1"
+        status, _, body = await get(proxy.port, "/p", host="example.com")
+        assert status == 200 and seen(body)["path"] == "/p"
+
+
+async def test_redirects_prefix_exact_capture_and_status() -> None:
+    policy = Policy(redirects=(Redirect("/old", "/new/$1", 308), Redirect("/exact", "https://x.test/e", 302, exact=True),
+                               Redirect("/docs", "/manual")))
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=policy)
+        status, headers, _ = await get(proxy.port, "/old/a/b?q=1")
+        assert (status, headers["location"]) == (308, "/new/a/b?q=1")
+        status, headers, _ = await get(proxy.port, "/old")
+        assert (status, headers["location"]) == (308, "/new/")
+        status, headers, _ = await get(proxy.port, "/exact")
+        assert (status, headers["location"]) == (302, "https://x.test/e")
+        assert (await get(proxy.port, "/exact/more"))[0] == 200  # exact: no prefix match
+        assert (await get(proxy.port, "/oldish"))[0] == 200  # a prefix matches whole segments
+        status, headers, _ = await get(proxy.port, "/docs/x")
+        assert (status, headers["location"]) == (301, "/manual")
+
+
+async def test_strip_prefix_forwards_the_rest_and_x_forwarded_prefix() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], path_prefix="/api", policy=Policy(strip_prefix=True))
+        doc = seen((await get(proxy.port, "/api/users?id=3"))[2])
+        assert doc["path"] == "/users?id=3"
+        assert doc["headers"]["x-forwarded-prefix"] == "/api"
+        assert seen((await get(proxy.port, "/api"))[2])["path"] == "/"
+        assert seen((await get(proxy.port, "/%61pi/x"))[2])["path"] == "/x"
+
+
+async def test_basic_auth(tmp_path: Path) -> None:
+    users = tmp_path / "htpasswd"
+    users.write_text(htpasswd_line("alice", "s3cret") + "\n")
+    auth = BasicAuth(str(users), read_htpasswd(str(users)), realm="Staff", exempt=("/health",))
+    good = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    bad = "Basic " + base64.b64encode(b"alice:nope").decode()
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(basic_auth=auth))
+        status, headers, _ = await get(proxy.port, "/")
+        assert status == 401
+        assert headers["www-authenticate"] == 'Basic realm="Staff", charset="UTF-8"'
+        assert (await get(proxy.port, "/", headers={"Authorization": bad}))[0] == 401
+        assert (await get(proxy.port, "/", headers={"Authorization": "Bearer x"}))[0] == 401
+        status, _, body = await get(proxy.port, "/", headers={"Authorization": good})
+        assert status == 200
+        steps = proxy.table.services["a"].steps
+        assert steps is not None and steps.auth is not None and len(steps.auth._verified) == 1  # cached
+        t0 = time.monotonic()
+        for _ in range(20):
+            assert (await get(proxy.port, "/", headers={"Authorization": good}))[0] == 200
+        assert time.monotonic() - t0 < 2.0
+        assert (await get(proxy.port, "/health"))[0] == 200  # exempt
+
+
+def test_read_htpasswd_refuses_non_bcrypt_entries(tmp_path: Path) -> None:
+    users = tmp_path / "htpasswd"
+    users.write_text("bob:$apr1$abc$def\n")
+    with pytest.raises(ValueError, match="htpasswd -B"):
+        read_htpasswd(str(users))
+
+
+async def test_allow_and_deny_use_the_client_address() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["a"], [target], policy=Policy(allow=("10.0.0.0/8",)))
+        proxy.set_app("b", ["b"], [target], policy=Policy(allow=("127.0.0.0/8",), deny=("127.0.0.2",)))
+        proxy.set_app("c", ["c"], [target], policy=Policy(deny=("127.0.0.1",)))
+        assert (await get(proxy.port, host="a"))[0] == 403
+        assert (await get(proxy.port, host="b"))[0] == 200
+        assert (await get(proxy.port, host="c"))[0] == 403
+        # the client's own X-Forwarded-For is not believed from an untrusted peer
+        assert (await get(proxy.port, host="c", headers={"X-Forwarded-For": "10.1.1.1"}))[0] == 403
+
+
+async def test_allow_and_deny_behind_trusted_proxies_use_the_forwarded_client() -> None:
+    async with backend() as target, running_proxy(trusted_proxies=("127.0.0.1",)) as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(allow=("203.0.113.0/24",), deny=("203.0.113.66",)))
+        assert (await get(proxy.port, headers={"X-Forwarded-For": "203.0.113.9"}))[0] == 200
+        assert (await get(proxy.port, headers={"X-Forwarded-For": "203.0.113.66"}))[0] == 403
+        assert (await get(proxy.port, headers={"X-Forwarded-For": "198.51.100.1"}))[0] == 403
+        assert (await get(proxy.port))[0] == 403  # the trusted proxy itself is not allowed
+
+
+async def test_response_and_request_headers_and_the_security_preset() -> None:
+    async def framed(request: web.Request) -> web.Response:
+        return web.Response(text="x", headers={"X-Frame-Options": "ALLOWALL", "X-App": "1"})
+
+    policy = Policy(headers=(("X-Frame-Options", "DENY"), ("X-Extra", "yes")), request_headers=(("X-Tenant", "t1"),),
+                    security_headers=True)
+    async with backend([("GET", "/framed", framed)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=policy)
+        status, headers, _ = await get(proxy.port, "/framed")
+        assert status == 200
+        assert headers["x-frame-options"] == "DENY" and headers["x-extra"] == "yes" and headers["x-app"] == "1"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert "strict-transport-security" not in headers  # plain http
+        raw = await raw_request(proxy.port, b"GET /framed HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert raw.lower().count(b"x-frame-options") == 1
+        doc = seen((await get(proxy.port, "/", headers={"X-Tenant": "forged"}))[2])
+        assert doc["headers"]["x-tenant"] == "t1"
+        proxy.set_app("a", ["h"], [], policy=policy)  # the proxy's own error pages carry them too
+        status, headers, _ = await get(proxy.port, "/")
+        assert status == 503 and headers["x-frame-options"] == "DENY"
+
+
+async def test_per_app_max_body_size() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(max_body_size=100))
+        proxy.set_app("b", ["b"], [target], policy=Policy(max_body_size=100, buffer_requests=False))
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{proxy.port}/", data=b"x" * 100, headers={"Host": "h"}) as r:
+                assert r.status == 200
+            async with s.post(f"http://127.0.0.1:{proxy.port}/", data=b"x" * 101, headers={"Host": "h"}) as r:
+                assert r.status == 413
+            async with s.post(f"http://127.0.0.1:{proxy.port}/", data=b"x" * 101, headers={"Host": "b"}) as r:
+                assert r.status == 413
+        raw = await raw_request(proxy.port, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                            b"64\r\n" + b"y" * 100 + b"\r\n1\r\nz\r\n0\r\n\r\n")
+        assert parse_response(raw)[0] == 413
+
+
+async def test_per_app_upstream_response_timeout() -> None:
+    async with silent_backend() as (target, _, _), running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(upstream_response_timeout=0.3))
+        t0 = time.monotonic()
+        assert (await get(proxy.port))[0] == 504
+        assert time.monotonic() - t0 < 2.0
+
+
+async def test_per_app_client_body_timeout_while_buffering() -> None:
+    async with backend() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(client_body_timeout=0.3))
+        t0 = time.monotonic()
+        raw = await raw_request(proxy.port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        assert parse_response(raw)[0] == 408
+        assert time.monotonic() - t0 < 2.0
+
+
+async def body_echo(request: web.Request) -> web.Response:
+    data = await request.read()
+    return web.json_response({"size": len(data), "chunked": "Transfer-Encoding" in request.headers,
+                              "length": request.headers.get("Content-Length"),
+                              "expect": request.headers.get("Expect")})
+
+
+async def test_buffered_bodies_arrive_whole_with_a_content_length() -> None:
+    async with backend([("POST", "/echo", body_echo)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(request_buffer_memory=1024))
+        raw = await raw_request(proxy.port, b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                                            b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        status, _, body = parse_response(raw)
+        assert status == 200
+        assert json.loads(body.split(b"\r\n", 1)[-1] if body[:1] != b"{" else body) == {
+            "size": 11, "chunked": False, "length": "11", "expect": None}
+        async with aiohttp.ClientSession() as s:  # above request_buffer_memory: a temporary file
+            data = os.urandom(300_000)
+            async with s.post(f"http://127.0.0.1:{proxy.port}/echo", data=data, headers={"Host": "h"}) as r:
+                assert (await r.json())["size"] == 300_000
+
+
+async def test_expect_100_continue_is_answered_by_the_proxy_when_buffering() -> None:
+    async with backend([("POST", "/echo", body_echo)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy())
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        async with asyncio.timeout(3):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(b"hello")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(parse_response(head)[1]["content-length"])
+            doc = json.loads(await reader.readexactly(length))
+        assert doc["size"] == 5 and doc["expect"] is None
+        writer.close()
+
+
+async def test_websockets_work_with_a_policy() -> None:
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == WSMsgType.TEXT:
+                await sock.send_str("echo:" + msg.data)
+        return sock
+
+    async with backend([("GET", "/ws", ws)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(headers=(("X-A", "1"),), security_headers=True))
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{proxy.port}/ws",
+                                                              headers={"Host": "h"}) as sock:
+            await sock.send_str("hi")
+            assert await sock.receive_str() == "echo:hi"
+
+
+async def test_a_buffered_1gib_upload_grows_rss_by_less_than_32mb() -> None:
+    size = 1 << 30
+    got: list[int] = []
+
+    async def sink(request: web.Request) -> web.Response:
+        n = 0
+        async for chunk in request.content.iter_any():
+            n += len(chunk)
+        got.append(n)
+        return web.Response(text=str(n))
+
+    async def body() -> Any:
+        block = b"z" * (1 << 20)
+        for _ in range(size >> 20):
+            yield block
+
+    async with backend([("POST", "/sink", sink)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy())
+        before = rss_mib()
+        async with aiohttp.ClientSession() as s, s.post(
+            f"http://127.0.0.1:{proxy.port}/sink", data=body(), headers={"Host": "h", "Content-Length": str(size)},
+            timeout=aiohttp.ClientTimeout(total=300),
+        ) as r:
+            assert r.status == 200
+        assert got == [size]
+        assert rss_mib() - before < 32
+
+
+class OneWorkerApp:
+    """A sync app with one worker, as gunicorn -w 1 (sync): one connection at a time, whole
+    request read (Content-Length), answered, connection closed; others wait in the backlog."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with self.lock:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def slow_body_blocks_others(buffer: bool) -> bool:
+    """A client sends its body one byte a second; does another client still get answered?"""
+    async with OneWorkerApp() as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(buffer_requests=buffer))
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n")
+        writer.write(b"a")
+        await asyncio.sleep(1.0)
+        writer.write(b"b")
+        try:
+            async with asyncio.timeout(1.5):
+                status = (await get(proxy.port))[0]
+            blocked = status != 200
+        except TimeoutError:
+            blocked = True
+        writer.write(b"cd")  # the slow client finishes and is answered too
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.close()
+        return blocked
+
+
+async def test_a_slow_body_does_not_hold_a_one_worker_app_when_buffering() -> None:
+    assert not await slow_body_blocks_others(buffer=True)
+
+
+async def test_a_slow_body_holds_a_one_worker_app_without_buffering() -> None:
+    assert await slow_body_blocks_others(buffer=False)
+
+
+async def test_an_invalid_policy_is_refused() -> None:
+    from proxy import InvalidRouteError
+
+    async with running_proxy() as proxy:
+        with pytest.raises(InvalidRouteError, match="allow"):
+            proxy.set_app("a", ["h"], ["127.0.0.1:1"], policy=Policy(allow=("10.0.0.0/33",)))
+        with pytest.raises(InvalidRouteError, match="status"):
+            proxy.set_app("a", ["h"], ["127.0.0.1:1"], policy=Policy(redirects=(Redirect("/a", "/b", 303),)))
+
+
+def test_spool_keeps_small_bodies_in_memory_and_spills_to_a_private_unlinked_file() -> None:
+    import stat
+
+    from proxy.errors import ClientRequestError
+    from proxy.policy_buffer import Spool
+
+    spool = Spool(memory=10, max_size=100)
+    spool.write(b"12345")
+    assert spool.file is None
+    spool.write(b"678901")
+    assert spool.file is not None
+    st = os.fstat(spool.file.fileno())
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_nlink == 0  # 0600, and no name on disk
+    assert b"".join(spool.chunks()) == b"12345678901"
+    with pytest.raises(ClientRequestError):
+        spool.write(b"x" * 90)
+    spool.close()
+    assert spool.file is None
+
+
+# -- compression ----------------------------------------------------------------------------------
+BIG_TEXT = ("hello compressible world " * 400).encode()
+
+
+async def text(request: web.Request) -> web.Response:
+    return web.Response(body=BIG_TEXT, content_type="text/plain", headers={"ETag": '"v1"', "Vary": "Cookie"})
+
+
+async def png(request: web.Request) -> web.Response:
+    return web.Response(body=BIG_TEXT, content_type="image/png")
+
+
+async def tiny(request: web.Request) -> web.Response:
+    return web.Response(text="small", content_type="text/plain")
+
+
+async def encoded(request: web.Request) -> web.Response:
+    import gzip
+
+    return web.Response(body=gzip.compress(BIG_TEXT), content_type="text/plain", headers={"Content-Encoding": "gzip"})
+
+
+async def raw_get(port: int, path: str, accept: str) -> tuple[int, dict[str, str], bytes]:
+    raw = await raw_request(port, f"GET {path} HTTP/1.1\r\nHost: h\r\nAccept-Encoding: {accept}\r\n"
+                                  f"Connection: close\r\n\r\n".encode())
+    status, headers, body = parse_response(raw)
+    if headers.get("transfer-encoding") == "chunked":
+        out = b""
+        while True:
+            size_line, _, body = body.partition(b"\r\n")
+            size = int(size_line, 16)
+            if not size:
+                break
+            out += body[:size]
+            body = body[size + 2:]
+        body = out
+    return status, headers, body
+
+
+async def test_compress_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
+    import gzip
+
+    routes = [("GET", "/text", text), ("GET", "/png", png), ("GET", "/tiny", tiny), ("GET", "/encoded", encoded)]
+    async with backend(routes) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip")
+        assert status == 200 and headers["content-encoding"] == "gzip"
+        assert gzip.decompress(body) == BIG_TEXT and len(body) < len(BIG_TEXT) // 10
+        assert headers["vary"] == "Cookie, Accept-Encoding" and headers["etag"] == 'W/"v1"'
+        assert "content-length" not in headers
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip;q=0.5, br")
+        import brotli
+        assert headers["content-encoding"] == "br" and brotli.decompress(body) == BIG_TEXT
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip, br, zstd")
+        import zstandard
+        assert headers["content-encoding"] == "zstd"
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(body) == BIG_TEXT
+        for path, accept in (("/text", "identity"), ("/text", "gzip;q=0"), ("/png", "gzip"), ("/tiny", "gzip")):
+            status, headers, body = await raw_get(proxy.port, path, accept)
+            assert "content-encoding" not in headers, (path, accept)
+            assert body in (BIG_TEXT, b"small")
+        status, headers, body = await raw_get(proxy.port, "/encoded", "gzip")
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == BIG_TEXT  # not twice
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/text",
+                                                       headers={"Host": "h"}) as r:  # aiohttp decodes
+            assert await r.read() == BIG_TEXT
+
+
+async def test_compressed_event_streams_go_out_event_by_event() -> None:
+    release = asyncio.Event()
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: one\n\n")
+        await release.wait()
+        await resp.write(b"data: two\n\n")
+        await resp.write_eof()
+        return resp
+
+    async with backend([("GET", "/events", events)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/events",
+                                                       headers={"Host": "h", "Accept-Encoding": "gzip"}) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            async with asyncio.timeout(3):
+                assert await r.content.readuntil(b"\n\n") == b"data: one\n\n"  # before the second exists
+            release.set()
+            assert await r.content.read() == b"data: two\n\n"
+
+
+# -- response buffering ---------------------------------------------------------------------------
+async def app_freed_before_the_client_reads(buffer: bool, content_type: str = "application/octet-stream") -> bool:
+    """A 48 MiB response to a client that reads nothing yet: does the app's handler finish?"""
+    import socket
+
+    size = 48 << 20
+    finished = asyncio.Event()
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = size
+        await resp.prepare(request)
+        block = b"r" * (1 << 20)
+        for _ in range(size >> 20):
+            await resp.write(block)
+        finished.set()
+        return resp
+
+    async with backend([("GET", "/big", big)]) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(buffer_responses=buffer))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", proxy.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        try:
+            async with asyncio.timeout(2):
+                await finished.wait()
+            freed = True
+        except TimeoutError:
+            freed = False
+        async with asyncio.timeout(30):  # then the client reads it all, intact
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % size in head
+            got = 0
+            while got < size:
+                chunk = await reader.read(1 << 20)
+                assert chunk and set(chunk) == {ord("r")}
+                got += len(chunk)
+        writer.close()
+        return freed
+
+
+async def test_buffer_responses_frees_the_app_before_a_slow_reader_has_read() -> None:
+    assert await app_freed_before_the_client_reads(buffer=True)
+
+
+async def test_without_buffer_responses_a_slow_reader_holds_the_app() -> None:
+    assert not await app_freed_before_the_client_reads(buffer=False)
+
+
+async def test_event_streams_are_never_buffered() -> None:
+    assert not await app_freed_before_the_client_reads(buffer=True, content_type="text/event-stream")
+
+
+def test_response_buffer_is_first_in_first_out_across_memory_and_file() -> None:
+    from proxy.policy_buffer import ResponseBuffer
+
+    rb = ResponseBuffer(memory=4)
+    for piece in (b"ab", b"cd", b"ef", b"gh"):
+        rb.write(piece)
+    assert rb.file is not None and rb.size == 8
+    assert rb.read() == b"ab"
+    rb.write(b"ij")  # memory has room again, but the file is not empty: after it
+    assert b"".join(iter(rb.read, b"")) == b"cdefghij"
+    assert rb.size == 0
+    rb.write(b"kl")
+    assert rb.read() == b"kl"
+    rb.close()
+
+
+def test_a_canonical_host_with_a_line_break_is_refused() -> None:
+    assert [k for k, _ in Policy(canonical_host="a.test\r\nX: y").validate()] == ["canonical_host"]
+    assert Policy(canonical_host="a.test:8443").validate() == []
