@@ -3,16 +3,14 @@ when set. The registry and collectors are supervisor/ops/metrics.py."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from supervisor.api import listen as listener
 from supervisor.ops import metrics
 from supervisor.ops.metrics import ServingSource, StatsSource
-
-log = logging.getLogger("dockyard.supervisor")
 
 # serving ----------------------------------------------------------------------------------
 
@@ -52,25 +50,9 @@ async def start_http(
     listen: str, get_supervisor: GetSupervisor, get_proxy: GetProxy | None = None
 ) -> web.AppRunner:
     """Serve `GET /metrics` on `listen` ("127.0.0.1:9100"); stop with `await runner.cleanup()`."""
-    host, _, port = listen.rpartition(":")
     app = web.Application()
     add_routes(app, get_supervisor, get_proxy)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    log.info("serving metrics listen=%s", listen)
-    return runner
+    return await listener.start(app, [listen], "metrics")
 
 
-def bound_port(runner: web.AppRunner) -> int:
-    """The port a `start_http` runner listens on (useful with port 0)."""
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    raise RuntimeError("the metrics runner has no listening site")
+bound_port = listener.bound_port  # the port a `start_http` runner listens on (useful with port 0)
