@@ -14,6 +14,7 @@ from typing import Any
 from proxy.options import ProxyOptions
 from supervisor.config import validators
 from supervisor.config.apps import parse_app
+from supervisor.config.dashboard import check_dashboard_host, dashboard_site
 from supervisor.config.fields import Collector, Table, is_int, is_number
 from supervisor.config.policies import check_body_limits
 from supervisor.config.registries import parse_registries
@@ -92,6 +93,7 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
         _check_routes(apps, out)
         check_body_limits(apps, proxy.max_body_size, out)
     check_tls_listen(apps, server.tls_listen, out)
+    check_dashboard_host(apps, server.dashboard_site, out)
     top.finish()
     return Config(
         path=path.absolute(),
@@ -119,12 +121,9 @@ def _server(t: Table, base: Path) -> ServerSpec:
                    "reach it reads every app's metrics (there is no authentication); prefer 127.0.0.1")
     dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)
                         or defaults.DASHBOARD_LISTEN)
-    for key in ("dashboard_host", "dashboard_users_file"):
-        if t.has(key):  # named, so the message says why rather than "unknown key"
-            t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
-                         "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
     scheduler = t.choice("scheduler", defaults.SCHEDULER, SCHEDULERS)
     tls = server_tls(t)
+    site = dashboard_site(t, base, tls.get("tls_listen"))
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
     max_context = t.integer("max_build_context", defaults.MAX_BUILD_CONTEXT, minimum=1 << 20,
@@ -132,7 +131,7 @@ def _server(t: Table, base: Path) -> ServerSpec:
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
-                      dashboard_listen=dashboard_listen, scheduler=scheduler,
+                      dashboard_listen=dashboard_listen, dashboard_site=site, scheduler=scheduler,
                       max_build_context=max_context, **tls)
 
 

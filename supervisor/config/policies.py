@@ -49,7 +49,7 @@ def app_policy(t: Table, base: Path, path_prefix: str) -> Policy:
         canonical_host=(canonical or "").lower(),
         redirects=_redirects(t),
         strip_prefix=strip,
-        basic_auth=_basic_auth(t, base),
+        basic_auth=basic_auth(t.table("basic_auth"), base),
         allow=_cidrs(t, "allow"),
         deny=_cidrs(t, "deny"),
         compress=t.boolean("compress", defaults.COMPRESS),
@@ -119,14 +119,15 @@ def _redirects(t: Table) -> tuple[Redirect, ...]:
     return tuple(result)
 
 
-def _basic_auth(t: Table, base: Path) -> BasicAuth | None:
-    a = t.table("basic_auth")
+def basic_auth(a: Table | None, base: Path, default_realm: str = defaults.AUTH_REALM) -> BasicAuth | None:
+    """A basic-auth table (an app's `basic_auth`, the server's `dashboard_auth`): its users file
+    read and checked now; None when absent or wrong (the problems are in `a.out`)."""
     if a is None:
         return None
     name = a.string("users_file")
     if name is None and not a.has("users_file"):
         a.error("users_file", "is required (a file written by `htpasswd -B`)")
-    realm = a.string("realm", defaults.AUTH_REALM) or defaults.AUTH_REALM
+    realm = a.string("realm", default_realm) or default_realm
     if '"' in realm or any(ord(c) < 32 for c in realm):
         a.error("realm", f"must not contain quotes or control characters, got {show(realm)}")
     exempt = a.strings("exempt") or ()

@@ -139,8 +139,10 @@ class Daemon:
             await metrics_api.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
             if server.metrics_listen else None
         )
-        board = (await dashboard.serve(server.dashboard_listen, sup, proxy, lambda: sched, tls_status)
-                 if server.dashboard_listen else None)  # docs/dashboard.md
+        site_spec = server.dashboard_site  # dashboard_host: one more route in the proxy's table
+        board = (await dashboard.serve(server.dashboard_listen, sup, proxy, lambda: sched, tls_status,
+                                       site_spec, proxy)
+                 if server.dashboard_listen or site_spec else None)  # docs/dashboard.md
         runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         old_umask = os.umask(0o177)
@@ -160,7 +162,7 @@ class Daemon:
             if metrics_runner is not None:  # the new daemon binds metrics_listen next
                 await metrics_runner.cleanup()
                 metrics_runner = None
-            if board is not None:  # the new daemon binds dashboard_listen next
+            if board is not None:  # the new daemon binds dashboard_listen next (and routes dashboard_host)
                 await board.close()
                 board = None
             await takeovers.close(unlink=False)

@@ -27,7 +27,7 @@ ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key",
                 "canary", "error_pages", "policy")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
-    "dashboard_listen",
+    "dashboard_listen", "dashboard_site",
     "acme_directory", "acme_email",
 )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from proxy.options import ProxyOptions
-from proxy.policy import Policy
+from proxy.policy import BasicAuth, Policy
 from supervisor.model import defaults
 from supervisor.model.kinds import (
     Balance,
@@ -29,6 +29,25 @@ from supervisor.model.kinds import (
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSite:
+    """`[server] dashboard_host`: the dashboard served on a host of the proxy, behind basic auth
+    (`dashboard_auth`) and, when the server has TLS, HTTPS with a redirect (`dashboard_tls`)."""
+
+    host: str
+    auth: BasicAuth
+    tls: TlsMode = defaults.TLS_MODE
+    tls_cert: str | None = None  # manual mode: PEM certificate chain (absolute path)
+    tls_key: str | None = None
+    hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
+
+    @property
+    def tls_redirect(self) -> bool:
+        """Plain HTTP always gets a 308 to https when the dashboard has TLS: credentials never
+        travel in clear text where they need not."""
+        return self.tls != "off"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSpec:
     listen: str = defaults.LISTEN
     state_dir: Path = Path(defaults.STATE_DIR)
@@ -37,6 +56,7 @@ class ServerSpec:
     instance: str = defaults.INSTANCE
     metrics_listen: str | None = defaults.METRICS_LISTEN  # host:port for GET /metrics; None: socket only
     dashboard_listen: str | None = defaults.DASHBOARD_LISTEN  # host:port of the dashboard; None: off
+    dashboard_site: DashboardSite | None = None  # the dashboard on a host of the proxy; None: not
     tls_listen: str | None = defaults.TLS_LISTEN  # host:port of the TLS listener; None: no TLS
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL

@@ -6,6 +6,11 @@ points: request rate, 5xx rate, p50 and p99 latency (estimated from the histogra
 Prometheus' histogram_quantile does), and in-flight. It also keeps the last minute's cumulative
 counters, so "the last minute" is exact, not an average of averages.
 
+While a canary runs (`canaries()` names the app's two releases), the same ring is kept per
+release of that app from the proxy's per-release counters (`release_stats_all()`), so the
+dashboard shows the serving release and the canary side by side; a release's ring goes when
+its canary ends.
+
 Memory: values are float32 `array`s, so one app costs about 33 KB (15 minutes of six columns, plus
 61 cumulative snapshots of 15 counters); 50 apps stay under 2 MB
 (tests/supervisor/test_series.py measures it with tracemalloc).
@@ -18,7 +23,7 @@ import logging
 import math
 import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -127,11 +132,14 @@ class AppSeries:
 class Sampler:
     """Samples `source` every `interval` seconds into a ring per app; `start()`, `await close()`."""
 
-    def __init__(self, source: StatsSource, window: int = WINDOW, interval: float = INTERVAL) -> None:
+    def __init__(self, source: StatsSource, window: int = WINDOW, interval: float = INTERVAL,
+                 canaries: Callable[[], Mapping[str, Sequence[str]]] = dict) -> None:
         self.source = source
         self.window = window
         self.interval = interval
+        self.canaries = canaries  # app -> the releases compared now (serving, canary)
         self.series: dict[str, AppSeries] = {}
+        self.releases: dict[tuple[str, str], AppSeries] = {}  # (app, release), during a canary
         self._bounds: tuple[float, ...] = ()
         self._task: asyncio.Task[None] | None = None
         self._tick = asyncio.Event()
@@ -142,22 +150,37 @@ class Sampler:
         """Take one sample of every app (the loop calls it each second; tests call it directly)."""
         now = time.time() if now is None else now
         stats = self.source.stats_all()
-        for app in list(self.series):
-            if app not in stats:
-                del self.series[app]
-        for app, snapshot in stats.items():
+        self._sample_into(self.series, stats, now)
+        self._sample_releases(now)
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    def _sample_releases(self, now: float) -> None:
+        watched = self.canaries()
+        per_release = getattr(self.source, "release_stats_all", None)
+        if not watched or per_release is None:
+            self.releases.clear()
+            return
+        everything = per_release()
+        stats = {(app, r): snapshot for app, releases in watched.items()
+                 for r, snapshot in everything.get(app, {}).items() if r in releases}
+        self._sample_into(self.releases, stats, now)
+
+    def _sample_into(self, store: dict[Any, AppSeries], stats: Mapping[Any, Mapping[str, Any]], now: float) -> None:
+        for key in list(store):
+            if key not in stats:
+                del store[key]
+        for key, snapshot in stats.items():
             buckets = snapshot.get("latency_buckets") or {}
             if not self._bounds:
                 self._bounds = bounds_of(buckets)
             counters = _counters(snapshot)
-            series = self.series.get(app)
+            series = store.get(key)
             if series is None:
-                series = self.series[app] = AppSeries(len(counters), self.window)
+                series = store[key] = AppSeries(len(counters), self.window)
             if series.last is not None:
                 series.add(now, self._point(series.last, now, counters, snapshot))
             series.remember(now, counters)
-        self._tick.set()
-        self._tick = asyncio.Event()
 
     def _point(self, last: tuple[float, list[int]], now: float, counters: list[int],
                snapshot: Mapping[str, Any]) -> dict[str, float | None]:
@@ -214,12 +237,16 @@ class Sampler:
     def apps(self) -> list[str]:
         return sorted(self.series)
 
-    def points(self, app: str, since: float | None = None) -> dict[str, list[float | None]]:
+    def _of(self, app: str, release: str | None) -> AppSeries | None:
+        return self.series.get(app) if release is None else self.releases.get((app, release))
+
+    def points(self, app: str, since: float | None = None, release: str | None = None) -> dict[str, list[float | None]]:
         """The app's points, oldest first, as columns: `t` (seconds since the epoch), `rate` and
         `errors` (per second), `p50` and `p99` (seconds; None when no request finished in that
-        second), `inflight`. Only points after `since`, when given."""
+        second), `inflight`. Only points after `since`, when given. With `release`: that release's
+        alone, while its canary runs."""
         out: dict[str, list[float | None]] = {"t": [], **{name: [] for name in COLUMNS}}
-        series = self.series.get(app)
+        series = self._of(app, release)
         if series is None:
             return out
         for k in series.ordered():
@@ -238,9 +265,10 @@ class Sampler:
             return None
         return series.times[(series._next - 1) % series.window]
 
-    def last_minute(self, app: str) -> dict[str, float | None]:
-        """Request rate, 5xx rate (per second), p50 and p99 (seconds) over the last minute."""
-        series = self.series.get(app)
+    def last_minute(self, app: str, release: str | None = None) -> dict[str, float | None]:
+        """Request rate, 5xx rate (per second), p50 and p99 (seconds) over the last minute (of
+        one `release`'s traffic alone, while its canary runs)."""
+        series = self._of(app, release)
         empty: dict[str, float | None] = {"rate": None, "errors": None, "p50": None, "p99": None}
         if series is None or series.last is None:
             return empty

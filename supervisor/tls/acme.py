@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from proxy.edge import Edge
 from proxy.tls import CertStore
 from supervisor.config.certs import check_pair, load_cert, not_after, write_private
 from supervisor.model import defaults
+from supervisor.model.kinds import TlsMode
 from supervisor.model.spec import Config
 
 log = logging.getLogger("dockyard.supervisor")
@@ -238,6 +240,28 @@ class AcmeManager:
 
 
 # -- the daemon's entry point ------------------------------------------------------------------------
+DASHBOARD = defaults.DASHBOARD_NAME  # the dashboard host's certificate
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What a certificate is for: an app's hosts, or the dashboard's host."""
+
+    tls: TlsMode
+    hosts: tuple[str, ...]
+    tls_cert: str | None
+    tls_key: str | None
+
+
+def sites(config: Config) -> dict[str, Site]:
+    """Every name that may hold a certificate: each app, and `DASHBOARD` for `dashboard_host`."""
+    found = {name: Site(app.tls, app.hosts, app.tls_cert, app.tls_key) for name, app in config.apps.items()}
+    site = config.server.dashboard_site
+    if site is not None:
+        found[DASHBOARD] = Site(site.tls, (site.host,), site.tls_cert, site.tls_key)
+    return found
+
+
 class Tls:
     """The daemon's TLS side: the certificate store behind the listener, and ACME when used."""
 
@@ -261,7 +285,7 @@ class Tls:
         One the listener refuses (OpenSSL, a missing file) leaves that app's TLS off, with the
         reason in status(); the other apps are served."""
         errors: dict[str, str] = {}
-        for name, app in config.apps.items():
+        for name, app in sites(config).items():
             if app.tls == "manual" and app.tls_cert and app.tls_key:
                 try:
                     self.store.install(name, app.hosts, app.tls_cert, app.tls_key)
@@ -276,9 +300,10 @@ class Tls:
         """Install manual certificates, drop the ones of apps that left or turned TLS off, start
         or stop ACME per app."""
         self.install_manual(config)
-        acme_apps = {name: app.hosts for name, app in config.apps.items() if app.tls == "acme"}
+        named = sites(config)
+        acme_apps = {name: app.hosts for name, app in named.items() if app.tls == "acme"}
         for name in self.store.names():
-            if name not in config.apps or config.apps[name].tls == "off":
+            if name not in named or named[name].tls == "off":
                 self.store.remove(name)
         if self.manager is not None:
             for name in list(self.manager.apps):

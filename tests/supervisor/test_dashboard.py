@@ -192,7 +192,7 @@ def test_dashboard_listen_is_off_by_default_parsed_and_checked(tmp_path: Path) -
     assert "a port of its own" in str(err.value.problems[0])
     with pytest.raises(ConfigError) as err:
         make_config(tmp_path, {}, dashboard_host="dock.example.com")
-    assert "server.dashboard_host" in str(err.value.problems[0])  # not supported (yet): docs/dashboard.md
+    assert "server.dashboard_auth" in str(err.value.problems[0])  # a password is required: test_dashboard_host.py
 
 
 def test_the_pyz_carries_the_templates_and_assets_and_serves_them(tmp_path: Path) -> None:

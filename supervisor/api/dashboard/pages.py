@@ -1,77 +1,23 @@
 """The dashboard's pages: server-rendered HTML from the views of data.py, and the JSON and
-fragments the page's script fetches. Every value goes through `h()` (HTML escaping); the
-templates are `string.Template` files in templates/, read from the package (also inside the
-.pyz) by `importlib.resources`.
+fragments the page's script fetches. Every value goes through `h()` (HTML escaping, render.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
-from importlib import resources
-from string import Template
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from supervisor.api.dashboard import data
+from supervisor.api.dashboard import canary, data
 from supervisor.api.dashboard.data import Sources
+from supervisor.api.dashboard.render import clock, h, ms, rate, table, template
 from supervisor.model.errors import UnknownApp
 from supervisor.ops.series import WINDOW
 
 SOURCES_KEY = web.AppKey("dashboard_sources", Sources)
-
-
-# rendering helpers ----------------------------------------------------------------------------
-
-
-@cache
-def template(name: str) -> Template:
-    text = resources.files(__package__).joinpath("templates", name).read_text("utf-8")
-    return Template(text)
-
-
-def h(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def clock(stamp: float | str | None) -> str:
-    """A time as `YYYY-MM-DD HH:MM:SSZ` (UTC); ISO strings are accepted too."""
-    if stamp is None:
-        return "–"
-    if isinstance(stamp, str):
-        try:
-            when = dt.datetime.fromisoformat(stamp).astimezone(dt.UTC)
-        except ValueError:
-            return stamp
-    else:
-        when = dt.datetime.fromtimestamp(stamp, dt.UTC)
-    return when.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def rate(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
-
-
-def ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    millis = seconds * 1000
-    return f"{millis:.1f} ms" if millis < 100 else f"{millis:.0f} ms"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], id: str = "", empty: str = "none") -> str:
-    """A table of already-escaped cells."""
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    if not body:
-        return f'<p class="empty">{h(empty)}</p>'
-    head = "".join(f"<th>{h(x)}</th>" for x in headers)
-    ident = f' id="{h(id)}"' if id else ""
-    return f'<table class="grid"{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def page(title: str, body: str, *, page_name: str, app: str = "", status: int = 200) -> web.Response:
@@ -263,6 +209,7 @@ async def app_page(request: web.Request) -> web.Response:
         routes=routes_html(view["routes"]),
         spec=spec_html(view["spec"]),
         cron=cron_html(view["cron"]),
+        canary=canary.html(canary.view(_sources(request), name)),
     )
     return page(name, body, page_name="app", app=name)
 
@@ -293,6 +240,7 @@ async def series_json(request: web.Request) -> web.Response:
         "window": WINDOW,
         "points": src.series.points(name),
         "markers": data.markers(src.events, name, now - WINDOW, secrets),
+        "canary": canary.view(src, name, points=True),
     })
 
 

@@ -1,30 +1,38 @@
-"""The dashboard as an aiohttp application, and its listener on `[server] dashboard_listen`.
+"""The dashboard as an aiohttp application, and its listeners: `[server] dashboard_listen`, and
+a loopback port of its own behind the proxy's route for `dashboard_host` (see `edge.py`).
 
 Read-only: only GET (and HEAD) routes exist, so anything else is 405. Every answer carries a
 strict Content-Security-Policy: scripts, styles, images and connections from the dashboard's
 own origin only, nothing inline, no frames; the assets are served from the package itself.
 A request whose Host is neither an IP address nor `localhost` is refused (403), so a web page
-elsewhere cannot read the dashboard through DNS rebinding.
+elsewhere cannot read the dashboard through DNS rebinding; a request the proxy forwards for
+`dashboard_host` (after basic auth) is let in by the secret header the proxy sets on it (`Access`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
+from proxy.routes import normalize_host
 from scheduler import Scheduler
-from supervisor.api.dashboard import pages, stream
+from supervisor.api import listen as listener
+from supervisor.api.dashboard import canary, edge, pages, stream
 from supervisor.api.dashboard.data import Sources
 from supervisor.api.responses import error_response
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import DockyardError
+from supervisor.model.spec import DashboardSite
 from supervisor.ops.metrics import StatsSource
 from supervisor.ops.series import Sampler
 
@@ -65,11 +73,32 @@ def host_allowed(host: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may read: with `local`, requests whose Host is an IP address or localhost (the
+    `dashboard_listen` port); with a `token`, requests for `host` that carry it in
+    `edge.PROXY_HEADER`, which only the proxy's dashboard route sets (replacing a client's)."""
+
+    local: bool = True
+    host: str = ""
+    token: str = ""
+
+    def allows(self, request: web.Request) -> bool:
+        if self.token:
+            given = request.headers.get(edge.PROXY_HEADER, "")
+            if given and hmac.compare_digest(given.encode(), self.token.encode()):
+                return normalize_host(request.host) == self.host
+        return self.local and host_allowed(request.host)
+
+
+ACCESS_KEY = web.AppKey("access", Access)
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not host_allowed(request.host):
+    if not request.app[ACCESS_KEY].allows(request):
         response: web.StreamResponse = web.Response(
-            status=403, text="dockyard dashboard: reach it by IP address or localhost\n")
+            status=403, text="dockyard dashboard: reach it by IP address or localhost, or through dashboard_host\n")
     else:
         try:
             response = await handler(request)
@@ -98,8 +127,9 @@ async def static(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-def make_app(src: Sources) -> web.Application:
+def make_app(src: Sources, access: Access | None = None) -> web.Application:
     app = web.Application(middlewares=[guard])
+    app[ACCESS_KEY] = access or Access()
     app[pages.SOURCES_KEY] = src
     app[stream.CLOSING_KEY] = asyncio.Event()
 
@@ -114,60 +144,61 @@ def make_app(src: Sources) -> web.Application:
     return app
 
 
-async def start(listen: str, src: Sources) -> web.AppRunner:
-    """Serve the dashboard on `listen` ("127.0.0.1:9200"); stop with `await runner.cleanup()`."""
-    host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(src), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    log.info("serving dashboard listen=%s", listen)
-    return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port a `start` runner listens on (useful with port 0)."""
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    raise RuntimeError("the dashboard runner has no listening site")
-
-
 class Dashboard:
-    """The running dashboard: its series sampler and its listener (see `serve`)."""
+    """The running dashboard: its series sampler, its listeners, and for `dashboard_host` the
+    proxy's route to its loopback port (see `serve`)."""
 
-    def __init__(self, sampler: Sampler, runner: web.AppRunner) -> None:
+    def __init__(self, sampler: Sampler, runner: web.AppRunner, access: Access,
+                 routes: edge.Routes | None = None) -> None:
         self.sampler = sampler
         self.runner = runner
+        self.access = access
+        self.routes = routes  # where the dashboard_host route is installed, if any
 
     @property
     def port(self) -> int:
-        return bound_port(self.runner)
+        """The first listener's: `dashboard_listen`'s when set."""
+        return listener.bound_port(self.runner)
+
+    @property
+    def target(self) -> str:
+        """The loopback address the proxy forwards `dashboard_host` to (the last listener)."""
+        return f"127.0.0.1:{listener.bound_ports(self.runner)[-1]}"
 
     async def close(self) -> None:
+        if self.routes is not None:
+            self.routes.remove_app(edge.ROUTE)
         await self.runner.cleanup()
         await self.sampler.close()
 
 
 async def serve(
-    listen: str,
+    listen: str | None,
     supervisor: Supervisor,
     proxy: StatsSource,
     scheduler: Callable[[], Scheduler | None] = lambda: None,
     tls_status: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
+    site: DashboardSite | None = None,
+    routes: edge.Routes | None = None,
 ) -> Dashboard:
-    """What the daemon calls: sample the proxy's counters every second and serve the pages."""
-    sampler = Sampler(proxy)
+    """What the daemon calls: sample the proxy's counters every second and serve the pages on
+    `listen`; with a `site` (dashboard_host), also on a free loopback port, which `routes` (the
+    proxy) gets a route to."""
+    if site is not None and routes is None:
+        raise ValueError("a dashboard_host needs the proxy's routes")
+    sampler = Sampler(proxy, canaries=lambda: canary.releases_of(supervisor))
     sampler.start()
     src = Sources(supervisor, sampler, supervisor.events, scheduler, tls_status)
+    access = Access(local=listen is not None, host=site.host if site else "",
+                    token=secrets.token_urlsafe(32) if site else "")
+    listens = ([listen] if listen else []) + ([edge.LOOPBACK] if site else [])
     try:
-        runner = await start(listen, src)
+        runner = await listener.start(make_app(src, access), listens, "dashboard", SHUTDOWN_TIMEOUT)
     except BaseException:
         await sampler.close()
         raise
-    return Dashboard(sampler, runner)
+    board = Dashboard(sampler, runner, access)
+    if site is not None and routes is not None:
+        edge.install(routes, site, board.target, access.token)
+        board.routes = routes
+    return board

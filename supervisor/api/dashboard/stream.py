@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from supervisor.api.dashboard import data
+from supervisor.api.dashboard import canary, data
 from supervisor.api.dashboard.pages import SOURCES_KEY
 from supervisor.ops.events import Subscription
 
@@ -115,6 +115,7 @@ def _state(src: data.Sources, name: str) -> dict[str, Any]:
         "release": serving.release if serving else None,
         "busy": src.supervisor.busy().get(name),
         "minute": src.series.last_minute(name),
+        "canary": canary.html(canary.view(src, name)),  # HTML escaped by canary.html
     }
 
 

@@ -117,6 +117,7 @@
     chart.setData(history.points, history.markers);
     const last = history.points.t.length ? history.points.t[history.points.t.length - 1] : history.now;
     const steps = $("#deploy");
+    let shownCanary = null;
     connect("/apps/" + encodeURIComponent(app) + "/stream?since=" + last, {
       points: (points) => chart.addPoints(points),
       state: (s) => {
@@ -128,6 +129,10 @@
         const m = s.minute;
         $("#minute").textContent = "last minute: " + rate(m.rate) + " req/s, " + rate(m.errors) +
           " 5xx/s, p50 " + ms(m.p50) + ", p99 " + ms(m.p99);
+        if (s.canary !== undefined && s.canary !== shownCanary) {
+          shownCanary = s.canary;
+          $("#canary").innerHTML = s.canary;  // HTML escaped by the server
+        }
       },
       marker: (m) => {
         state.seen.push({what: "marker", kind: m.kind, release: m.release, t: m.t, at: Date.now() / 1000});
