@@ -206,3 +206,117 @@ async def test_dashboard_shows_apps_and_draws_a_deploy_live_in_chromium(
         assert await page.script_errors() == []
         daemon.signal(15)
 
+
+
+# dashboard_host: the dashboard on a host of the proxy, behind basic auth -----------------------
+
+DOCK = "dock.test"
+USER, PASSWORD = "ops", "correct horse"
+
+
+def hosted_config(tmp_path: Path, apps: str) -> tuple[Path, int]:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "dashboard.htpasswd").write_text(f"{USER}:{hashed}\n")
+    port = free_port()
+    config = write_config(tmp_path, port, apps)
+    text = config.read_text().replace(
+        'state_dir = "state"\n',
+        f'state_dir = "state"\ndashboard_host = "{DOCK}"\n'
+        'dashboard_auth = { users_file = "dashboard.htpasswd", realm = "dock" }\n', 1)
+    config.write_text(text)
+    return config, port
+
+
+def auth(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    return {"Host": DOCK, "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_proxy_hosted_dashboard_asks_for_a_password_and_shows_a_canary_in_chromium(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str], browser: Any
+) -> None:
+    import aiohttp
+
+    config, port = hosted_config(tmp_path, app_toml("web", app_images["v1"]))
+    proxy = f"http://127.0.0.1:{port}"
+    origin = f"http://{DOCK}:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with Daemon(config, docker_client) as daemon:
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+
+        # over HTTP, through the real daemon's proxy
+        async with aiohttp.ClientSession() as session:
+            async with session.get(proxy + "/", headers={"Host": DOCK}) as r:
+                assert r.status == 401 and r.headers["WWW-Authenticate"].startswith('Basic realm="dock"')
+            async with session.get(proxy + "/", headers=auth(USER, "wrong")) as r:
+                assert r.status == 401 and "WWW-Authenticate" in r.headers
+            async with session.get(proxy + "/", headers=auth(USER, PASSWORD)) as r:
+                assert r.status == 200 and 'data-app="web"' in await r.text()
+            async with Load(proxy + "/", "web.test", rate=20, workers=2):
+                async with session.get(proxy + "/apps/web/stream", headers=auth(USER, PASSWORD)) as r:
+                    assert r.content_type == "text/event-stream"
+                    kinds: list[str] = []
+
+                    async def read() -> None:
+                        while kinds.count("points") < 2:
+                            line = (await r.content.readline()).decode()
+                            if line.startswith("event: "):
+                                kinds.append(line[7:].strip())
+
+                    await asyncio.wait_for(read(), 15)  # the live chart's points, through the proxy
+
+        # in the browser: chromium resolves dock.test to the proxy and answers the challenge
+        chromium = await browser.browser_type.launch(
+            executable_path=CHROMIUM, headless=True, args=[f"--host-resolver-rules=MAP {DOCK} 127.0.0.1"])
+        try:
+            context = await chromium.new_context(http_credentials={"username": USER, "password": PASSWORD},
+                                                 viewport={"width": 1400, "height": 1100})
+            page = Watched(await context.new_page(), origin)
+            await page.page.goto(origin + "/")
+            await page.page.wait_for_selector("#live.on")
+            assert await page.page.locator("#apps tbody tr[data-app=web]").count() == 1
+
+            async with Load(proxy + "/", "web.test", rate=40, workers=4) as load:
+                await page.page.goto(origin + "/apps/web")
+                await page.page.wait_for_selector("#live.on")
+                assert "no canary running" in (await page.page.text_content("#canary") or "")
+                deploying = subprocess.Popen(
+                    [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
+                     "--canary", "50", "--for", "120", "-c", str(config)],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                try:
+                    # both releases side by side, each with its own traffic, live
+                    await page.page.locator("#canary-table th", has_text="canary r2").wait_for(timeout=60_000)
+                    await until(page.page, "(() => { const t = document.querySelector('#canary-table');"
+                                " if (!t) return false; const rate = [...t.tBodies[0].rows[1].querySelectorAll('[data-role]')];"
+                                " return rate.length === 2 && rate.every(s => parseFloat(s.textContent) > 0); })()")
+                    assert "serving r1" in (await page.page.text_content("#canary-table thead") or "")
+                    # and on the chart: each release's req/s and p99 as lines of their own
+                    await until(page.page, "(() => { const r = window.dockyard.chart.drawn.releases;"
+                                " return r.length === 2 && r[0].startsWith('serving:1:') && r[1].startsWith('canary:2:')"
+                                " && r.every(x => !x.endsWith(':0')); })()")
+                    await asyncio.sleep(TRAFFIC)  # a few seconds of both lines for the screenshot
+                    await page.page.screenshot(path=str(ARTIFACTS / "dashboard-canary.png"), full_page=True)
+                    promote = subprocess.run(
+                        [sys.executable, "-m", "supervisor.cli", "canary", "promote", "web", "-c", str(config)],
+                        capture_output=True, text=True, timeout=30)
+                    assert promote.returncode == 0, promote.stdout + promote.stderr
+                    code, out = await finished(deploying)
+                    assert code == 0, out
+                finally:
+                    if deploying.poll() is None:
+                        deploying.kill()
+                await page.page.locator("#canary", has_text="no canary running").wait_for(timeout=10_000)
+                await until(page.page, "window.dockyard.chart.drawn.releases.length === 0")
+                await seen(page.page, "s.what === 'release' && s.release === 2")
+            assert load.failures == [], load.failures[:5]
+            assert page.foreign() == [], page.foreign()
+            assert page.errors == [], page.errors
+            assert await page.script_errors() == []
+        finally:
+            await chromium.close()
+        daemon.signal(15)

@@ -307,6 +307,9 @@ async def test_a_running_canary_shows_both_releases_side_by_side(tmp_path: Path)
                 text += (await r.content.readline()).decode()
             line = (await r.content.readline()).decode()
             assert "canary-table" in line and "serving r1" in line
+            assert '"canary_releases":{"serving":"1","canary":"2"}' in line
+            # each release's points, for the chart's two extra lines
+            assert "event: releases" in text and '"1":{"t":[1001.0]' in text and '"2":{"t":[1001.0]' in text
         # the canary ends: the per-release rings go, and the page says none runs
         sup.ctx.canaries.live.clear()
         sampler.sample(1002.0)

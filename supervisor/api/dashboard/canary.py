@@ -24,6 +24,17 @@ def releases_of(sup: Supervisor) -> dict[str, tuple[str, str]]:
             for app, line in list(sup.ctx.canaries.live.items())}
 
 
+def roles(src: Sources, app: str) -> dict[str, str]:
+    """{"serving": release, "canary": release} while the app's canary runs, else {}."""
+    pair = releases_of(src.supervisor).get(app)
+    return {"serving": pair[0], "canary": pair[1]} if pair else {}
+
+
+def points(src: Sources, app: str, since: float | None) -> dict[str, dict[str, list[float | None]]]:
+    """Each release's points after `since` while the app's canary runs (the chart's lines)."""
+    return {r: src.series.points(app, since, release=r) for r in roles(src, app).values()}
+
+
 def view(src: Sources, app: str, points: bool = False) -> dict[str, Any] | None:
     """The app's canary as plain values; None when none runs. With `points`, each release's
     points of its series too (the chart's JSON)."""

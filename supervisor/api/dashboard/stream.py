@@ -79,8 +79,11 @@ async def app_stream(request: web.Request) -> web.StreamResponse:
                 secrets = data.secrets_of(src.supervisor)
                 points = src.series.points(name, since)
                 if points["t"]:
+                    by_release = canary.points(src, name, since)
                     since = points["t"][-1]
                     await response.write(frame("points", points))
+                    if by_release:
+                        await response.write(frame("releases", by_release))
                     await response.write(frame("state", _state(src, name)))
                     beat = time.monotonic()
                 event = await _next_event(sub, POLL)
@@ -116,6 +119,7 @@ def _state(src: data.Sources, name: str) -> dict[str, Any]:
         "busy": src.supervisor.busy().get(name),
         "minute": src.series.last_minute(name),
         "canary": canary.html(canary.view(src, name)),  # HTML escaped by canary.html
+        "canary_releases": canary.roles(src, name),
     }
 
 

@@ -3,14 +3,16 @@
 
    const chart = new DockyardChart(canvas, {window: 900});
    chart.setData(points, markers);   // points: {t: [...], rate: [...], errors: [...], p50: [...], p99: [...]}
-   chart.addPoints(points); chart.addMarker({t, kind, label}); */
+   chart.addPoints(points); chart.addMarker({t, kind, label});
+   chart.setReleases({serving: "1", canary: "2"}); chart.addReleasePoints({"1": points, "2": points});
+     // a canary's two releases: each one's req/s and p99 as its own line, labelled at its end */
 "use strict";
 
 (function () {
   const COLORS = {
     rate: "#2563eb", errors: "#dc2626", p50: "#16a34a", p99: "#d97706",
     start: "#7c3aed", swap: "#0891b2", retire: "#64748b", failed: "#dc2626",
-    grid: "#e5e7eb", text: "#374151",
+    grid: "#e5e7eb", text: "#374151", serving: "#0f766e", canary: "#c026d3",
   };
   const PAD = {left: 56, right: 12, top: 42, gap: 34, bottom: 22};
   const LABEL_ROWS = 3;  // marker labels stack in up to three rows, then are left to the list
@@ -21,6 +23,7 @@
       this.window = (options && options.window) || 900;
       this.points = {t: [], rate: [], errors: [], p50: [], p99: []};
       this.markers = [];
+      this.releases = {};  // during a canary: release -> {role, t: [], rate: [], p99: []}
       this.range = 0;  // seconds shown; 0: auto (the data's span, at least a minute)
       this.now = Date.now() / 1000;
       window.addEventListener("resize", () => this.draw());
@@ -45,6 +48,31 @@
       while (drop < p.t.length && p.t[drop] < cut) drop++;
       if (drop) for (const k of Object.keys(p)) p[k].splice(0, drop);
       if (p.t.length) this.now = Math.max(this.now, p.t[p.t.length - 1]);
+      this.draw();
+    }
+
+    setReleases(roles) {
+      const kept = {};
+      for (const [role, release] of Object.entries(roles || {})) {
+        kept[release] = this.releases[release] || {t: [], rate: [], p99: []};
+        kept[release].role = role;
+      }
+      this.releases = kept;
+      this.draw();
+    }
+
+    addReleasePoints(byRelease) {
+      for (const [release, points] of Object.entries(byRelease || {})) {
+        const r = this.releases[release];
+        if (!r) continue;
+        for (let i = 0; i < points.t.length; i++) {
+          if (r.t.length && points.t[i] <= r.t[r.t.length - 1]) continue;
+          for (const k of ["t", "rate", "p99"]) r[k].push(points[k][i]);
+        }
+        let drop = 0;
+        while (drop < r.t.length && r.t[drop] < this.now - this.window) drop++;
+        if (drop) for (const k of ["t", "rate", "p99"]) r[k].splice(0, drop);
+      }
       this.draw();
     }
 
@@ -99,6 +127,22 @@
       this.line(g, x, top, p.t, p.errors, rateMax, COLORS.errors);
       this.line(g, x, bottom, p.t, p.p50.map(msOf), latMax, COLORS.p50);
       this.line(g, x, bottom, p.t, p.p99.map(msOf), latMax, COLORS.p99);
+      const lines = [];
+      for (const [release, r] of Object.entries(this.releases)) {
+        let i = 0;
+        while (i < r.t.length && r.t[i] < start) i++;
+        const ts = r.t.slice(i);
+        const color = COLORS[r.role] || COLORS.text;
+        g.setLineDash(r.role === "canary" ? [6, 3] : [2, 2]);
+        this.line(g, x, top, ts, r.rate.slice(i), rateMax, color);
+        this.line(g, x, bottom, ts, r.p99.slice(i).map(msOf), latMax, color);
+        g.setLineDash([]);
+        if (ts.length) {
+          g.fillStyle = color;
+          g.fillText("r" + release, Math.min(x(ts[ts.length - 1]) + 3, width - PAD.right - 18), top.y0 + 10 + lines.length * 11);
+        }
+        lines.push(r.role + ":" + release + ":" + ts.length);
+      }
 
       const rowEnds = new Array(LABEL_ROWS).fill(-1e9);
       for (const m of this.markers) {
@@ -122,7 +166,7 @@
         }
       }
       this.drawn = {markers: this.markers.filter((m) => m.t >= start).map((m) => m.kind + ":" + m.release),
-                    points: p.t.length};
+                    points: p.t.length, releases: lines};
     }
 
     axes(g, panel, max, unit, width) {

@@ -115,11 +115,17 @@
     const response = await fetch("/apps/" + encodeURIComponent(app) + "/series.json");
     const history = await response.json();
     chart.setData(history.points, history.markers);
+    if (history.canary) {
+      const [serving, canary] = history.canary.releases;
+      chart.setReleases({serving: String(serving.release), canary: String(canary.release)});
+      chart.addReleasePoints({[serving.release]: serving.points, [canary.release]: canary.points});
+    }
     const last = history.points.t.length ? history.points.t[history.points.t.length - 1] : history.now;
     const steps = $("#deploy");
     let shownCanary = null;
     connect("/apps/" + encodeURIComponent(app) + "/stream?since=" + last, {
       points: (points) => chart.addPoints(points),
+      releases: (byRelease) => chart.addReleasePoints(byRelease),
       state: (s) => {
         if ($("#release").textContent !== release(s.release)) {
           state.seen.push({what: "release", release: s.release, at: Date.now() / 1000});
@@ -129,6 +135,10 @@
         const m = s.minute;
         $("#minute").textContent = "last minute: " + rate(m.rate) + " req/s, " + rate(m.errors) +
           " 5xx/s, p50 " + ms(m.p50) + ", p99 " + ms(m.p99);
+        if (s.canary_releases !== undefined &&
+            Object.keys(chart.releases).sort().join() !== Object.values(s.canary_releases).sort().join()) {
+          chart.setReleases(s.canary_releases);
+        }
         if (s.canary !== undefined && s.canary !== shownCanary) {
           shownCanary = s.canary;
           $("#canary").innerHTML = s.canary;  // HTML escaped by the server
