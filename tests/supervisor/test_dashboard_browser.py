@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI, REPO
+from tests.supervisor.test_dashboard_host import HOST, PASSWORD, USER, basic, events, htpasswd
 from tests.supervisor.test_lifecycle_docker import (
     Daemon,
     app_toml,
@@ -210,29 +211,22 @@ async def test_dashboard_shows_apps_and_draws_a_deploy_live_in_chromium(
 
 # dashboard_host: the dashboard on a host of the proxy, behind basic auth -----------------------
 
-DOCK = "dock.test"
-USER, PASSWORD = "ops", "correct horse"
+DOCK = HOST
 
 
 def hosted_config(tmp_path: Path, apps: str) -> tuple[Path, int]:
-    import bcrypt
-
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (tmp_path / "dashboard.htpasswd").write_text(f"{USER}:{hashed}\n")
     port = free_port()
     config = write_config(tmp_path, port, apps)
     text = config.read_text().replace(
         'state_dir = "state"\n',
         f'state_dir = "state"\ndashboard_host = "{DOCK}"\n'
-        'dashboard_auth = { users_file = "dashboard.htpasswd", realm = "dock" }\n', 1)
+        f'dashboard_auth = {{ users_file = "{htpasswd(tmp_path)}", realm = "dock" }}\n', 1)
     config.write_text(text)
     return config, port
 
 
 def auth(user: str, password: str) -> dict[str, str]:
-    import base64
-
-    return {"Host": DOCK, "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {"Host": DOCK, "Authorization": basic(user, password)}
 
 
 async def test_proxy_hosted_dashboard_asks_for_a_password_and_shows_a_canary_in_chromium(
@@ -259,15 +253,7 @@ async def test_proxy_hosted_dashboard_asks_for_a_password_and_shows_a_canary_in_
             async with Load(proxy + "/", "web.test", rate=20, workers=2):
                 async with session.get(proxy + "/apps/web/stream", headers=auth(USER, PASSWORD)) as r:
                     assert r.content_type == "text/event-stream"
-                    kinds: list[str] = []
-
-                    async def read() -> None:
-                        while kinds.count("points") < 2:
-                            line = (await r.content.readline()).decode()
-                            if line.startswith("event: "):
-                                kinds.append(line[7:].strip())
-
-                    await asyncio.wait_for(read(), 15)  # the live chart's points, through the proxy
+                    await events(r, "points", 2, timeout=15)  # the live chart's points, through the proxy
 
         # in the browser: chromium resolves dock.test to the proxy and answers the challenge
         chromium = await browser.browser_type.launch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,20 @@ def htpasswd(tmp_path: Path) -> str:
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def events(response: aiohttp.ClientResponse, kind: str, count: int, timeout: float) -> list[str]:
+    """The event names of a server-sent event stream, read until `count` of `kind` came."""
+    kinds: list[str] = []
+
+    async def read() -> None:
+        while kinds.count(kind) < count:
+            line = (await response.content.readline()).decode()
+            if line.startswith("event: "):
+                kinds.append(line[7:].strip())
+
+    await asyncio.wait_for(read(), timeout)
+    return kinds
 
 
 def problems(tmp_path: Path, app_hosts: tuple[str, ...] = ("web.test",), **server: Any) -> list[str]:
@@ -106,30 +121,45 @@ def test_dashboard_host_uses_the_servers_tls(tmp_path: Path) -> None:
 
 @dataclass
 class Hosted:
-    config: Config
+    """The proxy with the dashboard's route (and its TLS listener, if any), the dashboard behind it."""
+
     proxy: Proxy
     board: Dashboard
-    sup: Supervisor
+    tls: Any
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.proxy.port}"
 
 
-@pytest.fixture
-async def hosted(tmp_path: Path) -> AsyncIterator[Hosted]:
-    config = make_config(tmp_path, apps(), dashboard_host=HOST, dashboard_auth={"users_file": htpasswd(tmp_path)})
+@contextlib.asynccontextmanager
+async def dashboard(config: Config, listen: str | None = None) -> AsyncIterator[Hosted]:
+    """As the daemon wires them: proxy, TLS (when tls_listen is set), the dashboard and its route."""
     state = StateStore(config.server.state_dir)
     proxy = Proxy(config.proxy)
     await proxy.start("127.0.0.1", 0)
+    tls = await start_tls(config, proxy)
     sup = Supervisor(config, Runtime(), proxy, state)  # type: ignore[arg-type]
-    board = await serve(None, sup, proxy, site=config.server.dashboard_site, routes=proxy)
+    board = await serve(listen, sup, proxy, site=config.server.dashboard_site, routes=proxy)
     try:
-        yield Hosted(config, proxy, board, sup)
+        yield Hosted(proxy, board, tls)
     finally:
         await board.close()
+        if tls is not None:
+            await tls.close()
         await proxy.stop(1.0)
         state.close()
+
+
+def hosted_config(tmp_path: Path, **server: Any) -> Config:
+    return make_config(tmp_path, apps(), dashboard_host=HOST, dashboard_auth={"users_file": htpasswd(tmp_path)},
+                       **server)
+
+
+@pytest.fixture
+async def hosted(tmp_path: Path) -> AsyncIterator[Hosted]:
+    async with dashboard(hosted_config(tmp_path)) as h:
+        yield h
 
 
 async def test_the_proxy_asks_for_the_password_and_serves_the_dashboard(hosted: Hosted) -> None:
@@ -177,32 +207,16 @@ async def test_server_sent_events_pass_through_the_proxy_as_they_come(hosted: Ho
     async with aiohttp.ClientSession() as session:
         async with session.get(hosted.url + "/stream", headers=good) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
-            kinds: list[str] = []
-
-            async def read() -> None:
-                while kinds.count("apps") < 2:
-                    line = (await r.content.readline()).decode()
-                    if line.startswith("event: "):
-                        kinds.append(line[7:].strip())
-
             # two `apps` events, a second apart, arrive while the stream stays open: not buffered
-            await asyncio.wait_for(read(), 10)
+            kinds = await events(r, "apps", 2, timeout=10)
             assert kinds.count("apps") == 2
 
 
 async def test_closing_the_dashboard_removes_its_route(tmp_path: Path) -> None:
-    config = make_config(tmp_path, apps(), dashboard_host=HOST, dashboard_auth={"users_file": htpasswd(tmp_path)})
-    state = StateStore(config.server.state_dir)
-    proxy = Proxy(config.proxy)
-    sup = Supervisor(config, Runtime(), proxy, state)  # type: ignore[arg-type]
-    board = await serve("127.0.0.1:0", sup, proxy, site=config.server.dashboard_site, routes=proxy)
-    try:
-        assert board.port != int(board.target.rpartition(":")[2])  # dashboard_listen, then the loopback port
-        assert ROUTE in proxy.table.services
-    finally:
-        await board.close()
-        state.close()
-    assert ROUTE not in proxy.table.services
+    async with dashboard(hosted_config(tmp_path), "127.0.0.1:0") as h:
+        assert h.board.port != int(h.board.target.rpartition(":")[2])  # dashboard_listen, then the loopback port
+        assert ROUTE in h.proxy.table.services
+    assert ROUTE not in h.proxy.table.services
 
 
 def test_access_rules() -> None:
@@ -231,20 +245,12 @@ async def test_with_tls_plain_http_is_redirected_and_https_asks_for_the_password
     ca = trustme.CA()
     crt, key = write_pair(ca, tmp_path, "dock", HOST)
     tls_port = free_port()
-    config = make_config(tmp_path, apps(), dashboard_host=HOST, dashboard_auth={"users_file": htpasswd(tmp_path)},
-                         tls_listen=f"127.0.0.1:{tls_port}",
-                         dashboard_tls={"tls": "manual", "tls_cert": crt, "tls_key": key, "hsts": 600})
-    state = StateStore(config.server.state_dir)
-    proxy = Proxy(config.proxy)
-    await proxy.start("127.0.0.1", 0)
-    tls = await start_tls(config, proxy)
-    assert tls is not None and tls.status() == {}  # the dashboard's certificate is installed
-    sup = Supervisor(config, Runtime(), proxy, state)  # type: ignore[arg-type]
-    board = await serve(None, sup, proxy, site=config.server.dashboard_site, routes=proxy)
-    try:
+    config = hosted_config(tmp_path, tls_listen=f"127.0.0.1:{tls_port}",
+                           dashboard_tls={"tls": "manual", "tls_cert": crt, "tls_key": key, "hsts": 600})
+    async with dashboard(config) as h:
+        assert h.tls is not None and h.tls.status() == {}  # the dashboard's certificate is installed
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{proxy.port}/apps/web?x=1", headers={"Host": HOST},
-                                   allow_redirects=False) as r:
+            async with session.get(h.url + "/apps/web?x=1", headers={"Host": HOST}, allow_redirects=False) as r:
                 assert r.status == 308
                 assert r.headers["Location"] == f"https://{HOST}:{tls_port}/apps/web?x=1"
             https = f"https://127.0.0.1:{tls_port}/"
@@ -255,11 +261,6 @@ async def test_with_tls_plain_http_is_redirected_and_https_asks_for_the_password
                                    ssl=ssl, server_hostname=HOST) as r:
                 assert r.status == 200 and 'data-app="web"' in await r.text()
                 assert r.headers["Strict-Transport-Security"].startswith("max-age=600")
-    finally:
-        await board.close()
-        await tls.close()
-        await proxy.stop(1.0)
-        state.close()
 
 
 # the canary, side by side -----------------------------------------------------------------------
