@@ -20,7 +20,6 @@ import datetime as dt
 import logging
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,8 +33,8 @@ from proxy.edge import Edge
 from proxy.tls import CertStore
 from supervisor.config.certs import check_pair, load_cert, not_after, write_private
 from supervisor.model import defaults
-from supervisor.model.kinds import TlsMode
 from supervisor.model.spec import Config
+from supervisor.tls.sites import sites
 
 log = logging.getLogger("dockyard.supervisor")
 
@@ -240,28 +239,6 @@ class AcmeManager:
 
 
 # -- the daemon's entry point ------------------------------------------------------------------------
-DASHBOARD = defaults.DASHBOARD_NAME  # the dashboard host's certificate
-
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    """What a certificate is for: an app's hosts, or the dashboard's host."""
-
-    tls: TlsMode
-    hosts: tuple[str, ...]
-    tls_cert: str | None
-    tls_key: str | None
-
-
-def sites(config: Config) -> dict[str, Site]:
-    """Every name that may hold a certificate: each app, and `DASHBOARD` for `dashboard_host`."""
-    found = {name: Site(app.tls, app.hosts, app.tls_cert, app.tls_key) for name, app in config.apps.items()}
-    site = config.server.dashboard_site
-    if site is not None:
-        found[DASHBOARD] = Site(site.tls, (site.host,), site.tls_cert, site.tls_key)
-    return found
-
-
 class Tls:
     """The daemon's TLS side: the certificate store behind the listener, and ACME when used."""
 

@@ -30,6 +30,7 @@ from supervisor.model.spec import CanarySpec, Config
 from supervisor.ops.series import Sampler
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
+from supervisor.tls.sites import sites
 from tests.supervisor.test_dashboard import Runtime, apps
 from tests.tls.utils import client_context, write_pair
 from tests.utils import make_config
@@ -113,6 +114,8 @@ def test_dashboard_host_uses_the_servers_tls(tmp_path: Path) -> None:
                          tls_listen="127.0.0.1:8443", dashboard_tls={"tls": "acme", "hsts": True})
     site = config.server.dashboard_site
     assert site is not None and site.tls == "acme" and site.tls_redirect and site.hsts == 31536000
+    found = sites(config)  # what tls/acme.py installs and orders certificates for
+    assert found["@dashboard"].tls == "acme" and found["@dashboard"].hosts == (HOST,) and "web" in found
     assert not any("clear text" in w for w in config.warnings)
 
 
