@@ -45,7 +45,9 @@ async def test_healthy_canary_under_load_is_promoted_with_no_failed_request(
     config = make_config(tmp_path, {"web": canary_app(app_images["v1"])})
     async with stack(config, docker_client) as s:
         assert (await s.sup.deploy("web")).ok
-        spec = CanarySpec(percent=20, window=4, min_requests=20)
+        # The latency rule off: a cold canary's p99 on a busy 2-core machine is not what this
+        # test is about (the rollback tests are); an error would still roll it back.
+        spec = CanarySpec(percent=20, window=4, min_requests=20, max_latency_ratio=1000)
         events: list[dict[str, Any]] = []
         async with Load(s.base + "/", HOST, rate=200) as load:
             await asyncio.sleep(0.3)
