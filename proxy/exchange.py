@@ -49,7 +49,7 @@ class Exchange:
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
         "stats", "extra_headers", "route_path", "expecting", "release", "rstats", "service", "steps",
-        "spool", "response_timeout", "body_timeout", "encoder", "rbuf",
+        "spool", "response_timeout", "body_timeout", "encoder", "rbuf", "body_limit",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -103,12 +103,19 @@ class Exchange:
         self.body_timeout = 0.0  # a policy's client_body_timeout (0.0: the proxy's)
         self.encoder: Encoder | None = None  # compress (policy_compress.py)
         self.rbuf: ResponseBuffer | None = None  # buffer_responses (policy_buffer.py)
+        # The routed app's max_body_size (else the proxy's), known at the head so that the
+        # connection holds every body to it, chunked or not, buffered or not (0: no limit).
+        self.body_limit = client.options.max_body_size
+        if has_body:
+            routed = client.state.table.lookup(host_key(head.host), self.route_path)
+            if routed is not None and routed.steps is not None and routed.steps.max_body_size >= 0:
+                self.body_limit = routed.steps.max_body_size
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
         self.body_received += len(data)
         if self.spool is not None:
-            self.spool.write(data)  # ClientRequestError(413) past the app's max_body_size
+            self.spool.write(data)  # held to body_limit by the connection (server.on_body)
             return
         sink = self.sink
         if sink is not None:
@@ -313,17 +320,13 @@ class Exchange:
                 self.extra_headers += auth.realm_line
                 self.send_error(401)
                 return True
-        # 4. per-app body size
-        limit = steps.max_body_size
-        if limit > 0 and self.head.content_length > limit:
-            self.send_error(413)
-            return True
-        # 5. the request as the app sees it: prefix stripped, headers set
+        # (the app's max_body_size was applied at the head: Exchange.body_limit)
+        # 4. the request as the app sees it: prefix stripped, headers set
         if policy.strip_prefix and service.path_prefix != "/":
             self._strip_prefix(service.path_prefix)
         if steps.request_lines:
             self.head.lines = request_lines(self.head.lines, steps.request_names, steps.request_lines)
-        # 6. request buffering: the whole body before a target is picked
+        # 5. request buffering: the whole body before a target is picked
         if steps.buffer and self.has_body and self.head.upgrade is None:
             try:
                 await self._buffer_body(steps)
@@ -356,10 +359,7 @@ class Exchange:
     async def _buffer_body(self, steps: PolicySteps) -> None:
         """Read the whole body into a Spool (memory, then a 0600 temporary file)."""
         client = self.client
-        limit = client.options.max_body_size
-        if steps.max_body_size >= 0 and (not limit or 0 < steps.max_body_size < limit):
-            limit = steps.max_body_size
-        spool = self.spool = Spool(steps.policy.request_buffer_memory, limit)
+        spool = self.spool = Spool(steps.policy.request_buffer_memory)
         for chunk in self.body_buf:
             spool.write(chunk)
         self.body_buf = []

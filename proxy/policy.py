@@ -60,7 +60,7 @@ class Policy:
     headers: tuple[tuple[str, str], ...] = ()  # set on responses (replacing the app's)
     request_headers: tuple[tuple[str, str], ...] = ()  # set on requests (replacing the client's)
     security_headers: bool = False
-    max_body_size: int = -1  # -1: the proxy's; 0: unlimited (within the proxy's own limit)
+    max_body_size: int = -1  # -1: the proxy's (higher or lower than it); 0: unlimited
     upstream_response_timeout: float = 0.0  # 0.0: the proxy's
     client_body_timeout: float = 0.0
 
