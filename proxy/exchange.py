@@ -524,7 +524,7 @@ class Exchange:
         return (
             isinstance(exc, UpstreamResetError)
             and self.method in IDEMPOTENT
-            and not self.body_sent_any
+            and (not self.body_sent_any or self.spool is not None)  # a buffered body is sent again whole
             and self.upstream is not None
             and not self.upstream.got_bytes
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from aiohttp import WSMsgType, web
 from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.policy_auth import read_htpasswd
 
-from .utils import backend, parse_response, raw_request, rss_mib, running_proxy, silent_backend
+from .utils import backend, free_port, parse_response, raw_backend, raw_request, rss_mib, running_proxy, silent_backend
 
 
 def htpasswd_line(user: str, password: str) -> str:
@@ -239,6 +240,54 @@ async def test_buffered_bodies_arrive_whole_with_a_content_length() -> None:
             data = os.urandom(300_000)
             async with s.post(f"http://127.0.0.1:{proxy.port}/echo", data=data, headers={"Host": "h"}) as r:
                 assert (await r.json())["size"] == 300_000
+
+
+@pytest.mark.parametrize("size", [11, 300_000], ids=["in-memory", "in-a-file"])
+async def test_a_buffered_body_is_replayed_when_the_first_target_refuses(size: int, caplog: pytest.LogCaptureFixture) -> None:
+    """buffer_requests: the body is the proxy's, so a connect failure is retried on another
+    target with the whole body (memory or file), chunked or not, for any method."""
+    caplog.set_level(logging.INFO, "dockyard.proxy")
+    data = os.urandom(size)
+    async with backend([("POST", "/echo", body_echo)]) as target, running_proxy() as proxy:
+        refused = f"127.0.0.1:{free_port()}"
+        proxy.set_app("a", ["h"], [refused, target], policy=Policy(request_buffer_memory=1024))
+        for i in range(4):  # round robin: the refusing target comes first at least twice
+            chunked = i % 2 == 1
+            framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
+            body = b"%x\r\n%s\r\n0\r\n\r\n" % (size, data) if chunked else data
+            raw = await raw_request(proxy.port, b"POST /echo HTTP/1.1\r\nHost: h\r\n%s\r\nConnection: close\r\n\r\n%s"
+                                    % (framing, body))
+            status, _, answer = parse_response(raw)
+            assert status == 200, answer
+            assert json.loads(answer)["size"] == size
+        retried = [r for r in caplog.records if r.getMessage().startswith(f"Retrying request target={refused}")]
+        assert len(retried) >= 2
+
+
+async def test_a_buffered_idempotent_request_is_replayed_after_a_reset_before_any_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A PUT whose buffered body reached a target that reset before answering is sent whole to
+    another, as a GET would be; a POST is not (the app may have acted on it): 502."""
+    caplog.set_level(logging.INFO, "dockyard.proxy")
+    data = os.urandom(300_000)
+    async with raw_backend(lambda head: None) as (resetting, heads), backend([("*", "/echo", body_echo)]) as target, \
+            running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [resetting, target], policy=Policy(request_buffer_memory=1024))
+        hit = {"PUT": 0, "POST": 0}  # requests that met the resetting target first
+        for method in ("PUT", "POST") * 4:  # round robin: each meets it at least once
+            before = len(heads)
+            raw = await raw_request(proxy.port, b"%s /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n"
+                                    b"Connection: close\r\n\r\n%s" % (method.encode(), len(data), data))
+            status, _, answer = parse_response(raw)
+            reset = len(heads) > before
+            hit[method] += reset
+            if method == "POST" and reset:
+                assert status == 502
+            else:
+                assert status == 200 and json.loads(answer)["size"] == len(data), (method, status)
+        assert hit["PUT"] >= 1 and hit["POST"] >= 1
+        retried = [r for r in caplog.records if r.getMessage().startswith(f"Retrying request target={resetting}")]
+        assert len(retried) == hit["PUT"]
 
 
 async def test_expect_100_continue_is_answered_by_the_proxy_when_buffering() -> None:
