@@ -22,7 +22,7 @@ from .pages import MAINTENANCE, error_response
 from .pages import reason as phrase
 from .policy_auth import authorization
 from .policy_buffer import ResponseBuffer, Spool
-from .policy_compress import Encoder, accepted, compressible, rewrite
+from .policy_compress import VARY_LINE, Encoder, accepted, compressible, rewrite, varies
 from .policy_headers import request_lines, without
 from .policy_redirects import canonical, redirect
 from .policy_steps import PolicySteps
@@ -161,6 +161,7 @@ class Exchange:
         steps = service.steps
         if steps is not None and (steps.every_request or self.has_body):
             return False  # the policy's steps may await (auth, buffering): run() applies them
+        self.steps = steps  # what the response callbacks apply (compress)
         target = proxy.balancer.pick(service)
         if target is None:
             return False
@@ -646,6 +647,8 @@ class Exchange:
                 self.encoder = Encoder(coding)
                 lines = strip_response_headers(rewrite(headers, coding))[0]
                 out_length = -1
+            elif not varies(headers):  # caches must know another client may get it compressed
+                lines.append(VARY_LINE)
         if (steps is not None and steps.buffer_responses and status != 101 and self.method != b"HEAD"
                 and not _event_stream(headers)):
             self.rbuf = ResponseBuffer(steps.policy.request_buffer_memory)

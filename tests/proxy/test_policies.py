@@ -19,7 +19,16 @@ from aiohttp import WSMsgType, web
 from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.policy_auth import read_htpasswd
 
-from .utils import backend, free_port, parse_response, raw_backend, raw_request, rss_mib, running_proxy, silent_backend
+from .utils import (
+    backend,
+    free_port,
+    parse_response,
+    raw_backend,
+    raw_request,
+    rss_mib,
+    running_proxy,
+    silent_backend,
+)
 
 
 def htpasswd_line(user: str, password: str) -> str:
@@ -481,12 +490,14 @@ async def raw_get(port: int, path: str, accept: str) -> tuple[int, dict[str, str
     return status, headers, body
 
 
-async def test_compress_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
+COMPRESS_ROUTES = [("GET", "/text", text), ("GET", "/png", png), ("GET", "/tiny", tiny), ("GET", "/encoded", encoded)]
+
+
+async def test_compress_by_default_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
     import gzip
 
-    routes = [("GET", "/text", text), ("GET", "/png", png), ("GET", "/tiny", tiny), ("GET", "/encoded", encoded)]
-    async with backend(routes) as target, running_proxy() as proxy:
-        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
+    async with backend(COMPRESS_ROUTES) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy())  # the default: compress on
         status, headers, body = await raw_get(proxy.port, "/text", "gzip")
         assert status == 200 and headers["content-encoding"] == "gzip"
         assert gzip.decompress(body) == BIG_TEXT and len(body) < len(BIG_TEXT) // 10
@@ -503,6 +514,12 @@ async def test_compress_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
             status, headers, body = await raw_get(proxy.port, path, accept)
             assert "content-encoding" not in headers, (path, accept)
             assert body in (BIG_TEXT, b"small")
+        # Not compressed for this client, compressible for another: caches are told (gzip_vary).
+        raw = await raw_request(proxy.port, b"GET /text HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert b"Vary: Cookie" in head and b"Vary: Accept-Encoding" in head and b'ETag: "v1"' in head
+        raw = await raw_request(proxy.port, b"GET /png HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert b"accept-encoding" not in raw.split(b"\r\n\r\n", 1)[0].lower()
         status, headers, body = await raw_get(proxy.port, "/encoded", "gzip")
         assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == BIG_TEXT  # not twice
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/text",
@@ -510,7 +527,48 @@ async def test_compress_gzip_br_zstd_with_vary_and_a_weak_etag() -> None:
             assert await r.read() == BIG_TEXT
 
 
-async def test_compressed_event_streams_go_out_event_by_event() -> None:
+async def test_compress_false_sends_the_apps_bytes_and_headers() -> None:
+    async with backend(COMPRESS_ROUTES) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy(compress=False))
+        status, headers, body = await raw_get(proxy.port, "/text", "gzip, br, zstd")
+        assert status == 200 and body == BIG_TEXT and "content-encoding" not in headers
+        assert headers["content-length"] == str(len(BIG_TEXT))
+        assert headers["etag"] == '"v1"' and headers["vary"] == "Cookie"
+
+
+async def test_compression_on_the_callback_fast_path() -> None:
+    """A GET of an app with the default policy and a pooled upstream connection is forwarded
+    from callbacks (no task): compressed there too, on each request of a keep-alive client."""
+    async with backend(COMPRESS_ROUTES) as target, running_proxy() as proxy:
+        proxy.set_app("a", ["h"], [target], policy=Policy())
+        assert not proxy.table.services["a"].steps.every_request  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as s:
+            for _ in range(3):
+                async with s.get(f"http://127.0.0.1:{proxy.port}/text",
+                                 headers={"Host": "h", "Accept-Encoding": "gzip"}) as r:
+                    assert r.headers["Content-Encoding"] == "gzip" and r.headers["ETag"] == 'W/"v1"'
+                    assert await r.read() == BIG_TEXT  # aiohttp decodes
+
+
+def decoder(coding: str) -> Any:
+    """An incremental decoder: bytes in, what they decode to out."""
+    import zlib
+
+    if coding == "gzip":
+        return zlib.decompressobj(31).decompress
+    if coding == "br":
+        import brotli
+
+        return brotli.Decompressor().process
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj().decompress
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+async def test_compressed_event_streams_go_out_event_by_event(coding: str) -> None:
+    """Every event the app writes is compressed and flushed on its own: the client decodes it
+    before the app has written the next (no encoder or response buffer holds it back)."""
     release = asyncio.Event()
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -523,14 +581,26 @@ async def test_compressed_event_streams_go_out_event_by_event() -> None:
         return resp
 
     async with backend([("GET", "/events", events)]) as target, running_proxy() as proxy:
-        proxy.set_app("a", ["h"], [target], policy=Policy(compress=True))
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{proxy.port}/events",
-                                                       headers={"Host": "h", "Accept-Encoding": "gzip"}) as r:
-            assert r.headers["Content-Encoding"] == "gzip"
-            async with asyncio.timeout(3):
-                assert await r.content.readuntil(b"\n\n") == b"data: one\n\n"  # before the second exists
+        proxy.set_app("a", ["h"], [target], policy=Policy(buffer_responses=True))  # SSE never buffered
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(f"GET /events HTTP/1.1\r\nHost: h\r\nAccept-Encoding: {coding}\r\n\r\n".encode())
+        decode = decoder(coding)
+
+        async def next_event() -> bytes:
+            text = b""
+            while not text.endswith(b"\n\n"):
+                size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+                assert size, "the stream ended before the event"
+                text += decode((await reader.readexactly(size + 2))[:-2])
+            return text
+
+        async with asyncio.timeout(3):
+            head = parse_response(await reader.readuntil(b"\r\n\r\n"))[1]
+            assert head["content-encoding"] == coding and head["vary"] == "Accept-Encoding"
+            assert await next_event() == b"data: one\n\n"  # before the second exists
             release.set()
-            assert await r.content.read() == b"data: two\n\n"
+            assert await next_event() == b"data: two\n\n"
+        writer.close()
 
 
 # -- response buffering ---------------------------------------------------------------------------
