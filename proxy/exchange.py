@@ -22,7 +22,7 @@ from .pages import MAINTENANCE, error_response
 from .pages import reason as phrase
 from .policy_auth import authorization
 from .policy_buffer import ResponseBuffer, Spool
-from .policy_compress import Encoder, accepted, compressible, rewrite
+from .policy_compress import VARY_LINE, Encoder, accepted, compressible, rewrite, varies
 from .policy_headers import request_lines, without
 from .policy_redirects import canonical, redirect
 from .policy_steps import PolicySteps
@@ -49,7 +49,7 @@ class Exchange:
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
         "stats", "extra_headers", "route_path", "expecting", "release", "rstats", "service", "steps",
-        "spool", "response_timeout", "body_timeout", "encoder", "rbuf",
+        "spool", "response_timeout", "body_timeout", "encoder", "rbuf", "body_limit",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -103,12 +103,19 @@ class Exchange:
         self.body_timeout = 0.0  # a policy's client_body_timeout (0.0: the proxy's)
         self.encoder: Encoder | None = None  # compress (policy_compress.py)
         self.rbuf: ResponseBuffer | None = None  # buffer_responses (policy_buffer.py)
+        # The routed app's max_body_size (else the proxy's), known at the head so that the
+        # connection holds every body to it, chunked or not, buffered or not (0: no limit).
+        self.body_limit = client.options.max_body_size
+        if has_body:
+            routed = client.state.table.lookup(host_key(head.host), self.route_path)
+            if routed is not None and routed.steps is not None and routed.steps.max_body_size >= 0:
+                self.body_limit = routed.steps.max_body_size
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
         self.body_received += len(data)
         if self.spool is not None:
-            self.spool.write(data)  # ClientRequestError(413) past the app's max_body_size
+            self.spool.write(data)  # held to body_limit by the connection (server.on_body)
             return
         sink = self.sink
         if sink is not None:
@@ -154,6 +161,7 @@ class Exchange:
         steps = service.steps
         if steps is not None and (steps.every_request or self.has_body):
             return False  # the policy's steps may await (auth, buffering): run() applies them
+        self.steps = steps  # what the response callbacks apply (compress)
         target = proxy.balancer.pick(service)
         if target is None:
             return False
@@ -313,17 +321,13 @@ class Exchange:
                 self.extra_headers += auth.realm_line
                 self.send_error(401)
                 return True
-        # 4. per-app body size
-        limit = steps.max_body_size
-        if limit > 0 and self.head.content_length > limit:
-            self.send_error(413)
-            return True
-        # 5. the request as the app sees it: prefix stripped, headers set
+        # (the app's max_body_size was applied at the head: Exchange.body_limit)
+        # 4. the request as the app sees it: prefix stripped, headers set
         if policy.strip_prefix and service.path_prefix != "/":
             self._strip_prefix(service.path_prefix)
         if steps.request_lines:
             self.head.lines = request_lines(self.head.lines, steps.request_names, steps.request_lines)
-        # 6. request buffering: the whole body before a target is picked
+        # 5. request buffering: the whole body before a target is picked
         if steps.buffer and self.has_body and self.head.upgrade is None:
             try:
                 await self._buffer_body(steps)
@@ -356,10 +360,7 @@ class Exchange:
     async def _buffer_body(self, steps: PolicySteps) -> None:
         """Read the whole body into a Spool (memory, then a 0600 temporary file)."""
         client = self.client
-        limit = client.options.max_body_size
-        if steps.max_body_size >= 0 and (not limit or 0 < steps.max_body_size < limit):
-            limit = steps.max_body_size
-        spool = self.spool = Spool(steps.policy.request_buffer_memory, limit)
+        spool = self.spool = Spool(steps.policy.request_buffer_memory)
         for chunk in self.body_buf:
             spool.write(chunk)
         self.body_buf = []
@@ -524,7 +525,7 @@ class Exchange:
         return (
             isinstance(exc, UpstreamResetError)
             and self.method in IDEMPOTENT
-            and not self.body_sent_any
+            and (not self.body_sent_any or self.spool is not None)  # a buffered body is sent again whole
             and self.upstream is not None
             and not self.upstream.got_bytes
         )
@@ -646,6 +647,8 @@ class Exchange:
                 self.encoder = Encoder(coding)
                 lines = strip_response_headers(rewrite(headers, coding))[0]
                 out_length = -1
+            elif not varies(headers):  # caches must know another client may get it compressed
+                lines.append(VARY_LINE)
         if (steps is not None and steps.buffer_responses and status != 101 and self.method != b"HEAD"
                 and not _event_stream(headers)):
             self.rbuf = ResponseBuffer(steps.policy.request_buffer_memory)

@@ -55,12 +55,12 @@ class Policy:
     basic_auth: BasicAuth | None = None
     allow: tuple[str, ...] = ()  # CIDRs; empty: everyone not denied
     deny: tuple[str, ...] = ()
-    compress: bool = False
+    compress: bool = True  # compressible types, when the client accepts it and the app did not
     compress_min_size: int = COMPRESS_MIN_SIZE
     headers: tuple[tuple[str, str], ...] = ()  # set on responses (replacing the app's)
     request_headers: tuple[tuple[str, str], ...] = ()  # set on requests (replacing the client's)
     security_headers: bool = False
-    max_body_size: int = -1  # -1: the proxy's; 0: unlimited (within the proxy's own limit)
+    max_body_size: int = -1  # -1: the proxy's (higher or lower than it); 0: unlimited
     upstream_response_timeout: float = 0.0  # 0.0: the proxy's
     client_body_timeout: float = 0.0
 
@@ -154,7 +154,7 @@ class Policy:
             basic_auth=basic,
             allow=tuple(doc.get("allow", ())),
             deny=tuple(doc.get("deny", ())),
-            compress=bool(doc.get("compress", False)),
+            compress=bool(doc.get("compress", True)),
             compress_min_size=int(doc.get("compress_min_size", COMPRESS_MIN_SIZE)),
             headers=_pairs(doc.get("headers", {})),
             request_headers=_pairs(doc.get("request_headers", {})),

@@ -1,4 +1,4 @@
-"""Response compression per app (`compress = true`): zstd, br or gzip, whichever the client
+"""Response compression per app (`compress`, on by default): zstd, br or gzip, whichever the client
 prefers among those available (gzip always: zlib; br with the `brotli` package, zstd with
 `zstandard`), for compressible types above a size, when the app did not compress already.
 
@@ -7,7 +7,12 @@ Streamed: each piece the app sends is compressed and flushed at once (a sync flu
 `Vary: Accept-Encoding`, loses `Content-Length` (chunked to HTTP/1.1 clients), and a strong
 `ETag` becomes weak (the bytes differ from the app's). Skipped: HEAD, statuses other than 2xx
 (and 204/206), `Cache-Control: no-transform`, and bodies whose Content-Length is below
-`compress_min_size`.
+`compress_min_size`. A compressible response sent uncompressed (the client accepts no coding
+we have) still gets `Vary: Accept-Encoding`, as nginx's `gzip_vary`.
+
+Applied in the response callbacks only, so it needs no coroutine: a request of an app whose
+only policy is the default (buffering, compression) keeps the callback fast path when it has
+no body.
 """
 
 from __future__ import annotations
@@ -97,6 +102,19 @@ def compressible(status: int, headers: list[tuple[bytes, bytes]], min_size: int)
         elif lname == b"cache-control" and b"no-transform" in value.lower():
             return False
     return ctype.startswith(b"text/") or ctype in COMPRESSIBLE or ctype.endswith((b"+json", b"+xml"))
+
+
+VARY_LINE = b"Vary: Accept-Encoding\r\n"
+
+
+def varies(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the app's `Vary` already covers Accept-Encoding (or is `*`)."""
+    for name, value in headers:
+        if name.lower() == b"vary":
+            lvalue = value.lower()
+            if b"accept-encoding" in lvalue or lvalue.strip() == b"*":
+                return True
+    return False
 
 
 def rewrite(headers: list[tuple[bytes, bytes]], coding: bytes) -> list[tuple[bytes, bytes]]:

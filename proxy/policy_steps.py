@@ -38,5 +38,5 @@ class PolicySteps:
         self.every_request = bool(
             self.access is not None or self.auth is not None or policy.canonical_host or policy.redirects
             or policy.strip_prefix or pairs or self.hsts_line or self.request_lines or self.response_timeout
-            or policy.compress or policy.buffer_responses
-        )
+            or policy.buffer_responses
+        )  # (compress works in the response callbacks: the fast path keeps it)

@@ -82,10 +82,10 @@ def split_target(url: bytes, method: bytes) -> tuple[bytes, bytes | None]:
 
 
 def parse_head(
-    headers: list[tuple[bytes, bytes]], version: str, max_body: int, max_head: int = 0, head_size: int = 0,
+    headers: list[tuple[bytes, bytes]], version: str, max_head: int = 0, head_size: int = 0,
     authority: bytes | None = None,
 ) -> RequestHead:
-    """Validate the headers. Raises ClientRequestError(400|413|431) for what the proxy refuses.
+    """Validate the headers. Raises ClientRequestError(400|431) for what the proxy refuses.
 
     431 when `max_head` is set and `head_size` (the request line's share) plus the headers
     exceed it. Stricter than RFC 9112 on purpose: Content-Length with Transfer-Encoding, a
@@ -158,9 +158,7 @@ def parse_head(
     if cl is not None:
         if not cl.isdigit() or len(cl) > 18:
             raise ClientRequestError(400, "invalid Content-Length")
-        length = int(cl)
-        if max_body and length > max_body:
-            raise ClientRequestError(413, "body larger than max_body_size")
+        length = int(cl)  # held to the routed app's max_body_size by the connection (server.py)
     chunked = False
     if te is not None:
         if version == "1.0":

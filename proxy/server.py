@@ -198,8 +198,7 @@ class ClientConnection(Downstream):
         authority: bytes | None = None
         if url[:1] != b"/":  # absolute-form (routed by its authority), `*`, or garbage
             url, authority = split_target(url, method)
-        head = parse_head(headers, version, options.max_body_size, options.max_header_size, len(url) + 16,
-                          authority)
+        head = parse_head(headers, version, options.max_header_size, len(url) + 16, authority)
         self.upgrade_wanted = head.upgrade is not None
         self.in_head = False
         self.head_bytes = 0
@@ -211,6 +210,8 @@ class ClientConnection(Downstream):
             self.pause("overflow")
             raise PipelineFull()
         ex = Exchange(self, method, url, version, keep_alive, head)
+        if ex.body_limit and head.content_length > ex.body_limit:
+            raise ClientRequestError(413, "body larger than max_body_size")
         self.parsing = ex
         if self.active is None:
             self.active = ex
@@ -223,7 +224,7 @@ class ClientConnection(Downstream):
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
         assert ex is not None
-        limit = self.options.max_body_size
+        limit = ex.body_limit  # the routed app's, chunked or not, buffered or not
         if limit and ex.body_received + len(body) > limit:
             raise ClientRequestError(413, "body larger than max_body_size")
         ex.feed_body(body)

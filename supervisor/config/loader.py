@@ -16,7 +16,6 @@ from supervisor.config import validators
 from supervisor.config.apps import parse_app
 from supervisor.config.dashboard import check_dashboard_host, dashboard_site
 from supervisor.config.fields import Collector, Table, is_int, is_number
-from supervisor.config.policies import check_body_limits
 from supervisor.config.registries import parse_registries
 from supervisor.config.tls import check_tls_listen, server_tls
 from supervisor.model import defaults
@@ -91,7 +90,6 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
             apps[name] = app
     if apps_table is not None:
         _check_routes(apps, out)
-        check_body_limits(apps, proxy.max_body_size, out)
     check_tls_listen(apps, server.tls_listen, out)
     check_dashboard_host(apps, server.dashboard_site, out)
     top.finish()

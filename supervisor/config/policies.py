@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from proxy.policy import REDIRECT_STATUSES, BasicAuth, Policy, Redirect
 from proxy.policy_auth import read_htpasswd
 from supervisor.config import validators
-from supervisor.config.fields import Collector, Table, is_int, join, show
+from supervisor.config.fields import Table, is_int, show
 from supervisor.model import defaults
-from supervisor.model.spec import AppSpec
 
 # Request headers the proxy owns (routing, framing, forwarding): `request_headers` may not set them.
 RESERVED_REQUEST = frozenset({
@@ -175,15 +173,3 @@ def _limits(t: Table) -> dict[str, Any]:
             found[name] = seconds
     p.finish()
     return found
-
-
-def check_body_limits(apps: Mapping[str, AppSpec], global_max: int, out: Collector) -> None:
-    """An app's max_body_size cannot exceed `[proxy] max_body_size`: every request head is checked
-    against that one first, before the route (and so the app) is known."""
-    for name, app in apps.items():
-        limit = app.policy.max_body_size
-        if global_max and (limit == 0 or limit > global_max):
-            shown = "unlimited (0)" if limit == 0 else str(limit)
-            out.error(join(f"apps.{name}.proxy", "max_body_size"),
-                      f"{shown} is above [proxy] max_body_size ({global_max}), which every request is"
-                      " checked against first; raise that one too")

@@ -52,7 +52,7 @@ HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
 # edge policies (proxy/policy.py has the proxy's own defaults; these are what the TOML means)
 BUFFER_REQUESTS = True  # as nginx and kamal-proxy: a slow client never holds an app worker
 BUFFER_RESPONSES = False
-COMPRESS = False
+COMPRESS = True  # as the issue (#21) asks: off per app with `compress = false`
 SECURITY_HEADERS = False
 STRIP_PREFIX = False
 REDIRECT_STATUS = 301
