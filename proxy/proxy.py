@@ -13,7 +13,7 @@ from typing import Any
 from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
-from .routes import RouteTable, make_service
+from .routes import RouteTable, Service, make_service
 from .server import ClientConnection
 from .state import ProxyState
 from .stats import AppStats
@@ -220,6 +220,20 @@ class Proxy:
         self.state.table = self.state.table.without_app(app)
         self.balancer.forget(app)
         log.info("Unrouted app=%s", app)
+
+    def set_routes(self, services: Sequence[Service]) -> None:
+        """Replace the whole table with one assignment (a worker's `table` message, proxy/worker.py)."""
+        table = RouteTable.build({s.app: s for s in services})
+        gone = [app for app in self.state.table.services if app not in table.services]
+        self.state.table = table
+        for app in table.services:
+            self.state.app_stats(app)
+        for app in gone:
+            self.balancer.forget(app)
+
+    async def settled(self) -> float:
+        """Seconds until every process serves the last table: in-process, it does at once."""
+        return 0.0
 
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int:
         """Before a swap: give `targets` as many pooled connections as `replacing` hold now (idle

@@ -513,6 +513,9 @@ class RecordingRoutes:
     def inflight(self) -> dict[str, int]:
         return dict(self.inflight_counts)
 
+    async def settled(self) -> float:
+        return 0.0
+
     def set_apps(self, app: str | None = None) -> list[tuple[str, ...]]:
         """The targets of every set_app call (of `app`), in order."""
         return [c.args[1] for c in self.own.calls

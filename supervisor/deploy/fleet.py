@@ -19,7 +19,7 @@ from supervisor.runtime.protocol import ContainerInfo
 
 
 class RouteSink(Protocol):
-    """What the supervisor needs of the proxy (proxy.Proxy provides it)."""
+    """What the supervisor needs of the proxy (proxy.Proxy, or the daemon's WorkerPool)."""
 
     def set_app(
         self,
@@ -40,6 +40,10 @@ class RouteSink(Protocol):
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int: ...
 
     def inflight(self) -> dict[str, int]: ...
+
+    async def settled(self) -> float:
+        """Wait until every proxy process serves the last table; seconds until the slowest did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

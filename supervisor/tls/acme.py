@@ -289,7 +289,8 @@ async def start_tls(
     server = config.server
     if server.tls_listen is None:
         return None
-    tls = Tls(config, proxy, CertStore(), ca_bundle)
+    store = proxy.cert_store() if hasattr(proxy, "cert_store") else CertStore()  # workers: a feed
+    tls = Tls(config, proxy, store, ca_bundle)
     host, _, port = server.tls_listen.rpartition(":")
     for name, app in config.apps.items():  # certificates before the first handshake
         if app.tls == "manual" and app.tls_cert and app.tls_key:

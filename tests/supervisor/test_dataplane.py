@@ -1,0 +1,205 @@
+"""The data plane in worker processes (supervisor/daemon/dataplane/): tables, drain, figures, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from proxy import ProxyOptions
+from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
+from tests.proxy.utils import backend
+
+OPTIONS = ProxyOptions(upstream_connect_timeout=0.5, upstream_response_timeout=5.0)
+
+
+@asynccontextmanager
+async def pool(tmp_path: Path, count: int = 2) -> AsyncIterator[WorkerPool]:
+    workers = WorkerPool(OPTIONS, count, tmp_path / "workers")
+    await workers.start("127.0.0.1", 0)
+    try:
+        await workers.launch()
+        yield workers
+    finally:
+        await workers.stop(1.0)
+
+
+async def fetch(port: int, n: int, host: str = "h", path: str = "/") -> list[tuple[int, str]]:
+    """n requests, each on its own connection (so the workers share them)."""
+
+    async def one() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{port}{path}", headers={"Host": host}
+        ) as resp:
+            return resp.status, await resp.text()
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+def named(name: str) -> list[tuple[str, str, object]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=name)
+
+    return [("GET", "/", handler)]
+
+
+async def test_table_installed_in_every_worker_and_acknowledged(tmp_path: Path) -> None:
+    async with backend(named("one")) as one, backend(named("two")) as two, pool(tmp_path) as workers:
+        assert len(workers.pids) == 2
+        workers.set_app("a", ["h"], [one])
+        slowest = await workers.settled()
+        assert 0 <= slowest < 1.0
+        assert {body for _, body in await fetch(workers.port, 20)} == {"one"}
+        workers.set_app("a", ["h"], [two])
+        await workers.settled()
+        # Once settled, no worker sends a request to the old target.
+        assert {body for _, body in await fetch(workers.port, 40)} == {"two"}
+        workers.remove_app("a")
+        await workers.settled()
+        assert {status for status, _ in await fetch(workers.port, 10)} == {404}
+
+
+async def test_drain_waits_for_requests_in_both_workers_and_figures_are_summed(tmp_path: Path) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.8)
+        return web.Response(text="slow")
+
+    async with backend([("GET", "/", slow)]) as old, backend(named("new")) as new, pool(tmp_path) as workers:
+        workers.set_app("a", ["h"], [old])
+        await workers.settled()
+        async def spaced() -> list[tuple[int, str]]:  # spaced out, so both workers accept some
+            waves = []
+            for _ in range(8):
+                waves.append(asyncio.ensure_future(fetch(workers.port, 2)))
+                await asyncio.sleep(0.02)
+            return [r for wave in await asyncio.gather(*waves) for r in wave]
+
+        requests = asyncio.ensure_future(spaced())
+        await asyncio.sleep(0.3)
+        await workers.refresh()
+        assert workers.inflight() == {old: 16}
+        busy = [w for w in workers._workers.values() if w.inflight.get(old)]
+        assert len(busy) == 2  # both workers took some
+        workers.set_app("a", ["h"], [new])
+        await workers.settled()
+        started = time.monotonic()
+        assert await workers.drain([old], timeout=5.0) == 0
+        assert 0.1 < time.monotonic() - started < 1.0
+        assert {body for _, body in await requests} == {"slow"}
+        assert {body for _, body in await fetch(workers.port, 4)} == {"new"}
+        await workers.refresh()
+        stats = workers.stats_all()["a"]
+        assert stats["requests"] == 20 and stats["status"]["2xx"] == 20 and stats["inflight"] == 0
+        assert sum(stats["latency_buckets"].values()) == 20
+        assert workers.inflight() == {}
+        opened, limit = workers.connection_counts()
+        assert limit >= 2 and opened >= 0
+
+
+async def test_drain_timeout_cancels_in_every_worker(tmp_path: Path) -> None:
+    async def stuck(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    async with backend([("GET", "/", stuck)]) as old, pool(tmp_path) as workers:
+        workers.set_app("a", ["h"], [old])
+        await workers.settled()
+        requests = asyncio.ensure_future(fetch(workers.port, 8))
+        await asyncio.sleep(0.3)
+        assert await workers.drain([old], timeout=0.2) == 8
+        assert {status for status, _ in await requests} == {504}
+
+
+async def test_killed_worker_is_replaced_with_the_current_table(tmp_path: Path) -> None:
+    async with backend(named("one")) as one, backend(named("two")) as two, pool(tmp_path) as workers:
+        workers.set_app("a", ["h"], [one])
+        await workers.settled()
+        assert {body for _, body in await fetch(workers.port, 10)} == {"one"}
+        await workers.refresh()
+        victim = workers.pids[0]
+        os.kill(victim, signal.SIGKILL)
+        workers.set_app("a", ["h"], [two])  # a swap while one worker is down
+        await workers.settled()
+        deadline = time.monotonic() + 3
+        while (victim in workers.pids or len([w for w in workers._workers.values() if w.serving]) < 2) \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert victim not in workers.pids and len(workers.pids) == 2 and workers.respawned == 1
+        assert {body for _, body in await fetch(workers.port, 30)} == {"two"}
+        await workers.refresh()
+        assert workers.stats_all()["a"]["requests"] >= 40  # the dead worker's counts are kept
+
+
+SUPERVISOR = """
+import asyncio, sys
+from pathlib import Path
+from proxy import ProxyOptions
+from supervisor.daemon.dataplane import WorkerPool
+
+async def main():
+    pool = WorkerPool(ProxyOptions(), 2, Path(sys.argv[1]))
+    await pool.start("127.0.0.1", 0)
+    pool.set_app("a", ["h"], [sys.argv[2]])
+    await pool.launch()
+    print(pool.port, *pool.pids, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_workers_outlive_a_killed_supervisor_and_a_new_one_replaces_them(tmp_path: Path) -> None:
+    async with backend(named("one")) as one:
+        sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "workers"), one],
+                               stdout=subprocess.PIPE)
+        assert sup.stdout is not None
+        line = await asyncio.to_thread(sup.stdout.readline)
+        port, *pids = map(int, line.split())
+        try:
+            sup.kill()  # kill -9
+            sup.wait()
+            await asyncio.sleep(0.2)
+            assert {r for r in await fetch(port, 20)} == {(200, "one")}  # the last table serves on
+            orphans = await find_orphans(tmp_path / "workers")
+            assert sorted(o.pid for o in orphans) == sorted(pids)
+            listeners = await take_listeners(orphans)
+            assert [s.getsockname()[1] for s in listeners] == [port]
+            # A new pool on the same socket, then the orphans go: no request fails meanwhile.
+            workers = WorkerPool(OPTIONS, 2, tmp_path / "workers")
+            await workers.start("127.0.0.1", 0, sock=listeners[0])
+            workers.set_app("a", ["h"], [one])
+            load = asyncio.ensure_future(fetch(port, 50))
+            await workers.launch()
+            await retire_orphans(orphans, 1.0)
+            assert {r for r in await load} == {(200, "one")}
+            deadline = time.monotonic() + 5
+            while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not any(_alive(p) for p in pids)
+            assert {r for r in await fetch(port, 20)} == {(200, "one")}
+            await workers.stop(1.0)
+        finally:
+            for pid in pids:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone too (our test process is not its parent: it is reaped by init).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
