@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,8 @@ class Worker:
         finally:
             if writer is self.attached:
                 self.attached = None
-                log.warning("Supervisor gone pid=%d: serving the last table seq=%d", os.getpid(), self.seq)
+                if not self.stopping:
+                        log.warning("Supervisor gone pid=%d: serving the last table seq=%d", os.getpid(), self.seq)
             writer.close()
 
     def _status(self) -> dict[str, Any]:
@@ -211,6 +213,18 @@ class Worker:
             dup.close()
 
 
+class KvFormatter(logging.Formatter):
+    """The supervisor's `kv` log lines (supervisor/ops/logs.py), with the worker's pid."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        line = (f"time={when} level={record.levelname.lower()} logger={record.name} "
+                f"msg={record.getMessage()} worker={record.process}")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxy.worker")
     parser.add_argument("--control-dir", required=True, type=Path)
@@ -218,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-fd", type=int)
     parser.add_argument("--options", default="{}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s worker=%(process)d")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KvFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     values = orjson.loads(args.options)
     values["trusted_proxies"] = tuple(values.get("trusted_proxies", ()))

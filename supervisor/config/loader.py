@@ -121,7 +121,7 @@ def _proxy(t: Table) -> ProxyOptions:
             continue
         value = t.data[name]
         kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-        if "str" in str(field.type) and "int" in str(field.type):  # workers: "auto" or a count
+        if field.default == "auto":  # `int | str` (an object once compiled): "auto" or a count
             ok, expected = value == "auto" or is_int(value), '"auto" or an integer'
         elif kind == "bool":
             ok, expected = isinstance(value, bool), "true or false"
