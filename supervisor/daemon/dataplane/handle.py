@@ -26,6 +26,7 @@ class WorkerHandle:
         self.path = path
         self.started = time.monotonic()
         self.serving = False  # acknowledged its first table: it accepts connections
+        self.ever_served = False
         self.acked = 0  # the last table seq it acknowledged, and when
         self.acked_at = 0.0
         self.stats: dict[str, dict[str, Any]] = {}

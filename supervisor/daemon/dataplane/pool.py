@@ -35,7 +35,7 @@ from supervisor.ops.paths import PACKAGE_ROOT
 log = logging.getLogger("dockyard.supervisor")
 POLL_PERIOD = 0.5  # seconds between two collections of the workers' figures
 ACK_TIMEOUT = 5.0  # a worker that has not installed a table by then is killed (and replaced)
-RESPAWN_PAUSE = 1.0  # a worker that died within this long of its start waits this long first
+RESPAWN_PAUSE = 1.0  # pause before replacing a worker that never served, or died quickly twice
 REQUEST_TIMEOUT = 5.0
 
 
@@ -76,6 +76,7 @@ class WorkerPool:
         self.port = 0
         self.tls_port = 0
         self.respawned = 0
+        self._quick = False  # the last worker that exited had lived less than RESPAWN_PAUSE
 
     # -- the route table (RouteSink) ---------------------------------------------------------------
     def set_app(self, app: str, hosts: Sequence[str], targets: Sequence[str], *, path_prefix: str = "/",
@@ -269,7 +270,7 @@ class WorkerPool:
                 await w.request(self._table(), ACK_TIMEOUT)
                 if seq == self._seq:
                     break
-            w.serving = True
+            w.serving = w.ever_served = True
         except (WorkerGone, TimeoutError, OSError) as exc:
             log.error("worker failed to start pid=%d error=%s", w.pid, exc)
             w.kill()
@@ -288,8 +289,11 @@ class WorkerPool:
             return
         lived = time.monotonic() - w.started
         log.error("worker exited pid=%d code=%s after=%.1fs: starting another", w.pid, code, lived)
-        if lived < RESPAWN_PAUSE:
+        # At once, unless it is a crash loop: a worker that never served, or a second quick death.
+        quick = lived < RESPAWN_PAUSE
+        if not w.ever_served or (quick and self._quick):
             await asyncio.sleep(RESPAWN_PAUSE)
+        self._quick = quick
         if self._respawn:
             self.respawned += 1
             new = await self._start_worker()
