@@ -1,5 +1,6 @@
 """python -m bench swap [--quick] [--saturation] [--app py|busybox] [--rate R] [--swaps K] [--out DIR]
 python -m bench restart [--quick] [--app py|busybox] [--rate R] [--restarts K] [--out DIR]
+python -m bench isolation [--workers 0,2] [--rate R] [--deploys K] [--cron-runs N] (bench/isolation.py)
 
 swap: request latency during swaps, direct / dockyard / nginx under the same open-loop load
 (see bench/swap.py). restart: the same load while dockyard replaces itself with
@@ -80,6 +81,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["isolation"]:  # its own options (bench/isolation.py)
+        from .isolation import main as isolation
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        return isolation(argv[1:])
     args = build_parser().parse_args(argv)
     from . import report
 
