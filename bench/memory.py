@@ -131,6 +131,18 @@ async def _upload(port: int, size: int) -> int:
     return int(body.strip() or b"0")
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size summed over `pid` and its children: shared pages (the interpreter,
+    the compiled proxy, libssl) counted once over all of them, which RSS counts in each."""
+    total = 0
+    for one in _tree(pid):
+        with open(f"/proc/{one}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def run_memory(connections: int = 1000, gib: float = 1.0, workers: int = 0) -> dict[str, Any]:
     backend_port, proxy_port = free_port(), free_port()
     backend = multiprocessing.Process(target=_backend, args=(backend_port,), daemon=True)
@@ -147,6 +159,8 @@ def run_memory(connections: int = 1000, gib: float = 1.0, workers: int = 0) -> d
         time.sleep(0.5)
         result["idle_rss_mb"] = round(rss_kb(proxy.pid) / 1024, 1)
         result["idle_added_mb"] = round((rss_kb(proxy.pid) - base) / 1024, 1)
+        result["idle_pss_mb"] = round(pss_kb(proxy.pid) / 1024, 1)
+        result["processes"] = len(_tree(proxy.pid))
         for s in socks:
             s.close()
         time.sleep(0.5)
@@ -180,6 +194,7 @@ def markdown(r: dict[str, Any]) -> str:
             f" | {r['baseline_rss_mb']} MB | |",
             f"| proxy RSS with {r['connections']} idle keep-alive connections | {r['idle_rss_mb']} MB "
             f"(+{r['idle_added_mb']} MB) | <= 80 MB |",
+            f"| the same as PSS (shared pages counted once), {r['processes']} process(es) | {r['idle_pss_mb']} MB | |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB download ({r['download_seconds']} s, "
             f"complete: {r['download_ok']}) | +{r['download_peak_added_mb']} MB | < 32 MB |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB upload ({r['upload_seconds']} s, "
