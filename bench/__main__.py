@@ -48,6 +48,7 @@ def common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="load generator processes (default: 1 per 600 req/s)")
     p.add_argument("--no-keepalive", action="store_true", help="a new client connection per request")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
+    p.add_argument("--proxy-workers", type=int, help="dockyard's [proxy] workers (default: auto; 0: in-process)")
     p.add_argument("--keep-images", action="store_true", help="keep the dockyard-bench images")
     p.add_argument("--out", type=Path, help="output directory (default bench/out/<stamp>)")
 
@@ -57,6 +58,7 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
         key: value for key, value in (
             ("rate", args.rate), ("swaps", args.swaps), ("interval", args.interval),
             ("timeout", args.timeout), ("workers", args.workers), ("app", args.app),
+            ("proxy_workers", args.proxy_workers),
         ) if value is not None
     }
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())

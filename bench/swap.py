@@ -70,6 +70,7 @@ class SwapOptions:
     keep_images: bool = False
     command: str = "python -m bench swap"
     app: App = "py"
+    proxy_workers: int | None = None  # dockyard's [proxy] workers (None: the default, "auto")
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
 
     @classmethod
@@ -225,12 +226,13 @@ class Bench:
     def write_config(self, port: int) -> Path:
         o = self.opts
         path = self.tmp / "dockyard.toml"
+        proxy = "" if o.proxy_workers is None else f"\n[proxy]\nworkers = {o.proxy_workers}\n"
         path.write_text(f"""\
 [server]
 listen = "127.0.0.1:{port}"
 state_dir = "{self.tmp / 'state'}"
 instance = "{self.instance}"
-
+{proxy}
 [apps.{APP}]
 image = "{self.tags[0]}"
 hosts = ["{HOST}"]
