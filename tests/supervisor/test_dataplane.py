@@ -17,7 +17,7 @@ from aiohttp import web
 
 from proxy import ProxyOptions
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
-from tests.proxy.utils import backend
+from tests.proxy.utils import backend, free_port
 
 OPTIONS = ProxyOptions(upstream_connect_timeout=0.5, upstream_response_timeout=5.0)
 
@@ -236,3 +236,49 @@ async def test_worker_killed_under_load_fails_only_its_own_requests(tmp_path: Pa
         assert replaced < 1.5
         assert len(load.failures) <= 16  # the victim's connections (Load keeps at most 16)
         assert load.results and all(s == 200 for _, _, s, _ in load.results)
+
+
+async def test_certificates_and_acme_challenges_reach_every_worker(tmp_path: Path) -> None:
+    import trustme
+
+    from supervisor.tls.acme import start_tls
+    from tests.tls.utils import client_context, request, write_pair
+    from tests.utils import make_config
+
+    ca = trustme.CA()
+    crt, key = write_pair(ca, tmp_path, "a", "a.test")
+    config = make_config(tmp_path, {"a": {"image": "x:1", "hosts": ["a.test"], "tls": "manual",
+                                          "tls_cert": crt, "tls_key": key}},
+                         tls_listen=f"127.0.0.1:{free_port()}")
+    async with backend(named("one")) as one:
+        workers = WorkerPool(OPTIONS, 2, tmp_path / "workers")
+        await workers.start("127.0.0.1", 0)
+        tls = await start_tls(config, workers)
+        assert tls is not None
+        workers.set_app("a", ["a.test"], [one], tls_redirect=True)
+        try:
+            await workers.launch()
+            edge = workers.enable_edge()
+            edge.challenges["tok"] = "tok.key"
+            await workers.refresh()  # a round trip: the challenges message went before it
+            for _ in range(4):  # fresh connections, so both workers answer some
+                reply = await request(workers.tls_port, "a.test", tls=client_context(ca))
+                assert (reply.status, reply.body) == (200, b"one")
+                challenge = await request(workers.port, "a.test", "/.well-known/acme-challenge/tok")
+                assert (challenge.status, challenge.body) == (200, b"tok.key")
+                assert (await request(workers.port, "a.test")).status == 308
+            victim = workers.pids[0]
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 3
+            while (victim in workers.pids or len([w for w in workers._workers.values() if w.serving]) < 2) \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            edge.challenges.pop("tok")
+            await workers.refresh()
+            for _ in range(4):
+                reply = await request(workers.tls_port, "a.test", tls=client_context(ca))
+                assert (reply.status, reply.body) == (200, b"one")
+                assert (await request(workers.port, "a.test", "/.well-known/acme-challenge/tok")).status == 404
+        finally:
+            await tls.close()
+            await workers.stop(1.0)
