@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app", choices=APPS, help="fixture app: py (aiohttp, keep-alive; the default) "
-                   "or busybox (a process per connection; the default with --quick)")
+    p.add_argument("--app", choices=APPS, help="fixture app: py (aiohttp, keep-alive; the default), "
+                   "busybox (a process per connection; the default with --quick) or nginx (`return 200`, "
+                   "FROM scratch, on host networking)")
     p.add_argument("--rate", type=float, help="requests per second (default 1000; quick 200)")
     p.add_argument("--timeout", type=float, help="client timeout per request, s (default 5; quick 15)")
     p.add_argument("--workers", type=int, help="load generator processes (default: 1 per 600 req/s)")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import report
-from .images import build_app_image, build_python_app_image
+from .images import build_app_image, build_nginx_app_image, build_python_app_image
 from .load import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
 from .nginx import NginxProxy
 from .report import Swap
@@ -47,8 +47,8 @@ VERSIONS = ("v1", "v2")
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 SYSTEMS = ("direct", "dockyard", "nginx")
-App = Literal["busybox", "py"]
-APPS: tuple[App, ...] = ("busybox", "py")
+App = Literal["busybox", "py", "nginx"]
+APPS: tuple[App, ...] = ("busybox", "py", "nginx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ class Bench:
     # ---- containers ----------------------------------------------------------------------
 
     def build_images(self) -> None:
-        build = build_python_app_image if self.opts.app == "py" else build_app_image
+        build = {"py": build_python_app_image, "nginx": build_nginx_app_image}.get(self.opts.app, build_app_image)
         for tag, version in zip(self.tags, VERSIONS, strict=True):
             build(tag, version, labels=self.image_labels, client=self.client)
 
@@ -136,6 +136,14 @@ class Bench:
                 log(f"kept image {tag}: {exc}")
 
     def run_container(self, tag: str) -> tuple[Any, int]:
+        if self.opts.app == "nginx":  # host networking, as dockyard runs it (network = "host")
+            port = free_port()
+            container = self.client.containers.run(
+                tag, detach=True, labels=self.labels, network_mode="host", environment={"PORT": str(port)},
+                name=f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}",
+            )
+            wait_http(port, "/health", "127.0.0.1", 30)
+            return container, port
         container = self.client.containers.run(
             tag, detach=True, labels=self.labels, ports={"5000/tcp": ("127.0.0.1", None)},
             name=f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}",
@@ -237,6 +245,7 @@ instance = "{self.instance}"
 image = "{self.tags[0]}"
 hosts = ["{HOST}"]
 port = 5000
+network = "{'host' if o.app == 'nginx' else 'bridge'}"
 retire_after = {o.retire_after}
 stop_timeout = 5
 drain_timeout = 5
