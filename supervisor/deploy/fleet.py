@@ -1,7 +1,8 @@
 """The fleet: which release of each app serves, with which containers, and the swap.
 
 `Fleet.swap()` is the one place a deploy changes the proxy's route table: one synchronous
-`set_app` call, which the proxy turns into one assignment of an immutable table. Everything that
+`set_app` call, which the proxy turns into one assignment of an immutable table (in every proxy
+worker; the deploy then awaits `routes.settled()`, their acknowledgements). Everything that
 takes a container out of rotation or puts it back (the watcher, scale, stop) goes through the
 methods here too, so the serving set and the routes never disagree.
 """
