@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,17 @@ def _read(conn: socket.socket) -> dict[str, Any]:
     return result
 
 
+def _alive(pid: str) -> bool:
+    """A worker still starting (its socket bound, not yet listening) keeps its file."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _find(directory: Path) -> list[Orphan]:
     found = []
     for path in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
@@ -56,8 +68,9 @@ def _find(directory: Path) -> list[Orphan]:
             status = _read(conn)
         except OSError:
             conn.close()
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # nobody listens: a worker that died with its supervisor
+            if not _alive(path.stem):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # nobody listens: a worker that died with its supervisor
             continue
         if status.get("attached") or not status.get("serving"):
             conn.close()
