@@ -1,10 +1,12 @@
 """python -m bench swap [--quick] [--saturation] [--app py|busybox] [--rate R] [--swaps K] [--out DIR]
 python -m bench restart [--quick] [--app py|busybox] [--rate R] [--restarts K] [--out DIR]
 python -m bench isolation [--workers 0,2] [--rate R] [--deploys K] [--cron-runs N] (bench/isolation.py)
+python -m bench canary [--rate R] [--percent P] [--requests N] [--out DIR]
 
 swap: request latency during swaps, direct / dockyard / nginx under the same open-loop load
 (see bench/swap.py). restart: the same load while dockyard replaces itself with
 `dockyard serve --takeover`, next to `nginx -s reload` with an unchanged conf (bench/restart.py).
+canary: the share a canary really gets, and how fast a bad one is rolled back (bench/canary.py).
 Prints the markdown report; writes summary.json, report.md and, when matplotlib is importable
 (the `bench` extra), one PNG per system to bench/out/<stamp>/ or --out.
 Exit status: 0 when dockyard failed no request and every swap (restart) succeeded, 1 otherwise.
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _interrupt)
         return isolation(argv[1:])
+    if argv[:1] == ["canary"]:
+        from .canary import main as canary_main
+
+        return canary_main(argv[1:])
     args = build_parser().parse_args(argv)
     from . import report
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .load import ERROR_KINDS, LoadResult
+from supervisor.cli.loadtest.generator import ERROR_KINDS, LoadResult
 
 WARMUP = 1.0
 WINDOW_BEFORE = 0.5

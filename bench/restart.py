@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .load import LoadResult
+from supervisor.cli.loadtest.generator import LoadResult
+
 from .nginx import NginxProxy
 from .report import Swap
 from .swap import DOCKYARD, HOST, REPO, Bench, SwapOptions, drive_swaps, run_scenario, wait_http

@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from supervisor.cli.loadtest.generator import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
+
 from . import report
 from .images import build_app_image, build_nginx_app_image, build_python_app_image
-from .load import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
 from .nginx import NginxProxy
 from .report import Swap
 from .throughput import free_port

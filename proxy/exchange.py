@@ -19,6 +19,7 @@ from .headers import NO_BODY_STATUSES, strip_response_headers
 from .inflight import Flight
 from .pages import error_response
 from .request import IDEMPOTENT, RequestHead
+from .rollout import ReleaseStats
 from .routes import Service, host_key, normal_path
 from .stats import AppStats, log_access
 from .upstream import UpstreamConnection
@@ -39,7 +40,7 @@ class Exchange:
         "body_buffered", "body_received", "body_complete", "body_sent_any", "sink", "upstream", "app",
         "target", "flight", "status", "started", "finished", "framing", "until_eof", "out", "sent", "done",
         "deadline", "task", "cancel_reason", "tunnel_closed", "fast", "completed", "preferred", "host", "t0",
-        "stats", "extra_headers", "route_path", "expecting",
+        "stats", "extra_headers", "route_path", "expecting", "release", "rstats",
     )
 
     def __init__(self, client: Downstream, method: bytes, url: bytes, version: str,
@@ -84,6 +85,8 @@ class Exchange:
         self.stats: AppStats | None = None
         self.extra_headers = b""  # response headers added by proxy.edge (HSTS)
         self.expecting = False  # Expect: 100-continue was forwarded: relay the app's 100
+        self.release = ""  # the release a rollout gave this request (proxy/rollout.py)
+        self.rstats: ReleaseStats | None = None
 
     # -- request body, fed by the client connection ------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -125,6 +128,8 @@ class Exchange:
         service = proxy.table.lookup(host, self.route_path)
         if service is None:
             return False
+        if service.rollout is not None:
+            service = self._narrow(service)
         target = proxy.balancer.pick(service)
         if target is None:
             return False
@@ -179,11 +184,26 @@ class Exchange:
         if stats is not None:
             stats.inflight -= 1
             stats.record(status, elapsed)
+        if self.rstats is not None:
+            self.rstats.record(status, elapsed)
         if client.options.access_log:
             log_access(app=self.app, method=self.method, host=self.host, path=self.url, status=status,
                        seconds=elapsed, target=self.target, client=self.client_ip(),
                        request_id=self.head.request_id, sent=self.sent)
         client.exchange_finished(self)
+
+    def _narrow(self, service: Service) -> Service:
+        """A rollout: the service narrowed to the release this request goes to (rollout.py)."""
+        rollout = service.rollout
+        assert rollout is not None
+        rollouts = self.client.state.rollouts
+        narrowed, release, cookie = rollouts.choose(service.app, rollout, self.head.lines, self.release)
+        if release != self.release:
+            self.release = release
+            self.rstats = rollouts.counters(service.app, release)
+        if cookie:
+            self.extra_headers += cookie
+        return narrowed
 
     def client_ip(self) -> str:
         """The client's address for logs: the peer, or behind trusted proxies the right-most
@@ -254,6 +274,8 @@ class Exchange:
             self.client.state.tracker.release(self.flight)
             self.flight = None
         retry = self._retryable(exc, [])
+        if self.rstats is not None:
+            self.rstats.failures += 1
         if conn is not None:
             conn.handler = None
             conn.abort()
@@ -306,6 +328,8 @@ class Exchange:
     async def _forward(self, service: Service, host: str, tried: list[str]) -> None:
         proxy = self.client.state
         while True:
+            if service.rollout is not None:
+                service = self._narrow(service)
             target, self.preferred = self.preferred, None
             if target is None or target not in service.targets or proxy.tracker.is_draining(target):
                 target = proxy.balancer.pick(service, tried)
@@ -322,6 +346,8 @@ class Exchange:
                 conn = await proxy.pool.acquire(target)
                 await self._exchange(conn)
             except UpstreamError as exc:
+                if self.rstats is not None:
+                    self.rstats.failures += 1
                 if self._retryable(exc, tried):
                     log.info("Retrying request target=%s error=%s", target, exc)
                     tried.append(target)

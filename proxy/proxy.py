@@ -208,13 +208,27 @@ class Proxy:
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        release: str = "",
+        canary_release: str = "",
+        canary_targets: Sequence[str] = (),
+        canary_percent: float = 0.0,
     ) -> None:
-        """Install or replace an app's routes with one assignment; in-flight requests keep their target."""
-        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
+        """Install or replace an app's routes with one assignment; in-flight requests keep their target.
+
+        `release` names the release `targets` serve (counted apart: release_stats); with
+        `canary_release`, `canary_targets` get `canary_percent` of new clients (proxy/rollout.py)."""
+        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts,
+                               release, canary_release, canary_targets, canary_percent)
         self.state.table = self.state.table.with_service(service)
         self.state.app_stats(app)
-        log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),
-                 service.path_prefix, ",".join(service.targets))
+        self.state.rollouts.keep(app, service.rollout)
+        if canary_release:
+            log.info("Routed app=%s hosts=%s prefix=%s targets=%s release=%s canary=%s canary_targets=%s "
+                     "percent=%g", app, ",".join(service.hosts), service.path_prefix, ",".join(targets),
+                     release, canary_release, ",".join(canary_targets), canary_percent)
+        else:
+            log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),
+                     service.path_prefix, ",".join(service.targets))
 
     def remove_app(self, app: str) -> None:
         self.state.table = self.state.table.without_app(app)
@@ -226,8 +240,9 @@ class Proxy:
         table = RouteTable.build({s.app: s for s in services})
         gone = [app for app in self.state.table.services if app not in table.services]
         self.state.table = table
-        for app in table.services:
+        for app, service in table.services.items():
             self.state.app_stats(app)
+            self.state.rollouts.keep(app, service.rollout)
         for app in gone:
             self.balancer.forget(app)
 
@@ -272,3 +287,11 @@ class Proxy:
 
     def stats_all(self) -> dict[str, dict[str, Any]]:
         return {app: s.snapshot() for app, s in self.state.stats.items()}
+
+    def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
+        """release -> its counters (requests, status classes, failures, latency buckets)."""
+        return self.state.rollouts.snapshot(app)
+
+    def release_stats_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """app -> release -> counters: the release label of the Prometheus metrics."""
+        return self.state.rollouts.snapshot_all()

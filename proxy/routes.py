@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, cast
 
@@ -28,12 +28,26 @@ class Service:
     balance: Balance = "round_robin"
     tls_redirect: bool = False  # plain-listener requests get a 308 to https (see proxy/edge.py)
     hsts: int | None = None  # Strict-Transport-Security max-age on TLS responses
+    rollout: Rollout | None = None  # which release each target serves, a canary's share (rollout.py)
 
     def matches_path(self, path: str) -> bool:
         prefix = self.path_prefix
         if prefix == "/" or path == prefix:
             return True
         return path.startswith(prefix) and (prefix.endswith("/") or path[len(prefix)] in "/?")
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """An app's targets split by release: the serving one and, during a canary, the new one
+    with its share of new clients (percent). `stable` and `canary` are the app's Service
+    narrowed to each group's targets; proxy/rollout.py chooses between them per request."""
+
+    release: str
+    stable: Service
+    canary_release: str = ""
+    canary: Service | None = None
+    percent: float = 0.0
 
 
 def normalize_host(host: str) -> str:
@@ -115,6 +129,10 @@ def make_service(
     balance: str = "round_robin",
     tls_redirect: bool = False,
     hsts: int | None = None,
+    release: str = "",
+    canary_release: str = "",
+    canary_targets: Sequence[str] = (),
+    canary_percent: float = 0.0,
 ) -> Service:
     """Validate and normalise the arguments of Proxy.set_app into a Service."""
     if not app:
@@ -134,7 +152,7 @@ def make_service(
         raise InvalidRouteError(f"hsts must be a max-age >= 0 or None, got {hsts!r}")
     if path_prefix != "/" and path_prefix.endswith("/"):
         path_prefix = path_prefix.rstrip("/") or "/"
-    return Service(
+    service = Service(
         app=app,
         hosts=tuple(norm),
         path_prefix=path_prefix,
@@ -143,6 +161,20 @@ def make_service(
         tls_redirect=tls_redirect,
         hsts=hsts,
     )
+    if not release:
+        if canary_release:
+            raise InvalidRouteError("canary_release needs the serving release")
+        return service
+    if not canary_release:
+        return replace(service, rollout=Rollout(release, service))
+    if canary_release == release:
+        raise InvalidRouteError(f"canary_release must differ from release {release!r}")
+    if not 0.0 <= canary_percent <= 100.0:
+        raise InvalidRouteError(f"canary_percent must be 0-100, got {canary_percent!r}")
+    canary = replace(service, targets=tuple(_check_target(t) for t in canary_targets))
+    both = service.targets + tuple(t for t in canary.targets if t not in service.targets)
+    rollout = Rollout(release, service, canary_release, canary, float(canary_percent))
+    return replace(service, targets=both, rollout=rollout)
 
 
 @dataclass(frozen=True, slots=True)

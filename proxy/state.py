@@ -16,6 +16,7 @@ from .edge import Edge
 from .forwarding import networks
 from .inflight import InflightTracker
 from .options import ProxyOptions
+from .rollout import Rollouts
 from .routes import RouteTable
 from .stats import AppStats
 from .upstream import UpstreamPool
@@ -43,6 +44,7 @@ class ProxyState:
                                  max_head=options.max_response_header_size)
         self.trusted = networks(options.trusted_proxies)
         self.stats: dict[str, AppStats] = {}
+        self.rollouts = Rollouts()  # the canary draw and the counters per release (rollout.py)
         self.connections: dict[Connection, None] = {}  # in arrival order (oldest first)
         self.per_ip: dict[str, int] = {}  # open connections per client address
         self.max_connections = options.max_connections  # lowered to fit RLIMIT_NOFILE at start

@@ -15,7 +15,7 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 | `challenges` `tokens`                            | `ok` (ACME HTTP-01 answers)             |
 | `warm` `targets` `replacing`                     | `opened`                                |
 | `drain` `targets` `timeout`                      | `cancelled`                             |
-| `stats`                                          | `stats`, `inflight`, `connections`      |
+| `stats`                                          | `stats`, `releases`, `inflight`, `connections` |
 | `stop_accepting`                                 | `ok` (listeners closed here, serving on)|
 | `stop` `timeout`                                 | `ok` once stopped, then the process exits |
 | `listeners`                                      | `count`, with the listening sockets attached (SCM_RIGHTS) |
@@ -152,8 +152,8 @@ class Worker:
             self.proxy.enable_edge().challenges = dict(msg["tokens"])
             reply(ok=True)
         elif op == "stats":
-            reply(stats=self.proxy.stats_all(), inflight=self.proxy.inflight(),
-                  connections=list(self.proxy.connection_counts()))
+            reply(stats=self.proxy.stats_all(), releases=self.proxy.release_stats_all(),
+                  inflight=self.proxy.inflight(), connections=list(self.proxy.connection_counts()))
         elif op == "stop_accepting":
             self.proxy.stop_accepting()
             reply(ok=True)

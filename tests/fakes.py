@@ -474,6 +474,9 @@ class RecordingRoutes:
         self.options: dict[str, dict[str, Any]] = {}  # app -> hosts, path_prefix, ...
         self.inflight_counts: dict[str, int] = {}
         self.drain_gate: Gate | None = None  # set one to hold drains
+        self.rollouts: dict[str, dict[str, Any]] = {}  # app -> release, canary_release, ...
+        # app -> release -> counters, as Proxy.release_stats gives them (tests script them)
+        self.stats: dict[str, dict[str, dict[str, Any]]] = {}
 
     def set_app(
         self,
@@ -485,7 +488,13 @@ class RecordingRoutes:
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        release: str = "",
+        canary_release: str = "",
+        canary_targets: Sequence[str] = (),
+        canary_percent: float = 0.0,
     ) -> None:
+        self.rollouts[app] = {"release": release, "canary_release": canary_release,
+                              "canary_targets": tuple(canary_targets), "canary_percent": canary_percent}
         self.journal.add("set_app", app, tuple(targets))
         self.own.add("set_app", app, tuple(targets))
         self.table[app] = tuple(targets)
@@ -515,6 +524,9 @@ class RecordingRoutes:
 
     async def settled(self) -> float:
         return 0.0
+
+    def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
+        return {release: dict(s) for release, s in self.stats.get(app, {}).items()}
 
     def set_apps(self, app: str | None = None) -> list[tuple[str, ...]]:
         """The targets of every set_app call (of `app`), in order."""

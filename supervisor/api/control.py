@@ -7,6 +7,7 @@ away does not cancel a deploy half-way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -21,6 +22,7 @@ from supervisor.api.stream import stream
 from supervisor.deploy.report import DeployReport, Progress
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import DeployError
+from supervisor.model.spec import CanarySpec
 
 VERSION = "0.1.0"
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
@@ -58,13 +60,49 @@ def _checked(request: web.Request) -> tuple[Supervisor, str]:
     return sup, app
 
 
+CANARY_KEYS = {"percent": "percent", "for": "window", "max_error_rate": "max_error_rate",
+               "max_latency_ratio": "max_latency_ratio", "min_requests": "min_requests"}
+
+
+def _canary(value: Any, default: CanarySpec | None) -> CanarySpec | bool:
+    """The body's `canary`: absent or true -> the app's setting (True); false -> none; an
+    object -> those keys over the app's setting (or the defaults)."""
+    if value is None or value is True:
+        return True
+    if value is False:
+        return False
+    if not isinstance(value, dict) or set(value) - set(CANARY_KEYS) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise web.HTTPBadRequest(text=f"canary must be true, false or an object of numbers with keys {', '.join(CANARY_KEYS)}")
+    fields = {CANARY_KEYS[k]: v for k, v in value.items()}
+    if "min_requests" in fields:
+        fields["min_requests"] = int(fields["min_requests"])
+    spec = dataclasses.replace(default or CanarySpec(), **fields)
+    problems = spec.validate()
+    if problems:
+        raise web.HTTPBadRequest(text="; ".join(f"canary.{k}: {m}" for k, m in problems))
+    return spec
+
+
 async def deploy(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     image = body.get("image")
     if image is not None and not isinstance(image, str):
         raise web.HTTPBadRequest(text="image must be a string")
     sup, app = _checked(request)
-    return await _stream_deploy(request, lambda progress: sup.deploy(app, image, progress))
+    canary = _canary(body.get("canary"), sup.app(app).canary)
+    return await _stream_deploy(request, lambda progress: sup.deploy(app, image, progress, canary))
+
+
+async def canary_decide(request: web.Request) -> web.Response:
+    """POST /v1/apps/{app}/canary/promote|abort: decide a running canary now."""
+    sup = request.app[SUPERVISOR_KEY]
+    app, decision = request.match_info["app"], request.match_info["decision"]
+    if decision not in ("promote", "abort"):
+        raise web.HTTPNotFound(text="expected /canary/promote or /canary/abort")
+    release = sup.decide_canary(app, "promote" if decision == "promote" else "abort")
+    return json_response({"app": app, "release": release, "decision": decision})
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
@@ -158,6 +196,7 @@ def make_app(sup: Supervisor, reloader: Callable[[], Awaitable[Any]] | None = No
     app.router.add_post("/v1/apps/{app}/start", start)
     app.router.add_post("/v1/apps/{app}/stop", stop)
     app.router.add_post("/v1/apps/{app}/scale", scale)
+    app.router.add_post("/v1/apps/{app}/canary/{decision}", canary_decide)
     app.router.add_post("/v1/reload", reload)
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from supervisor.cli import render
+from supervisor.cli import canary, render
 from supervisor.cli.common import ClientFactory, SubParsers, add_command
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 from supervisor.cli.git import deploy_build
@@ -21,7 +21,10 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
     def cmd_deploy(args: argparse.Namespace) -> int:
         if args.build:
             return deploy_build(args)
-        body = {"image": args.image} if args.image else {}
+        body: dict[str, object] = {"image": args.image} if args.image else {}
+        chosen = canary.canary_body(args)
+        if chosen is not None:
+            body["canary"] = chosen
         return follow(client_factory(args).stream(f"/v1/apps/{args.app}/deploy", body))
 
     def cmd_rollback(args: argparse.Namespace) -> int:
@@ -69,6 +72,7 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
     how = p.add_mutually_exclusive_group()
     how.add_argument("--image", help="image to deploy instead of the configured one")
     how.add_argument("--build", metavar="PATH", help="build PATH's Dockerfile, then deploy it")
+    canary.add_deploy_options(p)
     for name, cmd, text in (
         ("rollback", cmd_rollback, "go back to the previous successful release"),
         ("restart", cmd_restart, "zero-downtime restart of an app on the same image"),
@@ -114,7 +118,14 @@ def add_views(sub: SubParsers, common: argparse.ArgumentParser, client_factory: 
                 row["took"] = (
                     f"{row['finished_at'] - row['created_at']:.3f}s" if row.get("finished_at") else None
                 )
-            print(render.table(rows, ("number", "image", "kind", "status", "took", "reason")))
+                if row.get("canary"):
+                    c = row["canary"]
+                    row["canary"] = f"{c['spec']['percent']:g}% {c['state']}"
+                    if c["state"] == "running" and c.get("figures"):
+                        row["reason"] = canary.line(c["figures"])
+            canaries = any(row.get("canary") for row in rows)
+            cols = ("number", "image", "kind", "status", *(("canary",) if canaries else ()), "took", "reason")
+            print(render.table(rows, cols))
         return EXIT_OK
 
     p = add_command(sub, common, "ps", cmd_ps, "list the containers")

@@ -8,9 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from supervisor.cli import apps, cron, git, ops
+from supervisor.cli import apps, canary, cron, git, ops
 from supervisor.cli.common import add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
+from supervisor.cli.loadtest import command as loadtest
 from supervisor.cli.summary import summarize
 
 
@@ -53,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="the config file (same as -c FILE)")
     apps.add_commands(sub, common, client)
     cron.add_commands(sub, common, client)
+    canary.add_commands(sub, common, client)
     git.add_commands(sub, common, load)
     ops.add_commands(sub, common, client)
+    loadtest.add_command(sub, common, load)
     apps.add_views(sub, common, client)
     return parser
 

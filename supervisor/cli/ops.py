@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from supervisor.cli import render
+from supervisor.cli import canary, render
 from supervisor.cli.common import ClientFactory, SubParsers, add_command
 from supervisor.cli.exits import EXIT_OK
 from supervisor.model.errors import ControlError, DockyardError
@@ -129,6 +129,8 @@ def status_report(client: Any) -> dict[str, Any]:
                 for c in mine
             ],
         }
+        if row.get("canary"):  # a canary being watched: its share and figures
+            entry["canary"] = row["canary"]
         if cron is not None:
             entry["cron"] = [
                 {"id": t["id"], "schedule": t.get("schedule"), "next_run": t.get("next_run"),
@@ -175,6 +177,10 @@ def render_status(report: Mapping[str, Any]) -> str:
         lines.append("")
         lines.append(f"{app['app']}  {release}  {hosts}{prefix}  in-flight {app['inflight']}"
                      f"  {app['health']}  restarts {app['restarts']}")
+        if app.get("canary"):
+            c = app["canary"]
+            lines.append(f"  canary release {c['release']} at {c['percent']:g}%  {c['elapsed']:g}s of {c['for']:g}s"
+                         f"  {canary.line(c)}")
         if app["containers"]:
             lines.append(render.table(app["containers"], ("name", "process", "release", "status",
                                                           "serving", "restarts", "inflight"),

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from supervisor.cli.canary import line
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
 
 Event = dict[str, Any]
@@ -28,6 +29,8 @@ def follow(events: Iterable[Event]) -> int:
                 print(f"       {step} done in {event.get('seconds', 0):.3f}s{extra}", flush=True)
             else:
                 print(f"       {step} FAILED after {event.get('seconds', 0):.3f}s: {event.get('error')}")
+        elif kind == "canary":
+            _canary(event)
         elif kind == "deployed":
             print(f"=====> deployed {event['app']} release {event['release']} in {event['seconds']:.3f}s")
             for warning in event.get("warnings") or []:
@@ -40,6 +43,21 @@ def follow(events: Iterable[Event]) -> int:
             if not ok and event.get("reason") and not event.get("release"):
                 print(f"dockyard: {event['reason']}", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def _canary(event: Event) -> None:
+    status = event.get("status")
+    if status == "start":
+        print(f"       canary: {event['percent']:g}% of new clients to release {event['release']} "
+              f"for {event['seconds']:g}s (release {event['serving']} serves the rest)", flush=True)
+    elif status == "compare":
+        print(f"       canary {event['elapsed']:5.1f}s  {line(event)}", flush=True)
+    elif status == "promote":
+        print(f"       canary promoted: {event.get('reason')}", flush=True)
+    elif status == "rollback":
+        print(f"       canary ROLLED BACK: {event.get('reason')}", flush=True)
+    elif status == "skipped":
+        print(f"       canary skipped: {event.get('reason')}", flush=True)
 
 
 def show_builds(events: Iterable[Event]) -> Iterator[Event]:

@@ -22,7 +22,7 @@ from supervisor.config.tls import app_tls
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
 from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
-from supervisor.model.spec import AppSpec, CronSpec, LimitsSpec, ProcessSpec
+from supervisor.model.spec import AppSpec, CanarySpec, CronSpec, LimitsSpec, ProcessSpec
 
 
 def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
@@ -76,6 +76,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         predeploy=t.string("predeploy"),
         postdeploy=t.string("postdeploy"),
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
+        canary=_canary(t),
         **app_tls(t, base, hosts),
     )
     merged = merge(spec, app_json, app_json=app_json_path)
@@ -214,6 +215,24 @@ def _volumes(t: Table) -> tuple[str, ...]:
         if message:
             t.out.error(f"{t.key('volumes')}[{i}]", message)
     return volumes
+
+
+def _canary(t: Table) -> CanarySpec | None:
+    """`canary = { percent = 10, for = 300, max_error_rate = 0.02, max_latency_ratio = 1.5 }`."""
+    table = t.table("canary")
+    if table is None:
+        return None
+    spec = CanarySpec(
+        percent=table.number("percent", defaults.CANARY_PERCENT, positive=True),
+        window=table.number("for", defaults.CANARY_FOR, positive=True),
+        max_error_rate=table.number("max_error_rate", defaults.CANARY_MAX_ERROR_RATE),
+        max_latency_ratio=table.number("max_latency_ratio", defaults.CANARY_MAX_LATENCY_RATIO, positive=True),
+        min_requests=table.integer("min_requests", defaults.CANARY_MIN_REQUESTS),
+    )
+    for key, message in spec.validate():
+        table.error(key, message)
+    table.finish()
+    return spec
 
 
 def _limits(t: Table) -> LimitsSpec:

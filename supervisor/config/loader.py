@@ -107,10 +107,29 @@ def _server(t: Table, base: Path) -> ServerSpec:
     timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
     instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
     metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
+    dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)
+                        or defaults.DASHBOARD_LISTEN)
+    for key in ("dashboard_host", "dashboard_users_file"):
+        if t.has(key):  # named, so the message says why rather than "unknown key"
+            t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
+                         "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
     tls = server_tls(t)
+    _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
+                         "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
-                      instance=instance, metrics_listen=metrics_listen, **tls)
+                      instance=instance, metrics_listen=metrics_listen,
+                      dashboard_listen=dashboard_listen, **tls)
+
+
+def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:
+    """The dashboard gets a listener of its own: not one another key already binds."""
+    mine = listeners.pop("dashboard_listen")
+    if not mine:
+        return
+    for key, other in listeners.items():
+        if other and validators.same_listener(mine, other):
+            t.error("dashboard_listen", f"{mine!r} is also server.{key}; the dashboard needs a port of its own")
 
 
 def _proxy(t: Table) -> ProxyOptions:

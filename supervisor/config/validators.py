@@ -60,6 +60,17 @@ def listen_address(listen: str) -> str | None:
     return port_text(port, listen)
 
 
+def same_listener(a: str, b: str) -> bool:
+    """Whether two valid host:port listeners would bind the same port (a wildcard host
+    overlaps every host)."""
+    host_a, _, port_a = a.rpartition(":")
+    host_b, _, port_b = b.rpartition(":")
+    if port_a != port_b:
+        return False
+    wildcards = ("0.0.0.0", "[::]", "")
+    return host_a == host_b or host_a in wildcards or host_b in wildcards
+
+
 def port_text(port: str, whole: str) -> str | None:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         return f"port must be 1-65535 in {_q(whole)}"

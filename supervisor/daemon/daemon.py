@@ -20,6 +20,7 @@ from aiohttp import web
 from proxy import Proxy, compiled
 from proxy.options import ProxyOptions
 from scheduler import Scheduler
+from supervisor.api import dashboard
 from supervisor.api import git as gitcontrol
 from supervisor.api import metrics as metrics_api
 from supervisor.api.control import (
@@ -131,7 +132,10 @@ class Daemon:
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
 
         control = make_app(sup, self.reload)
-        control[TLS_STATUS_KEY] = lambda: self.acme.status() if self.acme is not None else {}
+        def tls_status() -> dict[str, dict[str, Any]]:
+            return self.acme.status() if self.acme is not None else {}
+
+        control[TLS_STATUS_KEY] = tls_status
         control[CONNECTIONS_KEY] = proxy.connection_counts
         add_cron_routes(control, lambda: sched)
         gitcontrol.add_routes(control, lambda: sup)
@@ -140,6 +144,8 @@ class Daemon:
             await metrics_api.start_http(server.metrics_listen, lambda: sup, lambda: proxy)
             if server.metrics_listen else None
         )
+        board = (await dashboard.serve(server.dashboard_listen, sup, proxy, lambda: sched, tls_status)
+                 if server.dashboard_listen else None)  # docs/dashboard.md
         runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         old_umask = os.umask(0o177)
@@ -152,13 +158,16 @@ class Daemon:
 
         async def release() -> None:
             """A new daemon took the listeners: stop accepting and hand everything over."""
-            nonlocal metrics_runner
+            nonlocal metrics_runner, board
             self.handed_over = True
             proxy.stop_accepting()
             await site.stop()
             if metrics_runner is not None:  # the new daemon binds metrics_listen next
                 await metrics_runner.cleanup()
                 metrics_runner = None
+            if board is not None:  # the new daemon binds dashboard_listen next
+                await board.close()
+                board = None
             await takeovers.close(unlink=False)
             await sched.stop()
             await watcher.close()
@@ -193,6 +202,8 @@ class Daemon:
             await runner.cleanup()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
+            if board is not None:
+                await board.close()
             if self.acme is not None:
                 await self.acme.close()
             await proxy.stop(SHUTDOWN_GRACE)

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 
+from supervisor.deploy.canary import recover
 from supervisor.deploy.checks import CheckContext, attempt_once, check_host
 from supervisor.deploy.context import Context
 from supervisor.deploy.flow import deploy
@@ -25,6 +26,7 @@ log = logging.getLogger("dockyard.supervisor")
 
 async def adopt(ctx: Context) -> None:
     """Adopt running containers by label; clean what a crash left behind."""
+    recover(ctx)  # a canary cut short by the stop: rolled back (its containers are orphans below)
     for rel in ctx.state.fail_pending("interrupted: the daemon stopped during the deploy"):
         log.warning("interrupted deploy app=%s release=%d rolled back", rel.app, rel.number)
     retiring = {cid: (app, stop_at) for cid, app, stop_at in ctx.state.retiring()}

@@ -9,14 +9,16 @@ the definitions (what each app is), the per-app operation locks and the retirer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from supervisor.deploy.board import CanaryBoard
 from supervisor.deploy.definitions import Definitions
 from supervisor.deploy.fleet import Fleet, targets_of, web_of
 from supervisor.deploy.locks import OperationLocks
 from supervisor.deploy.retire import Retirer
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
+from supervisor.ops.events import EventBus
 from supervisor.runtime.protocol import ContainerInfo, Runtime
 from supervisor.store.releases import StateStore
 
@@ -29,6 +31,8 @@ class Context:
     apps: Definitions
     locks: OperationLocks
     retirer: Retirer
+    events: EventBus = field(default_factory=EventBus)  # deploy and retire events (ops/events.py)
+    canaries: CanaryBoard = field(default_factory=CanaryBoard)  # canaries watched now (deploy/canary.py)
 
     @property
     def instance(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
@@ -32,7 +32,13 @@ class RouteSink(Protocol):
         balance: str = "round_robin",
         tls_redirect: bool = False,
         hsts: int | None = None,
+        release: str = "",
+        canary_release: str = "",
+        canary_targets: Sequence[str] = (),
+        canary_percent: float = 0.0,
     ) -> None: ...
+
+    def release_stats(self, app: str) -> dict[str, dict[str, Any]]: ...
 
     def remove_app(self, app: str) -> None: ...
 
@@ -53,6 +59,15 @@ class Serving:
     containers: tuple[ContainerInfo, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A new release routed beside the serving one for a share of new clients (deploy/canary.py)."""
+
+    release: int
+    containers: tuple[ContainerInfo, ...]
+    percent: float
+
+
 def web_of(containers: Iterable[ContainerInfo]) -> list[ContainerInfo]:
     return [c for c in containers if c.process == defaults.WEB_PROCESS]
 
@@ -70,6 +85,7 @@ class Fleet:
         self._down: set[str] = set()  # serving container ids out of rotation (dead, not ready)
         self._restarts: dict[str, int] = {}  # container id -> restarts done by dockyard
         self._last_exit: dict[str, int] = {}  # container id -> its last exit code
+        self._canary: dict[str, Canary] = {}  # app -> its canary, while one is watched
 
     # reading ---------------------------------------------------------------------------
 
@@ -113,15 +129,36 @@ class Fleet:
             await self.routes.warm(targets_of(app, new), self.targets(app))
 
     def swap(self, app: AppSpec, release: int, new: Sequence[ContainerInfo]) -> list[ContainerInfo]:
-        """Point the app's routes at the new containers; return the containers replaced."""
+        """Point the app's routes at the new containers; return the containers replaced.
+        A canary of the app ends here (promoted: its containers are `new`)."""
         old = self._serving.get(app.name)
         self._serving[app.name] = Serving(release, tuple(new))
+        self._canary.pop(app.name, None)
         self.install(app)
         return list(old.containers) if old else []
 
+    def canary(self, app: str) -> Canary | None:
+        return self._canary.get(app)
+
+    def start_canary(self, app: AppSpec, release: int, new: Sequence[ContainerInfo], percent: float) -> None:
+        """Route `percent` of new clients to `new` beside the serving release (one assignment)."""
+        self._canary[app.name] = Canary(release, tuple(new), percent)
+        self.install(app)
+
+    def end_canary(self, app: AppSpec) -> Canary | None:
+        """Roll back: the canary's share returns to the serving release (one assignment); the
+        canary's containers are returned, still running, for the caller to drain and remove."""
+        canary = self._canary.pop(app.name, None)
+        if canary is not None:
+            self.install(app)
+        return canary
+
     def install(self, app: AppSpec) -> None:
-        """Give the proxy the app's current targets (one route-table assignment)."""
+        """Give the proxy the app's current targets (one route-table assignment), labelled with
+        the serving release, and a canary's targets and share while one runs."""
         if app.hosts:
+            serving = self._serving.get(app.name)
+            canary = self._canary.get(app.name) if serving is not None else None
             self.routes.set_app(
                 app.name,
                 app.hosts,
@@ -130,6 +167,10 @@ class Fleet:
                 balance=app.balance,
                 tls_redirect=app.tls_redirect,
                 hsts=app.hsts,
+                release=str(serving.release) if serving is not None else "",
+                canary_release=str(canary.release) if canary is not None else "",
+                canary_targets=targets_of(app, canary.containers) if canary is not None else (),
+                canary_percent=canary.percent if canary is not None else 0.0,
             )
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],

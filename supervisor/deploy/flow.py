@@ -15,12 +15,13 @@ import logging
 import time
 from typing import Literal
 
+from supervisor.deploy import canary as canaries
 from supervisor.deploy.checks import CheckContext, check_host, run_checks
 from supervisor.deploy.context import Context
 from supervisor.deploy.report import DeployReport, Progress, snapshot
 from supervisor.model.errors import DeployError, DockyardError
 from supervisor.model.release import ReleaseKind, RepoFiles
-from supervisor.model.spec import AppSpec
+from supervisor.model.spec import AppSpec, CanarySpec
 from supervisor.ops import metrics
 from supervisor.runtime.containers import oneoff_spec, process_spec, scales
 from supervisor.runtime.protocol import ContainerInfo
@@ -37,14 +38,17 @@ async def deploy(
     kind: ReleaseKind = "deploy",
     progress: Progress | None = None,
     repo: Files = "current",
+    canary: CanarySpec | None = None,
 ) -> DeployReport:
     """Deploy `image` as a new release of `app` with zero downtime, or fail leaving the old one.
 
     `repo`: the Procfile/app.json texts `app` was merged with (a build, a rollback), kept with
     the release; "current": those of the serving release go on (restart, deploy --image).
+    `canary`: watch the new release on a share of the traffic before the swap (deploy/canary.py).
     Refused at once (DeployInProgress) while another operation of the app runs."""
     with ctx.locks.hold(app.name, kind):
-        return await deploy_holding_lock(ctx, app, image, kind=kind, progress=progress, repo=repo)
+        return await deploy_holding_lock(ctx, app, image, kind=kind, progress=progress, repo=repo,
+                                         canary=canary)
 
 
 async def deploy_holding_lock(
@@ -55,10 +59,11 @@ async def deploy_holding_lock(
     kind: ReleaseKind = "deploy",
     progress: Progress | None = None,
     repo: Files = "current",
+    canary: CanarySpec | None = None,
 ) -> DeployReport:
     """`deploy()` for a caller that holds the app's operation lock already (a build)."""
     files = ctx.apps.repo(app.name) if repo == "current" else repo
-    report = DeployReport(app.name, image=image, progress=progress)
+    report = DeployReport(app.name, image=image, progress=progress, events=ctx.events)
     release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
     report.release = release.number
     if files is not None:
@@ -86,6 +91,8 @@ async def deploy_holding_lock(
         await _fail(ctx, report, new, _reason(app, exc), started, kind)
         return report
 
+    if canary is not None and not await canaries.watch(ctx, app, report, release.number, new, canary):
+        return report  # rolled back: the old release serves all traffic again
     # The swap: one synchronous route-table assignment, nothing awaited before it.
     old = ctx.fleet.swap(app, release.number, new)
     slowest = await ctx.fleet.routes.settled()  # every proxy worker serves the new table

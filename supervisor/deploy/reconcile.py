@@ -21,9 +21,12 @@ from supervisor.deploy.scale import scale, stop
 from supervisor.model.spec import AppSpec, Config, ProcessSpec
 
 log = logging.getLogger("dockyard.supervisor")
-ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts")
+# `canary` only shapes the next deploy: changing it restarts nothing.
+ROUTE_FIELDS = ("hosts", "path_prefix", "balance", "tls", "tls_cert", "tls_key", "tls_redirect", "hsts",
+                "canary")
 RESTART_ONLY_SERVER_FIELDS = (
     "listen", "state_dir", "control_socket", "instance", "tls_listen", "metrics_listen",
+    "dashboard_listen",
     "acme_directory", "acme_email",
 )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.model.spec import AppSpec
+from supervisor.ops.events import EventBus
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -26,9 +27,12 @@ class DeployReport:
     steps: list[dict[str, Any]] = field(default_factory=list)
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
+    events: EventBus | None = None  # the daemon's bus: every deploy's events, for the dashboard
 
     def emit(self, event: str, **fields: Any) -> None:
         message = {"event": event, "app": self.app, "release": self.release, **fields}
+        if self.events is not None:
+            self.events.publish(message)
         if self.progress is not None:
             with contextlib.suppress(Exception):
                 self.progress(message)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
+from supervisor.ops.events import EventBus
 from supervisor.ops.tasks import TaskSet
 from supervisor.runtime.protocol import ContainerInfo, Runtime
 from supervisor.store.releases import StateStore
@@ -27,8 +28,10 @@ class Drainer(Protocol):
 
 
 class Retirer:
-    def __init__(self, runtime: Runtime, drainer: Drainer, state: StateStore) -> None:
+    def __init__(self, runtime: Runtime, drainer: Drainer, state: StateStore,
+                 events: EventBus | None = None) -> None:
         self._runtime = runtime
+        self._events = events
         self._drainer = drainer
         self._state = state
         self._tasks = TaskSet(on_error=lambda exc: log.error("retire failed: %r", exc))
@@ -96,6 +99,8 @@ class Retirer:
             await self._runtime.remove(cid)
             self._state.done_retiring(cid)
             log.info("retired app=%s container=%s", app, cid[:12])
+        if self._events is not None:
+            self._events.publish({"event": "retired", "app": app, "containers": len(ids)})
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.spawn(coro)

@@ -13,6 +13,7 @@ from typing import Any
 from supervisor.config.repo import with_repo
 from supervisor.deploy import adopt as adoption
 from supervisor.deploy import reconcile, scale
+from supervisor.deploy.board import Decision
 from supervisor.deploy.context import Context
 from supervisor.deploy.definitions import Definitions
 from supervisor.deploy.fleet import Fleet, RouteSink, Serving
@@ -22,7 +23,8 @@ from supervisor.deploy.report import DeployReport, Progress
 from supervisor.deploy.retire import Retirer
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
-from supervisor.model.spec import AppSpec, Config
+from supervisor.model.spec import AppSpec, CanarySpec, Config
+from supervisor.ops.events import EventBus
 from supervisor.runtime.containers import target_of
 from supervisor.runtime.protocol import Runtime
 from supervisor.store.releases import StateStore
@@ -33,7 +35,8 @@ class Supervisor:
         self.runtime = runtime
         self.routes = routes
         self.state = state
-        self.retirer = Retirer(runtime, routes, state)
+        self.events = EventBus()  # every deploy's progress and every retire (the dashboard reads it)
+        self.retirer = Retirer(runtime, routes, state, self.events)
         self.ctx = Context(
             runtime=runtime,
             state=state,
@@ -41,6 +44,7 @@ class Supervisor:
             apps=Definitions(config, state),
             locks=OperationLocks(),
             retirer=self.retirer,
+            events=self.events,
         )
 
     # what is deployed ------------------------------------------------------------------
@@ -80,13 +84,21 @@ class Supervisor:
     # operations ------------------------------------------------------------------------
 
     async def deploy(
-        self, name: str, image: str | None = None, progress: Progress | None = None
+        self, name: str, image: str | None = None, progress: Progress | None = None,
+        canary: CanarySpec | None | bool = True,
     ) -> DeployReport:
+        """`canary`: a CanarySpec; True: the app's `canary` setting if it has one; False: none."""
         app = self.app(name)
         image = image or app.image
         if not image:
             raise DeployError(f"app {name!r} has no image: pass --image or set apps.{name}.image")
-        return await deploy(self.ctx, app, image, progress=progress)
+        spec = app.canary if canary is True else (canary or None)
+        return await deploy(self.ctx, app, image, progress=progress, canary=spec)
+
+    def decide_canary(self, name: str, decision: Decision) -> int:
+        """`dockyard canary promote|abort`: end the app's canary now; its release number."""
+        self.app(name)
+        return self.ctx.canaries.decide(name, decision)
 
     async def rollback(self, name: str, progress: Progress | None = None) -> DeployReport:
         """The previous good release's image, and the repository files it was built with."""
@@ -165,10 +177,22 @@ class Supervisor:
                     "path_prefix": app.path_prefix,
                     "release": serving.release if serving else None,
                     "targets": self.ctx.fleet.targets(app),
+                    "canary": self.ctx.canaries.live.get(name),
                 }
             )
         return rows
 
     def release_rows(self, name: str) -> list[dict[str, Any]]:
         self.app(name)
-        return [r.as_dict() for r in self.state.releases(name)]
+        canaries = {c["number"]: c for c in self.state.canaries(name)}
+        live = self.ctx.canaries.live.get(name)
+        rows = []
+        for r in self.state.releases(name):
+            row = r.as_dict()
+            canary = canaries.get(r.number)
+            if canary is not None:
+                if live is not None and live.get("release") == r.number:
+                    canary["figures"] = live
+                row["canary"] = canary
+            rows.append(row)
+        return rows

@@ -21,6 +21,7 @@ CONTROL_SOCKET_NAME = "control.sock"  # under state_dir
 TIMEZONE = "UTC"
 INSTANCE = "dockyard"  # value of the dockyard.instance label
 METRICS_LISTEN = None  # e.g. "127.0.0.1:9100"; /metrics is always on the control socket
+DASHBOARD_LISTEN = None  # e.g. "127.0.0.1:9200"; None: no dashboard (docs/dashboard.md)
 DEPLOY_BRANCHES = ("main", "master")
 TLS_LISTEN = None  # e.g. "0.0.0.0:443"; None: no TLS listener
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encrypt production
@@ -41,6 +42,15 @@ BALANCE: Balance = "round_robin"
 PATH_PREFIX = "/"
 TLS_MODE: TlsMode = "off"
 HSTS_MAX_AGE = 31536000  # one year: what `hsts = true` means
+
+# canary deploys (docs/canary.md)
+CANARY_PERCENT = 10.0  # share of new clients routed to the canary
+CANARY_FOR = 300.0  # seconds the canary is watched before it is promoted
+CANARY_MAX_ERROR_RATE = 0.02  # canary error rate minus the serving release's, at most
+CANARY_MAX_LATENCY_RATIO = 1.5  # canary p99 over the serving release's p99, at most
+CANARY_MIN_REQUESTS = 50  # a rule needs this many requests on each release to decide
+CANARY_LATENCY_SLACK = 0.025  # seconds: a slower p99 by less than this never rolls back
+CANARY_REPORT_EVERY = 5.0  # seconds between two comparison lines on the deploy stream
 
 # processes
 WEB_PROCESS = "web"

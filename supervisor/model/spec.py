@@ -33,6 +33,7 @@ class ServerSpec:
     timezone: str = defaults.TIMEZONE
     instance: str = defaults.INSTANCE
     metrics_listen: str | None = defaults.METRICS_LISTEN  # host:port for GET /metrics; None: socket only
+    dashboard_listen: str | None = defaults.DASHBOARD_LISTEN  # host:port of the dashboard; None: off
     tls_listen: str | None = defaults.TLS_LISTEN  # host:port of the TLS listener; None: no TLS
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL
@@ -87,6 +88,33 @@ class LimitsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CanarySpec:
+    """A canary deploy: `percent` of new clients go to the new release for `window` seconds,
+    then it is promoted unless it did worse than the rules allow (docs/canary.md)."""
+
+    percent: float = defaults.CANARY_PERCENT
+    window: float = defaults.CANARY_FOR  # TOML and CLI: `for`
+    max_error_rate: float = defaults.CANARY_MAX_ERROR_RATE
+    max_latency_ratio: float = defaults.CANARY_MAX_LATENCY_RATIO
+    min_requests: int = defaults.CANARY_MIN_REQUESTS
+
+    def validate(self) -> list[tuple[str, str]]:
+        """(key, message) of each bad value; empty when all are good."""
+        problems = []
+        if not 0 < self.percent < 100:
+            problems.append(("percent", f"must be a number between 0 and 100 (exclusive), got {self.percent:g}"))
+        if self.window <= 0:
+            problems.append(("for", f"must be a positive number of seconds, got {self.window:g}"))
+        if not 0 <= self.max_error_rate <= 1:
+            problems.append(("max_error_rate", f"must be a fraction 0-1, got {self.max_error_rate:g}"))
+        if self.max_latency_ratio < 1:
+            problems.append(("max_latency_ratio", f"must be a ratio >= 1, got {self.max_latency_ratio:g}"))
+        if self.min_requests < 1:
+            problems.append(("min_requests", f"must be a positive integer, got {self.min_requests}"))
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
 class AppSpec:
     name: str
     image: str | None = None
@@ -122,6 +150,7 @@ class AppSpec:
     tls_key: str | None = None  # manual mode: PEM private key (absolute path)
     tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
+    canary: CanarySpec | None = None  # every deploy of the app is a canary (docs/canary.md)
     # What the config set itself (the TOML, or the app.json its `app_json` names), which an
     # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
     # override: the process types with a given scale (even 1), and whether `cron` was given

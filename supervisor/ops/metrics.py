@@ -133,6 +133,38 @@ class ProxyCollector(Collector):
         yield requests
         yield inflight
         yield latency
+        per_release = getattr(self.source, "release_stats_all", None)
+        if per_release is not None:
+            yield from _by_release(per_release())
+
+
+def _by_release(stats: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Iterator[Metric]:
+    """The proxy's counters per release of each app (`Proxy.release_stats_all()`), for every
+    deploy: a dashboard can draw the old release against the new one while both serve."""
+    requests = CounterMetricFamily(
+        f"{NAMESPACE}_release_http_requests", "Requests the proxy answered, by app, release and status class.",
+        labels=["app", "release", "code"],
+    )
+    failures = CounterMetricFamily(
+        f"{NAMESPACE}_release_upstream_failures",
+        "Upstream connections refused, reset or timed out (retried or not), by app and release.",
+        labels=["app", "release"],
+    )
+    latency = HistogramMetricFamily(
+        f"{NAMESPACE}_release_http_request_duration_seconds",
+        "Time from the request head to the end of the response, by app and release.",
+        labels=["app", "release"],
+    )
+    for app, releases in sorted(stats.items()):
+        for release, s in sorted(releases.items()):
+            for code, count in (s.get("status") or {}).items():
+                requests.add_metric([app, release, code], count)
+            failures.add_metric([app, release], s.get("failures", 0))
+            latency.add_metric([app, release], _cumulative(s.get("latency_buckets") or {}),
+                               sum_value=float(s.get("latency_sum", 0.0)))
+    yield requests
+    yield failures
+    yield latency
 
 
 def _cumulative(buckets: Mapping[str, int]) -> list[tuple[str, float]]:

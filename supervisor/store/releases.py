@@ -48,6 +48,18 @@ CREATE TABLE IF NOT EXISTS repo_files (
     source TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (app, number)
 );
+CREATE TABLE IF NOT EXISTS canaries (
+    app TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    serving INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    figures TEXT NOT NULL DEFAULT '{}',
+    reason TEXT NOT NULL DEFAULT '',
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    PRIMARY KEY (app, number)
+);
 CREATE TABLE IF NOT EXISTS scale (
     app TEXT NOT NULL,
     process TEXT NOT NULL,
@@ -180,6 +192,45 @@ class StateStore:
 
     def apps(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT app FROM releases ORDER BY app")]
+
+    # canaries (deploy/canary.py) ---------------------------------------------------
+
+    def begin_canary(self, app: str, number: int, serving: int, spec: Mapping[str, Any]) -> None:
+        """A canary of release `number` beside `serving` starts (state "running")."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO canaries (app, number, serving, state, spec, started_at)"
+                " VALUES (?, ?, ?, 'running', ?, ?)",
+                (app, number, serving, orjson.dumps(spec).decode(), time.time()),
+            )
+
+    def canary_figures(self, app: str, number: int, figures: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE canaries SET figures = ? WHERE app = ? AND number = ?",
+                       (orjson.dumps(figures).decode(), app, number))
+
+    def end_canary(self, app: str, number: int, state: str, reason: str) -> None:
+        """promoted | rolled_back, with the reason that decided."""
+        with self._tx() as db:
+            db.execute("UPDATE canaries SET state = ?, reason = ?, finished_at = ? WHERE app = ? AND number = ?",
+                       (state, reason, time.time(), app, number))
+
+    def canaries(self, app: str | None = None, *, running: bool = False) -> list[dict[str, Any]]:
+        """Canary records, newest first: app, number, serving, state, spec, figures, reason, times."""
+        sql = "SELECT * FROM canaries WHERE 1"
+        args: list[Any] = []
+        if app is not None:
+            sql += " AND app = ?"
+            args.append(app)
+        if running:
+            sql += " AND state = 'running'"
+        rows = self._db.execute(sql + " ORDER BY started_at DESC", args).fetchall()
+        return [
+            {"app": r["app"], "number": r["number"], "serving": r["serving"], "state": r["state"],
+             "spec": orjson.loads(r["spec"]), "figures": orjson.loads(r["figures"]), "reason": r["reason"],
+             "started_at": r["started_at"], "finished_at": r["finished_at"]}
+            for r in rows
+        ]
 
     # retire timers ------------------------------------------------------------
 

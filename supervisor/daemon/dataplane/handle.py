@@ -30,6 +30,7 @@ class WorkerHandle:
         self.acked = 0  # the last table seq it acknowledged, and when
         self.acked_at = 0.0
         self.stats: dict[str, dict[str, Any]] = {}
+        self.releases: dict[str, dict[str, dict[str, Any]]] = {}  # app -> release -> counters
         self.inflight: dict[str, int] = {}
         self.connections = (0, 0)
         self.acks = asyncio.Event()  # set at every ack (the pool's settled() waits on it)

@@ -63,6 +63,7 @@ class WorkerPool:
         self.count = count
         self.dir = directory
         self._services: dict[str, Service] = {}
+        self._routes: dict[str, dict[str, Any]] = {}  # app -> the table message's entry
         self._seq = 0
         self._sent_at: dict[int, float] = {0: time.monotonic()}
         self._workers: dict[int, WorkerHandle] = {}
@@ -71,6 +72,7 @@ class WorkerPool:
         self._certs: CertFeed | None = None
         self._edge: EdgeFeed | None = None
         self._gone: dict[str, dict[str, Any]] = {}  # counters of workers that exited
+        self._gone_releases: dict[str, dict[str, dict[str, Any]]] = {}
         self._respawn = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
@@ -80,25 +82,31 @@ class WorkerPool:
 
     # -- the route table (RouteSink) ---------------------------------------------------------------
     def set_app(self, app: str, hosts: Sequence[str], targets: Sequence[str], *, path_prefix: str = "/",
-                balance: str = "round_robin", tls_redirect: bool = False, hsts: int | None = None) -> None:
-        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts)
+                balance: str = "round_robin", tls_redirect: bool = False, hsts: int | None = None,
+                release: str = "", canary_release: str = "", canary_targets: Sequence[str] = (),
+                canary_percent: float = 0.0) -> None:
+        service = make_service(app, hosts, targets, path_prefix, balance, tls_redirect, hsts,
+                               release, canary_release, canary_targets, canary_percent)
         services = {**self._services, app: service}
         RouteTable.build(services)  # a conflict raises here, before anything changes
         self._services = services
+        self._routes[app] = {  # make_service's arguments: each worker builds the same Service
+            "app": app, "hosts": list(service.hosts), "targets": list(targets), "path_prefix": service.path_prefix,
+            "balance": service.balance, "tls_redirect": tls_redirect, "hsts": hsts, "release": release,
+            "canary_release": canary_release, "canary_targets": list(canary_targets),
+            "canary_percent": canary_percent}
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s seq=%d", app, ",".join(service.hosts),
                  service.path_prefix, ",".join(service.targets), self._seq + 1)
         self._send_table()
 
     def remove_app(self, app: str) -> None:
+        self._routes.pop(app, None)
         if self._services.pop(app, None) is not None:
             log.info("Unrouted app=%s seq=%d", app, self._seq + 1)
             self._send_table()
 
     def _table(self) -> dict[str, Any]:
-        apps = [{"app": s.app, "hosts": list(s.hosts), "targets": list(s.targets), "path_prefix": s.path_prefix,
-                 "balance": s.balance, "tls_redirect": s.tls_redirect, "hsts": s.hsts}
-                for s in self._services.values()]
-        return {"op": "table", "seq": self._seq, "apps": apps}
+        return {"op": "table", "seq": self._seq, "apps": list(self._routes.values())}
 
     def _send_table(self) -> None:
         self._seq += 1
@@ -167,7 +175,7 @@ class WorkerPool:
                                        return_exceptions=True)
         for w, a in zip(workers, answers, strict=True):
             if isinstance(a, dict):
-                w.stats, w.inflight = a["stats"], a["inflight"]
+                w.stats, w.inflight, w.releases = a["stats"], a["inflight"], a.get("releases", {})
                 w.connections = (int(a["connections"][0]), int(a["connections"][1]))
 
     def inflight(self) -> dict[str, int]:
@@ -183,6 +191,20 @@ class WorkerPool:
             for app, stats in w.stats.items():
                 add_stats(total.setdefault(app, {}), stats)
         return total
+
+    def release_stats_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """app -> release -> counters, summed over the workers (those that exited included)."""
+        total: dict[str, dict[str, dict[str, Any]]] = orjson.loads(orjson.dumps(self._gone_releases))
+        for w in self._workers.values():
+            for app, releases in w.releases.items():
+                for release, stats in releases.items():
+                    add_stats(total.setdefault(app, {}).setdefault(release, {}), stats)
+        return total
+
+    def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
+        """release -> its counters for `app` (the canary's decisions read them): at most
+        POLL_PERIOD old."""
+        return self.release_stats_all().get(app, {})
 
     def stats(self, app: str) -> dict[str, Any]:
         return self.stats_all().get(app, {})
@@ -285,6 +307,9 @@ class WorkerPool:
             add_stats(self._gone.setdefault(app, {}), stats)
         for gone in self._gone.values():
             gone["inflight"] = 0
+        for app, releases in w.releases.items():
+            for release, stats in releases.items():
+                add_stats(self._gone_releases.setdefault(app, {}).setdefault(release, {}), stats)
         if not self._respawn:
             return
         lived = time.monotonic() - w.started
