@@ -282,3 +282,18 @@ async def test_certificates_and_acme_challenges_reach_every_worker(tmp_path: Pat
         finally:
             await tls.close()
             await workers.stop(1.0)
+
+
+async def test_a_canary_route_reaches_every_worker_and_release_counters_are_summed(tmp_path: Path) -> None:
+    async with backend(named("one")) as one, backend(named("two")) as two, pool(tmp_path) as workers:
+        workers.set_app("a", ["h"], [one], release="1", canary_release="2", canary_targets=[two], canary_percent=50)
+        await workers.settled()
+        bodies = [body for _, body in await fetch(workers.port, 60)]
+        assert set(bodies) == {"one", "two"}
+        await workers.refresh()
+        counted = workers.release_stats("a")
+        assert counted["1"]["requests"] == bodies.count("one") and counted["2"]["requests"] == bodies.count("two")
+        assert set(workers.release_stats_all()) == {"a"}
+        workers.set_app("a", ["h"], [two], release="2")  # promoted
+        await workers.settled()
+        assert {body for _, body in await fetch(workers.port, 20)} == {"two"}
