@@ -45,17 +45,19 @@ async def worker(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Proce
     listener.close()  # the worker holds it now
     path = tmp_path / f"{proc.pid}.sock"
     deadline = time.monotonic() + 10
-    while True:  # the file appears at bind(), connections are taken from listen() on
-        try:
-            reader, writer = await asyncio.open_unix_connection(str(path))
-            break
-        except (FileNotFoundError, ConnectionRefusedError):
-            assert time.monotonic() < deadline and proc.returncode is None
-            await asyncio.sleep(0.01)
+    writer = None
     try:
+        while True:  # the file appears at bind(), connections are taken from listen() on
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                assert time.monotonic() < deadline and proc.returncode is None
+                await asyncio.sleep(0.01)
         yield proc, Channel(reader, writer), port
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
