@@ -1,10 +1,12 @@
 """Proxy memory: 1,000 idle keep-alive client connections, and a 1 GiB upload and download.
 
-    python -m bench.memory [--connections 1000] [--gib 1]
+    python -m bench.memory [--connections 1000] [--gib 1] [--workers N]
 
 Our proxy runs in its own process (bench.throughput's launcher) in front of an aiohttp backend
 (another process) that streams N bytes out on GET /big and counts and discards POST /sink.
 RSS comes from /proc/PID/status: VmRSS before and after, and VmHWM (the peak) for the bodies.
+With `--workers N` the proxy is N worker processes driven by a WorkerPool (as `dockyard serve`
+runs it; the pool's own process stands in for the supervisor) and RSS is summed over all of them.
 Goals (issue 3): idle connections <= 80 MB RSS in all; each 1 GiB body raises RSS < 32 MB.
 """
 
@@ -18,17 +20,32 @@ import sys
 import time
 from typing import Any
 
-from .throughput import free_port, start_ours, stop, wait_port
+from .throughput import free_port, start_ours, start_pool, stop, wait_port
 
 CHUNK = 256 * 1024
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the proxy workers of a pool)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            for child in fh.read().split():
+                pids += _tree(int(child))
+    except OSError:
+        pass
+    return pids
+
+
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} for pid {pid}")
+    """Summed over `pid` and its children."""
+    total = 0
+    for one in _tree(pid):
+        with open(f"/proc/{one}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+    return total
 
 
 def _backend(port: int) -> None:
@@ -114,21 +131,36 @@ async def _upload(port: int, size: int) -> int:
     return int(body.strip() or b"0")
 
 
-def run_memory(connections: int = 1000, gib: float = 1.0) -> dict[str, Any]:
+def pss_kb(pid: int) -> int:
+    """Proportional set size summed over `pid` and its children: shared pages (the interpreter,
+    the compiled proxy, libssl) counted once over all of them, which RSS counts in each."""
+    total = 0
+    for one in _tree(pid):
+        with open(f"/proc/{one}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def run_memory(connections: int = 1000, gib: float = 1.0, workers: int = 0) -> dict[str, Any]:
     backend_port, proxy_port = free_port(), free_port()
     backend = multiprocessing.Process(target=_backend, args=(backend_port,), daemon=True)
     backend.start()
-    proxy = start_ours(proxy_port, backend_port)
-    result: dict[str, Any] = {"connections": connections, "bytes": int(gib * (1 << 30))}
+    proxy = start_pool(proxy_port, backend_port, workers) if workers else start_ours(proxy_port, backend_port)
+    result: dict[str, Any] = {"connections": connections, "bytes": int(gib * (1 << 30)), "workers": workers}
     try:
         wait_port(backend_port)
         wait_port(proxy_port)
+        time.sleep(1.0 if workers else 0)  # the workers start after the port is bound
         idle_connections(proxy_port, 5)  # warm up imports and pools
         base = rss_kb(proxy.pid)
         socks = idle_connections(proxy_port, connections)
         time.sleep(0.5)
         result["idle_rss_mb"] = round(rss_kb(proxy.pid) / 1024, 1)
         result["idle_added_mb"] = round((rss_kb(proxy.pid) - base) / 1024, 1)
+        result["idle_pss_mb"] = round(pss_kb(proxy.pid) / 1024, 1)
+        result["processes"] = len(_tree(proxy.pid))
         for s in socks:
             s.close()
         time.sleep(0.5)
@@ -158,9 +190,11 @@ def markdown(r: dict[str, Any]) -> str:
         [
             "| measure | value | goal |",
             "| --- | ---: | --- |",
-            f"| proxy RSS, baseline | {r['baseline_rss_mb']} MB | |",
+            f"| proxy RSS, baseline ({'workers=' + str(r['workers']) + ', all processes' if r['workers'] else 'in-process'})"
+            f" | {r['baseline_rss_mb']} MB | |",
             f"| proxy RSS with {r['connections']} idle keep-alive connections | {r['idle_rss_mb']} MB "
             f"(+{r['idle_added_mb']} MB) | <= 80 MB |",
+            f"| the same as PSS (shared pages counted once), {r['processes']} process(es) | {r['idle_pss_mb']} MB | |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB download ({r['download_seconds']} s, "
             f"complete: {r['download_ok']}) | +{r['download_peak_added_mb']} MB | < 32 MB |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB upload ({r['upload_seconds']} s, "
@@ -173,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=0, help="N proxy worker processes (0: one proxy process)")
     args = parser.parse_args(argv)
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 1000), hard))
-    result = run_memory(args.connections, args.gib)
+    result = run_memory(args.connections, args.gib, args.workers)
     print(markdown(result))
     return 0 if result["download_ok"] and result["upload_ok"] else 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -131,13 +132,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The daemon tests run the proxy in 2 worker processes (DOCKYARD_TEST_WORKERS=1 or 0 for the others).
+WORKERS = int(os.environ.get("DOCKYARD_TEST_WORKERS", "2"))
+
+
 def write_config(tmp_path: Path, port: int, apps: str) -> Path:
     path = tmp_path / "dockyard.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "state"\n'
-        f'instance = "t{SESSION}-{tmp_path.name[-16:]}"\n\n{apps}'
+        f'instance = "t{SESSION}-{tmp_path.name[-16:]}"\n\n[proxy]\nworkers = {WORKERS}\n\n{apps}'
     )
     return path
+
+
+def kill_workers(config: Path) -> None:
+    """Proxy workers outlive a daemon killed with -9 (by design): a test kills them itself."""
+    for path in (load_config(config).server.state_dir / "workers").glob("*.sock"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(path.stem), signal.SIGKILL)
 
 
 def app_toml(name: str, image: str, env: str = "", delay: int = 0) -> str:
@@ -174,6 +186,7 @@ class Daemon:
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
+        kill_workers(self.config)
         if self.docker_client is not None:
             cleanup(self.docker_client, self.config)
 
