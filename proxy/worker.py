@@ -12,7 +12,7 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 | `hello` (a look, e.g. by a restarted supervisor) | `pid`, `seq`, `serving`, `attached`     |
 | `routes` (a look at the installed table)         | `routes`: every Service field, plain    |
 | `table` `seq` `apps` (the whole route table)     | `ack` = seq, once installed (one assignment) |
-| `certs` `entries` `default`                      | `ok` (TLS certificates by SNI)          |
+| `certs` `entries` `default`                      | `ok` (TLS certificates by SNI; a new `version` re-reads the files) |
 | `challenges` `tokens`                            | `ok` (ACME HTTP-01 answers)             |
 | `warm` `targets` `replacing`                     | `opened`                                |
 | `drain` `targets` `timeout`                      | `cancelled`                             |
@@ -59,7 +59,7 @@ class Worker:
         self.listen = listen
         self.tls = tls
         self.store = CertStore()
-        self.certs: dict[str, tuple[tuple[str, ...], str, str]] = {}
+        self.certs: dict[str, tuple[tuple[str, ...], str, str, int]] = {}
         self.seq = 0
         self.serving = False
         self.attached: asyncio.StreamWriter | None = None
@@ -189,15 +189,17 @@ class Worker:
         self.serving = True
 
     def _install_certs(self, entries: list[dict[str, Any]], default: str | None) -> None:
-        wanted = {e["name"]: (tuple(e["hosts"]), e["certfile"], e["keyfile"]) for e in entries}
-        for name, (hosts, certfile, keyfile) in wanted.items():
-            if self.certs.get(name) != (hosts, certfile, keyfile) or name not in self.store.names():
+        wanted = {e["name"]: (tuple(e["hosts"]), e["certfile"], e["keyfile"], int(e.get("version", 0)))
+                  for e in entries}
+        for name, entry in wanted.items():
+            if self.certs.get(name) != entry or name not in self.store.names():
+                hosts, certfile, keyfile, _ = entry
                 try:
                     self.store.install(name, hosts, certfile, keyfile)
                 except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                     log.error("Certificate not installed name=%s error=%s", name, exc)
                     continue
-            self.certs[name] = (hosts, certfile, keyfile)
+            self.certs[name] = entry
         for name in self.store.names():
             if name not in wanted:
                 self.store.remove(name)

@@ -290,6 +290,13 @@ async def test_certificates_and_acme_challenges_reach_every_worker(tmp_path: Pat
                 reply = await request(workers.tls_port, "a.test", tls=client_context(ca))
                 assert (reply.status, reply.body) == (200, b"one")
                 assert (await request(workers.port, "a.test", "/.well-known/acme-challenge/tok")).status == 404
+            renewed = trustme.CA()  # the same files, rotated: every worker reads them again
+            assert write_pair(renewed, tmp_path, "a", "a.test") == (crt, key)
+            tls.apply(config)
+            await workers.refresh()
+            for _ in range(4):
+                reply = await request(workers.tls_port, "a.test", tls=client_context(renewed))
+                assert (reply.status, reply.body) == (200, b"one")
         finally:
             await tls.close()
             await workers.stop(1.0)

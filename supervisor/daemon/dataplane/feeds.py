@@ -3,6 +3,7 @@
 `CertFeed` stands where the TLS code (supervisor/tls/acme.py) expects the proxy's `CertStore`:
 it validates each certificate in the supervisor (a bad file fails there, before anything
 changes), keeps the file names, and calls `changed` so the pool sends the `certs` message.
+Each install is numbered, so a worker reads a renewed or rotated file again under the same name.
 `ChallengeFeed` is the ACME client's `edge.challenges` dict, sent as a `challenges` message.
 """
 
@@ -18,7 +19,8 @@ from proxy.tls import CertEntry, CertStore
 class CertFeed:
     def __init__(self, changed: Callable[[], None]) -> None:
         self._store = CertStore()
-        self._files: dict[str, tuple[list[str], str, str]] = {}
+        self._files: dict[str, tuple[list[str], str, str, int]] = {}
+        self._installs = 0  # numbers each install: a rotated file (same name) is read again
         self._changed = changed
 
     @property
@@ -37,7 +39,8 @@ class CertFeed:
     def install(self, name: str, hosts: Iterable[str], certfile: str, keyfile: str) -> None:
         hosts = list(hosts)
         self._store.install(name, hosts, certfile, keyfile)  # raises before anything changes
-        self._files[name] = (hosts, certfile, keyfile)
+        self._installs += 1
+        self._files[name] = (hosts, certfile, keyfile, self._installs)
         self._changed()
 
     def remove(self, name: str) -> None:
@@ -52,7 +55,8 @@ class CertFeed:
         return self._store.entry(name)
 
     def message(self) -> dict[str, Any]:
-        entries = [{"name": n, "hosts": h, "certfile": c, "keyfile": k} for n, (h, c, k) in self._files.items()]
+        entries = [{"name": n, "hosts": h, "certfile": c, "keyfile": k, "version": v}
+                   for n, (h, c, k, v) in self._files.items()]
         return {"op": "certs", "entries": entries, "default": self._store.default}
 
 
