@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import LoadResult
-from .swap import DOCKYARD, HOST, REPO, Bench, SwapOptions, log, wait_http
+from .swap import DOCKYARD, HOST, REPO, Bench, SwapOptions, log, startup_check, wait_http
 from .throughput import free_port
 
 OTHER = "other"
@@ -58,16 +58,7 @@ hosts = ["{OTHER}.localhost"]
 port = 5000
 retire_after = 0
 stop_timeout = 2
-
-[[apps.{OTHER}.healthchecks.web]]
-type = "startup"
-name = "health"
-path = "/health"
-content = "ok"
-attempts = 50
-timeout = 2
-wait = 0.1
-
+{startup_check(OTHER)}
 [[apps.{OTHER}.cron]]
 id = "big"
 command = "{cron}"

@@ -57,6 +57,20 @@ App = Literal["busybox", "py", "nginx"]
 APPS: tuple[App, ...] = ("busybox", "py", "nginx")
 
 
+def startup_check(app: str) -> str:
+    """The TOML of the bench apps' startup check (GET /health answers "ok")."""
+    return f"""
+[[apps.{app}.healthchecks.web]]
+type = "startup"
+name = "health"
+path = "/health"
+content = "ok"
+attempts = 50
+timeout = 2
+wait = 0.1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class SwapOptions:
     rate: float = 1000.0
@@ -287,16 +301,7 @@ drain_timeout = 5
 
 [apps.{APP}.processes.web]
 scale = 1
-
-[[apps.{APP}.healthchecks.web]]
-type = "startup"
-name = "health"
-path = "/health"
-content = "ok"
-attempts = 50
-timeout = 2
-wait = 0.1
-""")
+{startup_check(APP)}""")
         return path
 
     def dockyard_deploy(self, config: Path, tag: str) -> Swap:

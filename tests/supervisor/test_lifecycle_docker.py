@@ -21,7 +21,7 @@ from supervisor.deploy.watch import Watcher
 from supervisor.model.errors import ControlError
 from tests.conftest import SESSION
 from tests.supervisor.test_deploy_docker import HOST, app_def
-from tests.utils import Load, get, make_config, stack
+from tests.utils import TEST_WORKERS, Load, get, make_config, stack
 
 pytestmark = pytest.mark.docker
 
@@ -132,8 +132,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# The daemon tests run the proxy in 2 worker processes (DOCKYARD_TEST_WORKERS=1 or 0 for the others).
-WORKERS = int(os.environ.get("DOCKYARD_TEST_WORKERS", "2"))
+# The daemon tests run the proxy in TEST_WORKERS worker processes (tests/utils.py).
+WORKERS = TEST_WORKERS
 
 
 def write_config(tmp_path: Path, port: int, apps: str) -> Path:

@@ -64,6 +64,7 @@ class WorkerPool:
         self.count = count
         self.dir = directory
         self._services: dict[str, Service] = {}
+        self._table = RouteTable()  # what the workers are sent (they may still be installing it)
         self._routes: dict[str, dict[str, Any]] = {}  # app -> the table message's entry
         self._seq = 0
         self._sent_at: dict[int, float] = {0: time.monotonic()}
@@ -91,7 +92,7 @@ class WorkerPool:
                                release, canary_release, canary_targets, canary_percent,
                                maintenance, error_pages, policy=policy)
         services = {**self._services, app: service}
-        RouteTable.build(services)  # a conflict raises here, before anything changes
+        self._table = RouteTable.build(services)  # a conflict raises here, before anything changes
         self._services = services
         self._routes[app] = route_message.entry(service)  # each worker builds the same Service
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s seq=%d", app, ",".join(service.hosts),
@@ -101,10 +102,16 @@ class WorkerPool:
     def remove_app(self, app: str) -> None:
         self._routes.pop(app, None)
         if self._services.pop(app, None) is not None:
+            self._table = RouteTable.build(self._services)
             log.info("Unrouted app=%s seq=%d", app, self._seq + 1)
             self._send_table()
 
-    def _table(self) -> dict[str, Any]:
+    @property
+    def table(self) -> RouteTable:
+        """The last table sent (`settled()` waits until every worker has it)."""
+        return self._table
+
+    def _message(self) -> dict[str, Any]:
         return {"op": "table", "seq": self._seq, "apps": list(self._routes.values())}
 
     def _send_table(self) -> None:
@@ -112,7 +119,7 @@ class WorkerPool:
         self._sent_at[self._seq] = time.monotonic()
         for old in [s for s in self._sent_at if s < self._seq - 64]:
             del self._sent_at[old]
-        self._broadcast(self._table())
+        self._broadcast(self._message())
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         """Send to every worker with a channel (one that is starting gets it with its first table)."""
@@ -295,7 +302,7 @@ class WorkerPool:
                 await w.request(self._edge.challenges.message(), REQUEST_TIMEOUT)
             while True:  # the table may change meanwhile: serve only the current one
                 seq = self._seq
-                await w.request(self._table(), ACK_TIMEOUT)
+                await w.request(self._message(), ACK_TIMEOUT)
                 if seq == self._seq:
                     break
             w.serving = w.ever_served = True
