@@ -1,5 +1,6 @@
 """python -m bench swap [--quick] [--saturation] [--app py|busybox] [--rate R] [--swaps K] [--out DIR]
 python -m bench restart [--quick] [--app py|busybox] [--rate R] [--restarts K] [--out DIR]
+python -m bench isolation [--workers 0,2] [--rate R] [--deploys K] [--cron-runs N] (bench/isolation.py)
 python -m bench canary [--rate R] [--percent P] [--requests N] [--out DIR]
 
 swap: request latency during swaps, direct / dockyard / nginx under the same open-loop load
@@ -44,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app", choices=APPS, help="fixture app: py (aiohttp, keep-alive; the default) "
-                   "or busybox (a process per connection; the default with --quick)")
+    p.add_argument("--app", choices=APPS, help="fixture app: py (aiohttp, keep-alive; the default), "
+                   "busybox (a process per connection; the default with --quick) or nginx (`return 200`, "
+                   "FROM scratch, on host networking)")
     p.add_argument("--rate", type=float, help="requests per second (default 1000; quick 200)")
     p.add_argument("--timeout", type=float, help="client timeout per request, s (default 5; quick 15)")
     p.add_argument("--workers", type=int, help="load generator processes (default: 1 per 600 req/s)")
     p.add_argument("--no-keepalive", action="store_true", help="a new client connection per request")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
+    p.add_argument("--proxy-workers", type=int, help="dockyard's [proxy] workers (default: auto; 0: in-process)")
     p.add_argument("--keep-images", action="store_true", help="keep the dockyard-bench images")
     p.add_argument("--out", type=Path, help="output directory (default bench/out/<stamp>)")
 
@@ -60,6 +63,7 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
         key: value for key, value in (
             ("rate", args.rate), ("swaps", args.swaps), ("interval", args.interval),
             ("timeout", args.timeout), ("workers", args.workers), ("app", args.app),
+            ("proxy_workers", args.proxy_workers),
         ) if value is not None
     }
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
@@ -88,6 +92,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["isolation"]:  # its own options (bench/isolation.py)
+        from .isolation import main as isolation
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        return isolation(argv[1:])
     if argv[:1] == ["canary"]:
         from .canary import main as canary_main
 

@@ -124,6 +124,75 @@ def build_app_image(
     return str(image.id)
 
 
+# --- the nginx variant: nginx `return 200` FROM scratch, for host networking (issue 19) ------------
+
+NGINX_BINARY = "/usr/sbin/nginx"
+NGINX_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY root/ /
+ENV APP_VERSION={version} PORT=5000
+EXPOSE 5000
+CMD ["/bin/sh", "-c", "mkdir -p /tmp && sed \\"s/@PORT@/$PORT/\\" /etc/nginx.tmpl > /tmp/nginx.conf && exec /usr/sbin/nginx -e stderr -c /tmp/nginx.conf"]
+"""
+NGINX_APP_CONF = """\
+daemon off;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+user root root;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path /tmp/cb; proxy_temp_path /tmp/p; fastcgi_temp_path /tmp/f;
+    uwsgi_temp_path /tmp/u; scgi_temp_path /tmp/s;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:@PORT@;
+        location = /health {{ return 200 "ok"; }}
+        location / {{ return 200 "{version} nginx\\n"; }}
+    }}
+}}
+"""
+
+
+def _shared_libraries(binary: str) -> list[str]:
+    """The libraries `binary` loads (and the loader), as `ldd` resolves them here."""
+    import subprocess
+
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if path.startswith("/"):
+            found.append(path)
+    return found
+
+
+def build_nginx_app_image(tag: str, version: str = "v1", *, labels: Mapping[str, str] | None = None,
+                          client: Any = None) -> str:
+    """nginx answering `return 200` on 127.0.0.1:$PORT, FROM scratch with this machine's nginx
+    binary and its libraries (the issue's independent check: an app on host networking)."""
+    import docker
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", NGINX_DOCKERFILE.format(version=version).encode(), 0o644)
+        tar.add(find_static_busybox(), arcname="busybox", filter=_executable)
+        tar.add(os.path.realpath(NGINX_BINARY), arcname="root" + NGINX_BINARY, filter=_executable)
+        for lib in _shared_libraries(NGINX_BINARY):
+            tar.add(os.path.realpath(lib), arcname="root" + lib, filter=_executable)
+        _add_bytes(tar, "root/etc/nginx.tmpl", NGINX_APP_CONF.format(version=version).encode(), 0o644)
+        _add_bytes(tar, "root/etc/passwd", b"root:x:0:0:root:/:/bin/sh\n", 0o644)
+        _add_bytes(tar, "root/etc/group", b"root:x:0:\n", 0o644)
+    client = client or docker.from_env()
+    image, _logs = client.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,
+                                       labels=dict(labels or {}), rm=True, forcerm=True)
+    return str(image.id)
+
+
 # --- the aiohttp variant: a Debian root made by debootstrap, imported as a base image ---------
 
 PY_BASE = "dockyard-pybase:bookworm"

@@ -7,6 +7,8 @@ Our proxy runs in its own process (bench.throughput's launcher) in front of an a
 RSS comes from /proc/PID/status: VmRSS before and after, and VmHWM (the peak) for the bodies,
 its peak reset (`/proc/PID/clear_refs`) just before each body, so each figure is the peak
 during that body over the RSS just before it.
+With `--workers N` the proxy is N worker processes driven by a WorkerPool (as `dockyard serve`
+runs it; the pool's own process stands in for the supervisor) and RSS is summed over all of them.
 Goals (issue 3): idle connections <= 80 MB RSS in all; each 1 GiB body raises RSS < 32 MB.
 `--policy '{}'` gives the app the supervisor's default policy (issue 21): the upload is then
 buffered whole by the proxy (1 MiB in memory, the rest in a temporary file) before it goes to
@@ -23,26 +25,43 @@ import sys
 import time
 from typing import Any
 
-from .throughput import free_port, start_ours, stop, wait_port
+from .throughput import free_port, start_ours, start_pool, stop, wait_port
 
 CHUNK = 256 * 1024
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the proxy workers of a pool)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            for child in fh.read().split():
+                pids += _tree(int(child))
+    except OSError:
+        pass
+    return pids
+
+
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} for pid {pid}")
+    """Summed over `pid` and its children."""
+    total = 0
+    for one in _tree(pid):
+        with open(f"/proc/{one}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+    return total
 
 
 def reset_peak(pid: int) -> None:
-    """Set VmHWM back to the current VmRSS (Linux >= 4.0; a no-op where refused)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+    """Set VmHWM back to the current VmRSS, for `pid` and its children (Linux >= 4.0; a no-op
+    where refused)."""
+    for one in _tree(pid):
+        try:
+            with open(f"/proc/{one}/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass
 
 
 def body_peak_kb(pid: int, send: Any) -> tuple[int, Any]:
@@ -138,21 +157,38 @@ async def upload(port: int, size: int) -> int:
     return int(body.strip() or b"0")
 
 
-def run_memory(connections: int = 1000, gib: float = 1.0, policy: str | None = None) -> dict[str, Any]:
+def pss_kb(pid: int) -> int:
+    """Proportional set size summed over `pid` and its children: shared pages (the interpreter,
+    the compiled proxy, libssl) counted once over all of them, which RSS counts in each."""
+    total = 0
+    for one in _tree(pid):
+        with open(f"/proc/{one}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def run_memory(connections: int = 1000, gib: float = 1.0, policy: str | None = None,
+               workers: int = 0) -> dict[str, Any]:
     backend_port, proxy_port = free_port(), free_port()
     backend = multiprocessing.Process(target=_backend, args=(backend_port,), daemon=True)
     backend.start()
-    proxy = start_ours(proxy_port, backend_port, policy=policy)
-    result: dict[str, Any] = {"connections": connections, "bytes": int(gib * (1 << 30)), "policy": policy}
+    proxy = start_pool(proxy_port, backend_port, workers) if workers else start_ours(proxy_port, backend_port, policy=policy)
+    result: dict[str, Any] = {"connections": connections, "bytes": int(gib * (1 << 30)), "workers": workers,
+                              "policy": policy}
     try:
         wait_port(backend_port)
         wait_port(proxy_port)
+        time.sleep(1.0 if workers else 0)  # the workers start after the port is bound
         idle_connections(proxy_port, 5)  # warm up imports and pools
         base = rss_kb(proxy.pid)
         socks = idle_connections(proxy_port, connections)
         time.sleep(0.5)
         result["idle_rss_mb"] = round(rss_kb(proxy.pid) / 1024, 1)
         result["idle_added_mb"] = round((rss_kb(proxy.pid) - base) / 1024, 1)
+        result["idle_pss_mb"] = round(pss_kb(proxy.pid) / 1024, 1)
+        result["processes"] = len(_tree(proxy.pid))
         for s in socks:
             s.close()
         time.sleep(0.5)
@@ -180,9 +216,11 @@ def markdown(r: dict[str, Any]) -> str:
         [
             "| measure | value | goal |",
             "| --- | ---: | --- |",
-            f"| proxy RSS, baseline | {r['baseline_rss_mb']} MB | |",
+            f"| proxy RSS, baseline ({'workers=' + str(r['workers']) + ', all processes' if r['workers'] else 'in-process'})"
+            f" | {r['baseline_rss_mb']} MB | |",
             f"| proxy RSS with {r['connections']} idle keep-alive connections | {r['idle_rss_mb']} MB "
             f"(+{r['idle_added_mb']} MB) | <= 80 MB |",
+            f"| the same as PSS (shared pages counted once), {r['processes']} process(es) | {r['idle_pss_mb']} MB | |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB download ({r['download_seconds']} s, "
             f"complete: {r['download_ok']}) | +{r['download_peak_added_mb']} MB | < 32 MB |",
             f"| peak RSS rise, {r['bytes'] >> 20} MiB upload{' (buffered: policy ' + r['policy'] + ')' if r['policy'] else ''} ({r['upload_seconds']} s, "
@@ -196,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--policy", metavar="JSON", help="the app's policy (proxy.policy.Policy.from_dict); '{}': the default, which buffers uploads")
+    parser.add_argument("--workers", type=int, default=0, help="N proxy worker processes (0: one proxy process)")
     args = parser.parse_args(argv)
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 1000), hard))
-    result = run_memory(args.connections, args.gib, args.policy)
+    if args.policy is not None and args.workers:
+        parser.error("--policy is for the in-process proxy (--workers 0)")
+    result = run_memory(args.connections, args.gib, args.policy, args.workers)
     print(markdown(result))
     return 0 if result["download_ok"] and result["upload_ok"] else 1
 

@@ -54,7 +54,7 @@ class NginxProxy:
         self.write_upstream(upstream)
         user = "user root;" if os.geteuid() == 0 else ""
         body = f"include {self.app_conf};"
-        self.conf.write_text(NGINX_CONF.format(prefix=self.prefix, body=body, user=user))
+        self.conf.write_text(NGINX_CONF.format(prefix=self.prefix, body=body, user=user, workers=1))
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.prefix), "-c", str(self.conf)], stderr=subprocess.DEVNULL
         )

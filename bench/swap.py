@@ -40,7 +40,7 @@ from typing import Any, Literal
 from supervisor.cli.loadtest.generator import DEFAULT_TIMEOUT, LoadResult, LoadRun, Target
 
 from . import report
-from .images import build_app_image, build_python_app_image
+from .images import build_app_image, build_nginx_app_image, build_python_app_image
 from .nginx import NginxProxy
 from .report import Swap
 from .throughput import free_port
@@ -53,8 +53,22 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 SYSTEMS = ("direct", "dockyard", "nginx")
 KNOWN_SYSTEMS = (*SYSTEMS, "swarm")  # swarm: dockyard with scheduler = "swarm" (--scheduler swarm)
-App = Literal["busybox", "py"]
-APPS: tuple[App, ...] = ("busybox", "py")
+App = Literal["busybox", "py", "nginx"]
+APPS: tuple[App, ...] = ("busybox", "py", "nginx")
+
+
+def startup_check(app: str) -> str:
+    """The TOML of the bench apps' startup check (GET /health answers "ok")."""
+    return f"""
+[[apps.{app}.healthchecks.web]]
+type = "startup"
+name = "health"
+path = "/health"
+content = "ok"
+attempts = 50
+timeout = 2
+wait = 0.1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +91,7 @@ class SwapOptions:
     command: str = "python -m bench swap"
     app: App = "py"
     scheduler: str = "docker"  # "swarm": also run the "swarm" system (dockyard on Swarm)
+    proxy_workers: int | None = None  # dockyard's [proxy] workers (None: the default, "auto")
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
 
     @classmethod
@@ -130,7 +145,7 @@ class Bench:
     # ---- containers ----------------------------------------------------------------------
 
     def build_images(self) -> None:
-        build = build_python_app_image if self.opts.app == "py" else build_app_image
+        build = {"py": build_python_app_image, "nginx": build_nginx_app_image}.get(self.opts.app, build_app_image)
         for tag, version in zip(self.tags, VERSIONS, strict=True):
             build(tag, version, labels=self.image_labels, client=self.client)
 
@@ -143,6 +158,14 @@ class Bench:
                 log(f"kept image {tag}: {exc}")
 
     def run_container(self, tag: str) -> tuple[Any, int]:
+        if self.opts.app == "nginx":  # host networking, as dockyard runs it (network = "host")
+            port = free_port()
+            container = self.client.containers.run(
+                tag, detach=True, labels=self.labels, network_mode="host", environment={"PORT": str(port)},
+                name=f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}",
+            )
+            wait_http(port, "/health", "127.0.0.1", 30)
+            return container, port
         container = self.client.containers.run(
             tag, detach=True, labels=self.labels, ports={"5000/tcp": ("127.0.0.1", None)},
             name=f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}",
@@ -259,33 +282,26 @@ class Bench:
         o = self.opts
         suffix = "" if scheduler == "docker" else f"-{scheduler}"
         path = self.tmp / f"dockyard{suffix}.toml"
+        proxy = "" if o.proxy_workers is None else f"\n[proxy]\nworkers = {o.proxy_workers}\n"
         path.write_text(f"""\
 [server]
 listen = "127.0.0.1:{port}"
 state_dir = "{self.tmp / f'state{suffix}'}"
 instance = "{self.instance}{suffix}"
-
+{proxy}
 [apps.{APP}]
 image = "{self.tags[0]}"
 scheduler = "{scheduler}"
 hosts = ["{HOST}"]
 port = 5000
+network = "{'host' if o.app == 'nginx' else 'bridge'}"
 retire_after = {o.retire_after}
 stop_timeout = 5
 drain_timeout = 5
 
 [apps.{APP}.processes.web]
 scale = 1
-
-[[apps.{APP}.healthchecks.web]]
-type = "startup"
-name = "health"
-path = "/health"
-content = "ok"
-attempts = 50
-timeout = 2
-wait = 0.1
-""")
+{startup_check(APP)}""")
         return path
 
     def dockyard_deploy(self, config: Path, tag: str) -> Swap:

@@ -1,6 +1,6 @@
 """Proxy saturation throughput: direct vs nginx proxy vs dockyard's proxy, driven by wrk.
 
-Run: python -m bench.throughput [--duration 5] [--connections 50] [--policy JSON]
+Run: python -m bench.throughput [--duration 5] [--connections 50] [--policy JSON] [--workers 1,2]
 
 `--policy '{"allow": ["127.0.0.0/8"]}'` adds a setup "ours+policy": the same proxy with that
 per-app policy (proxy/policy.py, `Policy.from_dict`), measured in the same interleaved rounds.
@@ -8,6 +8,8 @@ per-app policy (proxy/policy.py, `Policy.from_dict`), measured in the same inter
 One backend (nginx `return 200`, 1 worker) on 127.0.0.1 is served three ways:
 direct, through nginx as a proxy (1 worker, upstream keepalive) and through our Proxy
 (a subprocess on uvloop). Prints a markdown table with req/s, p50, p99 and ours/nginx.
+With `--workers 1,2`, also nginx with `worker_processes N` ("nginx-wN") against our proxy in N
+worker processes as `dockyard serve` runs it (`WorkerPool`, "ours-wN"), for each N.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 NGINX_CONF = """\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {prefix}/nginx.pid;
@@ -89,11 +91,11 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def start_nginx(prefix: Path, body: str) -> subprocess.Popen[bytes]:
+def start_nginx(prefix: Path, body: str, workers: int = 1) -> subprocess.Popen[bytes]:
     prefix.mkdir(parents=True, exist_ok=True)
     user = "user root;" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, body=body, user=user))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, body=body, user=user, workers=workers))
     return subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
@@ -105,6 +107,12 @@ def start_ours(port: int, backend: int, *, pure: bool = False, policy: str | Non
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, DOCKYARD_NO_EXTENSIONS="1") if pure else None
     return subprocess.Popen(cmd, cwd=root, env=env)
+
+
+def start_pool(port: int, backend: int, workers: int) -> subprocess.Popen[bytes]:
+    """Our proxy in `workers` worker processes, driven by a WorkerPool as `dockyard serve` does."""
+    cmd = [sys.executable, "-m", "bench.throughput", "--serve-pool", str(port), f"127.0.0.1:{backend}", str(workers)]
+    return subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -151,7 +159,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2,
-                   policy: str | None = None) -> dict[str, Any]:
+                   policy: str | None = None, workers: tuple[int, ...] = ()) -> dict[str, Any]:
     """Measure the setups; returns {"direct"|"nginx"|"ours"[|"ours-pure"]: {...}, "ratio": ours/nginx}.
 
     "ours" is the proxy as `dockyard serve` would import it: compiled when built (proxy/compiled.py).
@@ -172,7 +180,7 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
             procs.append(start_ours(ours_port, backend))
             setups = [("direct", backend), ("nginx", nginx_port), ("ours", ours_port)]
             pids = {"ours": procs[-1].pid}
-            if with_pure:
+            if with_pure and not workers:
                 procs.append(start_ours(pure_port, backend, pure=True))
                 setups.append(("ours-pure", pure_port))
                 pids["ours-pure"] = procs[-1].pid
@@ -181,6 +189,13 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
                 procs.append(start_ours(policy_port, backend, policy=policy))
                 setups.append(("ours+policy", policy_port))
                 pids["ours+policy"] = procs[-1].pid
+            for n in workers:
+                nginx_n, ours_n = free_port(), free_port()
+                procs.append(start_nginx(Path(tmp) / f"proxy-w{n}",
+                                         PROXY_BODY.format(port=nginx_n, backend=backend), workers=n))
+                procs.append(start_pool(ours_n, backend, n))
+                setups += [(f"nginx-w{n}", nginx_n), (f"ours-w{n}", ours_n)]
+            with_pure = with_pure and not workers
             for _, port in setups:
                 wait_port(port)
             results: dict[str, Any] = {}
@@ -203,6 +218,9 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
             if policy is not None:
                 results["policy"] = policy
                 results["ratio_policy"] = results["ours+policy"]["rps"] / results["ours"]["rps"]
+            for n in workers:
+                results[f"ratio_w{n}"] = results[f"ours-w{n}"]["rps"] / results[f"nginx-w{n}"]["rps"]
+            results["workers"] = list(workers)
             if with_pure:
                 results["ratio_pure"] = results["ours-pure"]["rps"] / results["nginx"]["rps"]
             results["mode"] = mode
@@ -220,7 +238,8 @@ def run_throughput(duration: float = 5.0, connections: int = 50, rounds: int = 2
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| setup | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name in ("direct", "nginx", "ours", "ours-pure", "ours+policy"):
+    extra = [f"{k}-w{n}" for n in results.get("workers", []) for k in ("nginx", "ours")]
+    for name in ("direct", "nginx", "ours", "ours-pure", "ours+policy", *extra):
         if name not in results:
             continue
         r = results[name]
@@ -236,6 +255,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{name} {v:.1f}" for name, v in results["cpu_us"].items()))
     if "ratio_policy" in results:
         lines.append(f"ours+policy/ours = {results['ratio_policy']:.3f} (policy {results['policy']})")
+    for n in results.get("workers", []):
+        lines.append(f"workers={n}: ours-w{n}/nginx-w{n} = **{results[f'ratio_w{n}']:.2f}**")
     if "ratio_pure" in results:
         lines.append(f"ours-pure/nginx = {results['ratio_pure']:.2f} (the same proxy with DOCKYARD_NO_EXTENSIONS=1)")
     return "\n".join(lines)
@@ -263,6 +284,24 @@ def serve_proxy(port: int, target: str, policy: str | None = None) -> None:
     uvloop.run(main())
 
 
+def serve_pool(port: int, target: str, workers: int) -> None:
+    """Child process: a WorkerPool of `workers` proxy processes, one app routed to `target`."""
+    import uvloop
+
+    from proxy import ProxyOptions
+    from supervisor.daemon.dataplane import WorkerPool
+
+    async def main() -> None:
+        with tempfile.TemporaryDirectory(prefix="dockyard-bench-workers-") as tmp:
+            pool = WorkerPool(ProxyOptions(), workers, Path(tmp))
+            await pool.start("127.0.0.1", port)
+            pool.set_app("bench", ["127.0.0.1", "localhost"], [target])
+            await pool.launch()
+            await serve_until_signal(pool)
+
+    uvloop.run(main())
+
+
 async def serve_until_signal(proxy: Any) -> None:
     """Child processes: serve until SIGTERM or SIGINT, then stop the proxy."""
     stop_event = asyncio.Event()
@@ -278,13 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", default="", help="comma-separated worker counts, e.g. 1,2")
     parser.add_argument("--serve-proxy", nargs=2, metavar=("PORT", "TARGET"), help=argparse.SUPPRESS)
     parser.add_argument("--policy", metavar="JSON", help="also measure the proxy with this per-app policy")
+    parser.add_argument("--serve-pool", nargs=3, metavar=("PORT", "TARGET", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_pool:
+        serve_pool(int(args.serve_pool[0]), args.serve_pool[1], int(args.serve_pool[2]))
+        return 0
     if args.serve_proxy:
         serve_proxy(int(args.serve_proxy[0]), args.serve_proxy[1], args.policy)
         return 0
-    print(markdown(run_throughput(args.duration, args.connections, args.rounds, args.policy)))
+    workers = tuple(int(n) for n in args.workers.split(",") if n.strip())
+    print(markdown(run_throughput(args.duration, args.connections, args.rounds, args.policy, workers)))
     return 0
 
 

@@ -29,7 +29,7 @@ ROOT = PACKAGE_DIR.parent
 GROUP = "proxy.native"  # mypyc puts the shared runtime library in the package: proxy/native__mypyc.*.so
 # Not compiled: the package's __init__, this module, build.py and errors.py (exceptions subclassing
 # builtins must stay Python classes under mypyc).
-PURE = frozenset({"__init__", "build", "compiled", "errors"})
+PURE = frozenset({"__init__", "build", "compiled", "errors", "channel", "worker", "route_message"})
 ENV_DISABLE = "DOCKYARD_NO_EXTENSIONS"
 
 

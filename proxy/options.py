@@ -6,6 +6,7 @@ Each limit, its default and nginx's equivalent are listed in docs/proxy.md ("Sec
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 
 # Defaults, named (as kamal-proxy names its own).
@@ -24,6 +25,8 @@ MAX_CONNECTIONS = 16384  # client connections at once (lowered to fit RLIMIT_NOF
 MAX_CONNECTIONS_PER_IP = 1024  # client connections at once from one address (0: no limit)
 TRUSTED_PROXIES: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are believed
 ACCESS_LOG = False
+WORKERS: int | str = "auto"  # proxy worker processes; "auto": the CPU count, at most WORKERS_AUTO_MAX
+WORKERS_AUTO_MAX = 8
 
 # Fixed limits (not options).
 MAX_PIPELINED = 16  # requests queued per client connection behind the one being answered
@@ -48,6 +51,13 @@ class ProxyOptions:
     max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP
     trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES
     access_log: bool = ACCESS_LOG
+    workers: int | str = WORKERS  # `dockyard serve` only: 0 runs the proxy in the supervisor's process
+
+    def worker_count(self) -> int:
+        """How many worker processes `dockyard serve` runs (0: the proxy in-process)."""
+        if self.workers == "auto":
+            return min(os.cpu_count() or 1, WORKERS_AUTO_MAX)
+        return int(self.workers)
 
     def validate(self) -> list[tuple[str, str]]:
         """Return (key, message) for every invalid option."""
@@ -73,6 +83,9 @@ class ProxyOptions:
             value = getattr(self, key)
             if value <= 0:
                 problems.append((key, f"must be a positive number of seconds, got {value}"))
+        if self.workers != "auto" and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
+                                       or self.workers < 0):
+            problems.append(("workers", f"must be \"auto\" or a number >= 0, got {self.workers!r}"))
         for cidr in self.trusted_proxies:
             try:
                 ipaddress.ip_network(cidr, strict=False)

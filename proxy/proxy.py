@@ -14,7 +14,7 @@ from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
 from .policy import Policy
-from .routes import Maintenance, RouteTable, make_service
+from .routes import Maintenance, RouteTable, Service, make_service
 from .server import ClientConnection
 from .state import ProxyState
 from .stats import AppStats
@@ -242,6 +242,21 @@ class Proxy:
         self.state.table = self.state.table.without_app(app)
         self.balancer.forget(app)
         log.info("Unrouted app=%s", app)
+
+    def set_routes(self, services: Sequence[Service]) -> None:
+        """Replace the whole table with one assignment (a worker's `table` message, proxy/worker.py)."""
+        table = RouteTable.build({s.app: s for s in services})
+        gone = [app for app in self.state.table.services if app not in table.services]
+        self.state.table = table
+        for app, service in table.services.items():
+            self.state.app_stats(app)
+            self.state.rollouts.keep(app, service.rollout)
+        for app in gone:
+            self.balancer.forget(app)
+
+    async def settled(self) -> float:
+        """Seconds until every process serves the last table: in-process, it does at once."""
+        return 0.0
 
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int:
         """Before a swap: give `targets` as many pooled connections as `replacing` hold now (idle

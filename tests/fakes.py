@@ -552,6 +552,9 @@ class RecordingRoutes:
     def inflight(self) -> dict[str, int]:
         return dict(self.inflight_counts)
 
+    async def settled(self) -> float:
+        return 0.0
+
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
         return {release: dict(s) for release, s in self.stats.get(app, {}).items()}
 

@@ -1,9 +1,13 @@
-"""Test helpers: an in-process supervisor + proxy on real Docker, and a constant-rate load."""
+"""Test helpers: a supervisor and its proxy on real Docker, and a constant-rate load.
+
+The proxy-facing tests run the proxy as the daemon does by default: in worker processes
+(`TEST_WORKERS`, 2 unless DOCKYARD_TEST_WORKERS says otherwise; 0 is the in-process proxy)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,12 +18,15 @@ import aiohttp
 
 from proxy import Proxy
 from supervisor.config.loader import parse_config
+from supervisor.daemon.dataplane import WorkerPool
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.spec import Config
 from supervisor.runtime.docker import DockerRuntime
 from supervisor.store.releases import StateStore
 
 from .conftest import SESSION, TEST_LABELS
+
+TEST_WORKERS = int(os.environ.get("DOCKYARD_TEST_WORKERS", "2"))
 
 
 def make_config(tmp_path: Path, apps: dict[str, Any], **server: Any) -> Config:
@@ -45,7 +52,7 @@ class LabellingRuntime(DockerRuntime):
 @dataclass
 class Stack:
     sup: Supervisor
-    proxy: Proxy
+    proxy: Proxy | WorkerPool
     state: StateStore
     config: Config
 
@@ -53,15 +60,28 @@ class Stack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.proxy.port}"
 
+    async def figures(self) -> None:
+        """Workers' counters are collected every POLL_PERIOD: collect them now."""
+        if isinstance(self.proxy, WorkerPool):
+            await self.proxy.refresh()
+
 
 @contextlib.asynccontextmanager
-async def stack(config: Config, docker_client: Any) -> AsyncIterator[Stack]:
+async def stack(config: Config, docker_client: Any, workers: int = TEST_WORKERS) -> AsyncIterator[Stack]:
+    """`workers` proxy worker processes (0: the proxy in this process, for tests that look
+    inside it)."""
     state = StateStore(config.server.state_dir)
-    proxy = Proxy(config.proxy)
+    proxy: Proxy | WorkerPool
+    if workers:
+        proxy = WorkerPool(config.proxy, workers, config.server.state_dir / "workers")
+    else:
+        proxy = Proxy(config.proxy)
     await proxy.start("127.0.0.1", 0)
     runtime = LabellingRuntime(docker_client)
     sup = Supervisor(config, runtime, proxy, state)
     try:
+        if isinstance(proxy, WorkerPool):
+            await proxy.launch()
         yield Stack(sup, proxy, state, config)
     finally:
         await sup.retirer.close()

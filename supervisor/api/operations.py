@@ -101,7 +101,7 @@ def routes(get_supervisor: GetSupervisor) -> list[web.RouteDef]:
                 not (retry is None or (isinstance(retry, int) and not isinstance(retry, bool))):
             raise DeployError('body must be {"on": true, "message": "...", "retry_after": 600}')
         mode = Maintenance(message, retry) if on else None
-        return json_response(get_supervisor().set_maintenance(request.match_info["app"], mode))
+        return json_response(await get_supervisor().set_maintenance(request.match_info["app"], mode))
 
     return [
         web.post("/v1/apps/{app}/maintenance", maintenance),

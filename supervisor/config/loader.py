@@ -151,7 +151,9 @@ def _proxy(t: Table) -> ProxyOptions:
             continue
         value = t.data[name]
         kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-        if kind == "bool":
+        if field.default == "auto":  # `int | str` (an object once compiled): "auto" or a count
+            ok, expected = value == "auto" or is_int(value), '"auto" or an integer'
+        elif kind == "bool":
             ok, expected = isinstance(value, bool), "true or false"
         elif kind == "int":
             ok, expected = is_int(value), "an integer number of bytes" if name.endswith("_size") else "an integer"

@@ -1,4 +1,5 @@
-"""`dockyard serve`: supervisor, proxy and control API on one uvloop event loop.
+"""`dockyard serve`: the supervisor and control API on one uvloop event loop; the proxy in
+`[proxy] workers` worker processes (supervisor/daemon/dataplane/), or in-process with `workers = 0`.
 
 Lifecycle (as uvicorn's): startup -> main loop -> shutdown. Signal handlers only set a
 flag; a second signal forces the exit. Stopping the daemon never stops app containers.
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy import Proxy, compiled
+from proxy.options import ProxyOptions
 from scheduler import Scheduler
 from supervisor.api import dashboard
 from supervisor.api import git as gitcontrol
@@ -30,6 +32,7 @@ from supervisor.api.control import (
 )
 from supervisor.api.cron import add_routes as add_cron_routes
 from supervisor.config.loader import load_config
+from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.deploy.watch import Watcher
@@ -45,6 +48,12 @@ from supervisor.tls.acme import start_tls
 
 log = logging.getLogger("dockyard.supervisor")
 SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
+
+
+def make_proxy(options: ProxyOptions, state_dir: Any) -> Proxy | WorkerPool:
+    """The data plane: worker processes, or the proxy on the supervisor's loop (workers = 0)."""
+    count = options.worker_count()
+    return WorkerPool(options, count, state_dir / "workers") if count else Proxy(options)
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -87,7 +96,7 @@ class Daemon:
         except sqlite3.Error as exc:
             log.warning("old releases not scrubbed of env values error=%s", exc)
         runtime = await build_runtime(self.config, DockerRuntime())  # + Swarm if an app uses it
-        proxy = Proxy(self.config.proxy)
+        proxy = make_proxy(self.config.proxy, server.state_dir)
         # In a thread: it parses the repository files (app.json, Procfile) of the serving releases.
         sup = await asyncio.to_thread(Supervisor, self.config, runtime, proxy, state)
         self.sup = sup
@@ -106,6 +115,10 @@ class Daemon:
         if self.takeover and handoff is None:
             log.info("takeover: no running daemon answers on %s; starting normally", takeover_path)
         inherited = handoff.sockets if handoff else systemd_sockets()
+        # Workers of a supervisor killed with -9 still serve: take their sockets, replace them.
+        orphans = [] if handoff else await find_orphans(server.state_dir / "workers")
+        if orphans and not inherited:
+            inherited = await take_listeners(orphans)
         if handoff is None:
             prepare_socket_path(server.control_socket)
         host, port = split_listen(server.listen)
@@ -117,6 +130,9 @@ class Daemon:
             self.acme = await start_tls(
                 self.config, proxy, sock=inherited[1] if len(inherited) > 1 else None
             )
+            if isinstance(proxy, WorkerPool):
+                await proxy.launch()  # every worker accepts with the current table
+            await retire_orphans(orphans, SHUTDOWN_GRACE)
             watcher.start()
         except BaseException:
             if handoff is not None:
@@ -179,8 +195,8 @@ class Daemon:
         takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
         await takeovers.start()
         log.info(
-            "serving listen=%s control=%s pid=%d proxy=%s", server.listen, server.control_socket, os.getpid(),
-            compiled.describe(),
+            "serving listen=%s control=%s pid=%d proxy=%s workers=%s", server.listen, server.control_socket,
+            os.getpid(), compiled.describe(), ",".join(map(str, proxy.pids)) if isinstance(proxy, WorkerPool) else 0,
         )
         await sched.start()
         starting = asyncio.ensure_future(sup.start_apps())

@@ -1,7 +1,8 @@
 """The fleet: which release of each app serves, with which containers, and the swap.
 
 `Fleet.swap()` is the one place a deploy changes the proxy's route table: one synchronous
-`set_app` call, which the proxy turns into one assignment of an immutable table. Everything that
+`set_app` call, which the proxy turns into one assignment of an immutable table (in every proxy
+worker; the deploy then awaits `routes.settled()`, their acknowledgements). Everything that
 takes a container out of rotation or puts it back (the watcher, scale, stop) goes through the
 methods here too, so the serving set and the routes never disagree.
 """
@@ -21,7 +22,7 @@ from supervisor.runtime.protocol import ContainerInfo
 
 
 class RouteSink(Protocol):
-    """What the supervisor needs of the proxy (proxy.Proxy provides it)."""
+    """What the supervisor needs of the proxy (proxy.Proxy, or the daemon's WorkerPool)."""
 
     def set_app(
         self,
@@ -51,6 +52,10 @@ class RouteSink(Protocol):
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int: ...
 
     def inflight(self) -> dict[str, int]: ...
+
+    async def settled(self) -> float:
+        """Wait until every proxy process serves the last table; seconds until the slowest did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,8 @@ async def deploy_holding_lock(
         return report  # rolled back: the old release serves all traffic again
     # The swap: one synchronous route-table assignment, nothing awaited before it.
     old = ctx.fleet.swap(app, release.number, new)
-    report.steps.append({"step": "swap", "seconds": 0.0, "ok": True})
+    slowest = await ctx.fleet.routes.settled()  # every proxy worker serves the new table
+    report.steps.append({"step": "swap", "seconds": slowest, "ok": True, "slowest_ack": slowest})
     ctx.state.activate(app.name, release.number, report.steps)
     ctx.apps.settle_repo(app.name, files)
     report.emit("step", step="swap", status="done", targets=ctx.fleet.targets(app))

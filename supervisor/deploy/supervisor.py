@@ -152,9 +152,10 @@ class Supervisor:
         return await environment.change(self.ctx, name, set_, unset, restart_app=restart,
                                         progress=progress)
 
-    def set_maintenance(self, name: str, mode: Maintenance | None) -> dict[str, Any]:
+    async def set_maintenance(self, name: str, mode: Maintenance | None) -> dict[str, Any]:
         """Maintenance mode on (the proxy answers 503, containers keep running) or off (the
-        routes serve again at once); kept in SQLite, so a restarted daemon keeps it."""
+        routes serve again at once); kept in SQLite, so a restarted daemon keeps it. Returns
+        once every proxy worker has the new table."""
         app = self.app(name)
         if not app.hosts:
             raise DeployError(f"app {name!r} has no hosts: the proxy routes nothing to it")
@@ -162,6 +163,7 @@ class Supervisor:
             raise DeployError("--retry-after must be 0 or more seconds")
         self.state.overlay.set_maintenance(name, mode)
         self.ctx.fleet.set_maintenance(app, mode)
+        await self.routes.settled()
         log.info("maintenance app=%s on=%s", name, mode is not None)
         return {"app": name, "maintenance": _maintenance_row(mode)}
 

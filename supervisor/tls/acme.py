@@ -311,7 +311,8 @@ async def start_tls(
     server = config.server
     if server.tls_listen is None:
         return None
-    tls = Tls(config, proxy, CertStore(), ca_bundle)
+    store = proxy.cert_store() if hasattr(proxy, "cert_store") else CertStore()  # workers: a feed
+    tls = Tls(config, proxy, store, ca_bundle)
     host, _, port = server.tls_listen.rpartition(":")
     tls.install_manual(config)  # certificates before the first handshake
     await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), tls.store, sock=sock)

@@ -42,3 +42,22 @@ def test_the_config_loader_reads_every_option_by_its_field_type() -> None:
 def test_the_config_loader_reports_bad_values(text: str, message: str) -> None:
     with pytest.raises(Exception, match=message):  # ConfigError (not imported: supervisor/ is moving)
         parse_config(tomllib.loads("[proxy]\n" + text + "\n"), "x.toml")
+
+
+@pytest.mark.parametrize("text, workers, count", [
+    ("", "auto", None), ('workers = "auto"', "auto", None), ("workers = 1", 1, 1), ("workers = 0", 0, 0),
+    ("workers = 3", 3, 3),
+])
+def test_workers_is_auto_or_a_count(text: str, workers: object, count: int | None) -> None:
+    options = parse_config(tomllib.loads("[proxy]\n" + text + "\n"), "x.toml").proxy
+    assert options.workers == workers
+    import os
+    assert options.worker_count() == (count if count is not None else min(os.cpu_count() or 1, 8))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('workers = "many"', '"auto" or an integer'), ("workers = -1", "must be"), ("workers = 1.5", '"auto" or'),
+])
+def test_bad_workers_are_reported(text: str, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        parse_config(tomllib.loads("[proxy]\n" + text + "\n"), "x.toml")

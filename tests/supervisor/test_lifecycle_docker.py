@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ from supervisor.deploy.watch import Watcher
 from supervisor.model.errors import ControlError
 from tests.conftest import SESSION
 from tests.supervisor.test_deploy_docker import HOST, app_def
-from tests.utils import Load, get, make_config, stack
+from tests.utils import TEST_WORKERS, Load, get, make_config, stack
 
 pytestmark = pytest.mark.docker
 
@@ -131,13 +132,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The daemon tests run the proxy in TEST_WORKERS worker processes (tests/utils.py).
+WORKERS = TEST_WORKERS
+
+
 def write_config(tmp_path: Path, port: int, apps: str) -> Path:
     path = tmp_path / "dockyard.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "state"\n'
-        f'instance = "t{SESSION}-{tmp_path.name[-16:]}"\n\n{apps}'
+        f'instance = "t{SESSION}-{tmp_path.name[-16:]}"\n\n[proxy]\nworkers = {WORKERS}\n\n{apps}'
     )
     return path
+
+
+def kill_workers(config: Path) -> None:
+    """Proxy workers outlive a daemon killed with -9 (by design): a test kills them itself."""
+    for path in (load_config(config).server.state_dir / "workers").glob("*.sock"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(path.stem), signal.SIGKILL)
 
 
 def app_toml(name: str, image: str, env: str = "", delay: int = 0) -> str:
@@ -174,6 +186,7 @@ class Daemon:
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
+        kill_workers(self.config)
         if self.docker_client is not None:
             cleanup(self.docker_client, self.config)
 

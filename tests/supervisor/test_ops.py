@@ -525,6 +525,7 @@ async def test_metrics_move_after_a_deploy_and_requests(tmp_path: Path, docker_c
         assert report.ok, report.reason
         for _ in range(3):
             assert (await get(s.base + "/", host))[0] == 200
+        await s.figures()  # the workers' counters, collected now
         async with control_socket(s.sup, tmp_path / "c.sock") as client:
 
             def scrape() -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy import Proxy
 from tests.conftest import TEST_LABELS
 from tests.utils import Load, make_config, stack
 
@@ -105,7 +106,8 @@ async def test_a_deploy_warms_the_new_containers_connections_before_the_swap(
     """The serving containers hold pooled connections; the new ones get as many before the
     switch (proxy.warm), and the first requests after the swap use them."""
     config = make_config(tmp_path, {"py": py_app(py_images["v1"])})
-    async with stack(config, docker_client) as s:
+    async with stack(config, docker_client, workers=0) as s:  # looks inside the proxy's connection pool
+        assert isinstance(s.proxy, Proxy)
         assert (await s.sup.deploy("py")).ok
         url = f"http://127.0.0.1:{s.proxy.port}/"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:

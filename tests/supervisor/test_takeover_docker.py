@@ -18,6 +18,7 @@ from tests.supervisor.test_lifecycle_docker import (
     app_toml,
     cleanup,
     free_port,
+    kill_workers,
     wait_serving,
     write_config,
 )
@@ -136,5 +137,6 @@ async def test_systemd_socket_activation_keeps_connections_in_the_backlog(
     finally:
         if proc.poll() is None:
             proc.kill()
+        kill_workers(config)
         listener.close()
         cleanup(docker_client, config)
