@@ -327,7 +327,7 @@ def every_field_set() -> dict[str, Any]:
         buffer_requests=False, buffer_responses=True, request_buffer_memory=4096, canonical_host="h",
         redirects=(Redirect("/old", "/new", 308, True),), strip_prefix=True,
         basic_auth=BasicAuth("/etc/dockyard/users", (("ann", HASH),), "Staff", ("/health",)),
-        allow=("127.0.0.0/8",), deny=("10.0.0.0/8",), compress=True, compress_min_size=10,
+        allow=("127.0.0.0/8",), deny=("10.0.0.0/8",), compress=False, compress_min_size=10,
         headers=(("X-A", "1"),), request_headers=(("X-B", "2"),), security_headers=True,
         max_body_size=1000, upstream_response_timeout=3.5, client_body_timeout=2.5)
     return {"path_prefix": "/app", "balance": "least_inflight", "tls_redirect": True, "hsts": 60,
