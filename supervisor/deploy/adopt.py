@@ -12,7 +12,7 @@ import dataclasses
 import logging
 
 from supervisor.deploy.canary import recover
-from supervisor.deploy.checks import CheckContext, attempt_once, check_host
+from supervisor.deploy.checks import CheckContext, attempt_verdict, check_host
 from supervisor.deploy.context import Context
 from supervisor.deploy.flow import deploy
 from supervisor.deploy.report import Progress
@@ -64,7 +64,12 @@ async def adopt(ctx: Context) -> None:
 
 async def _not_ready(ctx: Context, app: AppSpec, containers: list[ContainerInfo]) -> list[str]:
     """The adopted containers that start out of rotation: not running, or failing one quick
-    attempt of their checks. The watcher restarts or re-checks them (deploy/watch.py)."""
+    attempt of their checks. The watcher restarts or re-checks them (deploy/watch.py).
+
+    An attempt that only times out keeps the container in rotation: it served until the old
+    daemon stopped, and on a machine busy with a takeover a 2 s probe can time out while the
+    app answers its traffic; taking it out would turn a slow probe into 503s for every client
+    (the watcher's regular checks, with their thresholds, still take it out if it is ill)."""
     host = check_host(app)
 
     async def ready(info: ContainerInfo) -> bool:
@@ -73,11 +78,16 @@ async def _not_ready(ctx: Context, app: AppSpec, containers: list[ContainerInfo]
         checks = app.checks_for(info.process, "startup") + app.checks_for(info.process, "readiness")
         quick = [dataclasses.replace(c, timeout=min(c.timeout, 2.0)) for c in checks if not c.uptime]
         check_ctx = CheckContext(info, app.port, host, app.network)
-        errors = await asyncio.gather(*(attempt_once(ctx.runtime, check_ctx, c) for c in quick))
-        if any(errors):
+        verdicts = await asyncio.gather(*(attempt_verdict(ctx.runtime, check_ctx, c) for c in quick))
+        failed = [v for v in verdicts if v.outcome == "failed"]
+        if failed:
             log.warning("adopted container not ready app=%s container=%s error=%s",
-                        app.name, info.name, next(e for e in errors if e))
+                        app.name, info.name, failed[0].error)
             return False
+        for v in verdicts:
+            if v.outcome == "timeout":
+                log.warning("adopted container kept in rotation app=%s container=%s probe=%s",
+                            app.name, info.name, v.error)
         return True
 
     results = await asyncio.gather(*(ready(c) for c in containers))

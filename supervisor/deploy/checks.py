@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 
@@ -70,6 +71,17 @@ def check_host(app: AppSpec) -> str | None:
 
 class CheckFailed(Exception):
     pass
+
+
+class CheckTimedOut(CheckFailed):
+    """The attempt ran out of time without an answer: on an overloaded machine this says
+    nothing about the app, unlike a refused connection or a bad status."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Literal["ok", "failed", "timeout"]
+    error: str = ""
 
 
 class _ConnectionLevel(Exception):
@@ -135,6 +147,17 @@ async def attempt_once(runtime: Runtime, ctx: CheckContext, check: HealthCheckSp
     return None
 
 
+async def attempt_verdict(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) -> Verdict:
+    """One attempt of one check, telling a timeout apart from a failure."""
+    try:
+        await _attempt(runtime, ctx, check)
+    except CheckTimedOut as exc:
+        return Verdict("timeout", str(exc))
+    except CheckFailed as exc:
+        return Verdict("failed", str(exc))
+    return Verdict("ok")
+
+
 async def _attempt(runtime: Runtime, ctx: CheckContext, check: HealthCheckSpec) -> None:
     port = check.port or ctx.app_port
     if check.uptime:
@@ -173,7 +196,7 @@ async def _until(timeout: float, probe: object) -> None:
         except _ConnectionLevel as exc:
             last = str(exc)
         except TimeoutError:
-            raise CheckFailed(f"timed out after {timeout:g}s") from None
+            raise CheckTimedOut(f"timed out after {timeout:g}s") from None
         await asyncio.sleep(min(RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
 
 

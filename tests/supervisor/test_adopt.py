@@ -4,6 +4,7 @@ Supervisor with an empty route table on the same state dir and the same containe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -125,6 +126,27 @@ async def test_an_adopted_container_failing_its_check_starts_out_of_rotation(tmp
         well = r.runtime.named("fake.shop.web.1.r1")
         assert r2.ctx.fleet.is_down(r.runtime.named("fake.shop.web.2.r1").id)
         assert r2.routes.table["shop"] == (f"127.0.0.1:{well.ports[5000]}",)
+
+
+async def test_an_adopted_container_whose_probe_only_times_out_stays_in_rotation(tmp_path: Path) -> None:
+    """A takeover on a busy machine: the quick probe times out, but the container served until
+    the old daemon stopped; out of rotation it would answer 503 for every client."""
+    slow: set[str] = set()
+
+    async def sluggish(c: FakeContainer, request: web.BaseRequest) -> web.StreamResponse:
+        if c.name in slow:
+            await asyncio.sleep(2.0)  # past the check's 0.5 s timeout
+        return web.Response(status=200)
+
+    async with rig(tmp_path, {"shop": fast_app(processes={"web": {"scale": 2}}, healthchecks=HEALTH)}) as r:
+        r.runtime.default = Behaviour(http=sluggish)
+        assert (await r.deploy("shop")).ok
+        slow.add("fake.shop.web.2.r1")
+        r2 = r.restarted()
+        await r2.sup.adopt()
+        both = [r.runtime.named(f"fake.shop.web.{n}.r1") for n in (1, 2)]
+        assert not any(r2.ctx.fleet.is_down(c.id) for c in both)
+        assert set(r2.routes.table["shop"]) == {f"127.0.0.1:{c.ports[5000]}" for c in both}
 
 
 async def test_containers_scaled_down_or_stopped_before_a_restart_are_not_adopted_again(
