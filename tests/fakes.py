@@ -458,6 +458,10 @@ class FakeRuntime:
                 await web.SockSite(runner, sock).start()
         c.runner = runner
 
+    async def stop_listening(self, container_id: str) -> None:
+        """The app inside closes its sockets while the container keeps running."""
+        await self._close_server(self.containers[container_id])
+
     async def _close_server(self, c: FakeContainer) -> None:
         if c.runner is not None:
             runner, c.runner = c.runner, None
