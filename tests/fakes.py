@@ -506,6 +506,7 @@ class RecordingRoutes:
         self.rollouts: dict[str, dict[str, Any]] = {}  # app -> release, canary_release, ...
         # app -> release -> counters, as Proxy.release_stats gives them (tests script them)
         self.stats: dict[str, dict[str, dict[str, Any]]] = {}
+        self.target_failed: Callable[[str, str], None] | None = None  # passive health's hook
 
     def set_app(
         self,
@@ -555,6 +556,10 @@ class RecordingRoutes:
 
     def inflight(self) -> dict[str, int]:
         return dict(self.inflight_counts)
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None:
+        self.target_failed = callback  # a test calls it as the proxy would
+
 
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
         return {release: dict(s) for release, s in self.stats.get(app, {}).items()}

@@ -8,7 +8,7 @@ methods here too, so the serving set and the routes never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,6 +51,8 @@ class RouteSink(Protocol):
     async def warm(self, targets: Sequence[str], replacing: Sequence[str]) -> int: ...
 
     def inflight(self) -> dict[str, int]: ...
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,3 +42,23 @@ async def test_a_report_the_supervisor_cannot_confirm_changes_nothing(tmp_path: 
 
 async def test_refuses_tells_a_refusal_from_an_answer(unused_tcp_port: int) -> None:
     assert await refuses(f"127.0.0.1:{unused_tcp_port}", 1.0)
+
+
+async def test_the_watcher_hands_the_proxys_reports_to_passive_health(tmp_path: Path) -> None:
+    from supervisor.deploy.watch import Watcher
+
+    async with rig(tmp_path, {"shop": fast_app(processes={"web": {"scale": 2}})}, http=True) as r:
+        assert (await r.deploy("shop")).ok
+        gone, kept = r.sup.serving["shop"].containers
+        spec = r.ctx.apps.config.apps["shop"]
+        watcher = Watcher(r.ctx, period=60)
+        watcher.start()
+        try:
+            assert r.routes.target_failed is not None
+            await r.runtime.stop_listening(gone.id)
+            r.routes.target_failed("shop", targets_of(spec, [gone])[0])
+            await watcher.passive.settled()
+            assert r.routes.table["shop"] == tuple(targets_of(spec, [kept]))
+        finally:
+            await watcher.close()
+        assert r.routes.target_failed is None
