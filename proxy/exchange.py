@@ -426,6 +426,8 @@ class Exchange:
         retry = self._retryable(exc, [])
         if self.rstats is not None:
             self.rstats.failures += 1
+        if self.target is not None and self.service is not None:
+            self.client.state.target_failed(self.service.app, self.target, exc)
         if conn is not None:
             conn.handler = None
             conn.abort()
@@ -498,6 +500,7 @@ class Exchange:
             except UpstreamError as exc:
                 if self.rstats is not None:
                     self.rstats.failures += 1
+                proxy.target_failed(service.app, target, exc)
                 if self._retryable(exc, tried):
                     log.info("Retrying request target=%s error=%s", target, exc)
                     tried.append(target)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -198,6 +198,13 @@ class Proxy:
     @property
     def table(self) -> RouteTable:
         return self.state.table
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None:
+        """Passive health: `callback(app, target)` when a new connection to a target fails.
+
+        Called on the proxy's loop, synchronously, once per failed connection (the request is
+        retried elsewhere when it may be); the owner deduplicates and confirms."""
+        self.state.on_target_failed = callback
 
     def set_app(
         self,

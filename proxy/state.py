@@ -8,11 +8,13 @@ Proxy (proxy.py) builds one and passes it to every `ClientConnection`, so the ho
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from .balancer import Balancer
 from .deadlines import DeadlineSweep, sweep_interval
 from .edge import Edge
+from .errors import UpstreamConnectError, UpstreamError
 from .forwarding import networks
 from .inflight import InflightTracker
 from .options import ProxyOptions
@@ -53,6 +55,8 @@ class ProxyState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.edge: Edge | None = None  # ACME challenges, https redirects, HSTS (proxy/edge.py)
         self._loop: asyncio.AbstractEventLoop | None = None  # set by Proxy.start
+        # passive health: told (app, target) when a new connection to a target fails
+        self.on_target_failed: Callable[[str, str], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the listeners run on (Proxy.start, start_tls)."""
@@ -62,6 +66,14 @@ class ProxyState:
     def loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None
         return self._loop
+
+    def target_failed(self, app: str, target: str, exc: UpstreamError) -> None:
+        """Passive health: a connection to `target` could not be opened (refused, unreachable).
+
+        A reset of a pooled keep-alive connection is not reported: a backend closing an idle
+        connection is normal. The owner confirms before it acts (supervisor/deploy/passive.py)."""
+        if self.on_target_failed is not None and isinstance(exc, UpstreamConnectError):
+            self.on_target_failed(app, target)
 
     def app_stats(self, app: str) -> AppStats:
         stats = self.stats.get(app)

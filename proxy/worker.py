@@ -50,6 +50,7 @@ from .tls import CertStore
 
 log = logging.getLogger("dockyard.proxy")
 STOP_GRACE = 10.0  # seconds in-flight requests get on SIGTERM
+REPORT_EVERY = 0.5  # seconds between two passive-health reports of one target
 
 
 class Worker:
@@ -66,6 +67,22 @@ class Worker:
         self.done = asyncio.Event()
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self.reported: dict[str, float] = {}  # target -> when it was last reported (passive health)
+        proxy.on_target_failed(self._target_failed)
+
+    def _target_failed(self, app: str, target: str) -> None:
+        """Passive health: tell the supervisor, at most once per target every REPORT_EVERY s
+        (a dead target under load fails many connections; the supervisor confirms one)."""
+        now = time.monotonic()
+        if now - self.reported.get(target, -REPORT_EVERY) < REPORT_EVERY:
+            return
+        self.reported[target] = now
+        if len(self.reported) > 4096:  # bounded: forget the oldest reports
+            for old in list(self.reported)[:2048]:
+                del self.reported[old]
+        writer = self.attached
+        if writer is not None and not writer.is_closing():
+            writer.write(encode({"event": "target_failed", "app": app, "target": target}))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

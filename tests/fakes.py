@@ -458,6 +458,10 @@ class FakeRuntime:
                 await web.SockSite(runner, sock).start()
         c.runner = runner
 
+    async def stop_listening(self, container_id: str) -> None:
+        """The app inside closes its sockets while the container keeps running."""
+        await self._close_server(self.containers[container_id])
+
     async def _close_server(self, c: FakeContainer) -> None:
         if c.runner is not None:
             runner, c.runner = c.runner, None
@@ -502,6 +506,7 @@ class RecordingRoutes:
         self.rollouts: dict[str, dict[str, Any]] = {}  # app -> release, canary_release, ...
         # app -> release -> counters, as Proxy.release_stats gives them (tests script them)
         self.stats: dict[str, dict[str, dict[str, Any]]] = {}
+        self.target_failed: Callable[[str, str], None] | None = None  # passive health's hook
 
     def set_app(
         self,
@@ -554,6 +559,9 @@ class RecordingRoutes:
 
     async def settled(self) -> float:
         return 0.0
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None:
+        self.target_failed = callback  # a test calls it as the proxy would
 
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]:
         return {release: dict(s) for release, s in self.stats.get(app, {}).items()}

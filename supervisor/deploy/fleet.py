@@ -9,7 +9,7 @@ methods here too, so the serving set and the routes never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +56,8 @@ class RouteSink(Protocol):
     async def settled(self) -> float:
         """Wait until every proxy process serves the last table; seconds until the slowest did."""
         ...
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

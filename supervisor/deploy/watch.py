@@ -6,6 +6,8 @@
   checks pass. dockyard applies the policy itself (containers are created with Docker's
   policy "no"), so a container stopped by `docker kill` is restarted too, and the route table
   always knows.
+- Passive health (deploy/passive.py): a target the proxy could not connect to is confirmed and
+  taken out of rotation at once, on every worker; the checks below put it back.
 - Every `CHECK_PERIOD` seconds, each serving container's readiness and liveness checks make one
   attempt. `attempts` consecutive readiness failures take it out of rotation; one success puts
   it back. `attempts` consecutive liveness failures restart it.
@@ -21,6 +23,7 @@ from typing import Any
 
 from supervisor.deploy.checks import CheckContext, attempt_once, check_host, run_checks
 from supervisor.deploy.context import Context
+from supervisor.deploy.passive import PassiveHealth
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.ops import metrics
@@ -56,8 +59,10 @@ class Watcher:
         self._tasks = TaskSet()
         self._restarting: set[str] = set()
         self._failures: dict[tuple[str, str], int] = {}  # (container, check name) -> streak
+        self.passive = PassiveHealth(ctx)
 
     def start(self) -> None:
+        self.ctx.fleet.routes.on_target_failed(self.passive.report)
         self._spawn(self._events())
         self._spawn(self._probe_loop())
         self._recover_adopted()
@@ -74,6 +79,8 @@ class Watcher:
                     self._spawn(self._restart(app, info, 0))
 
     async def close(self) -> None:
+        self.ctx.fleet.routes.on_target_failed(None)
+        await self.passive.close()
         await self._tasks.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -119,3 +119,5 @@ LABEL_RELEASE = "dockyard.release"
 LABEL_INSTANCE = "dockyard.instance"
 LABEL_NODE = "dockyard.node"  # swarm tasks: the node (hostname) the task runs on
 LABEL_ROLE = "dockyard.role"  # "app", "oneoff" (predeploy, postdeploy, cron)
+PASSIVE_CONFIRM_TIMEOUT = 1.0  # dockyard: the supervisor's own connection confirming a proxy's report
+PASSIVE_QUIET = 1.0  # dockyard: seconds one target's further reports are ignored after a confirmation

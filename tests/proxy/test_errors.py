@@ -116,3 +116,20 @@ async def test_slowloris_closed() -> None:
         async with asyncio.timeout(5):
             assert await reader.read() == b""
         writer.close()
+
+
+async def test_a_refused_target_is_reported_once_per_failed_connection_and_a_good_one_never() -> None:
+    """Passive health's hook (the supervisor confirms and takes the target out of every table)."""
+    dead = f"127.0.0.1:{free_port()}"
+    reports: list[tuple[str, str]] = []
+    async with backend(name="good") as good, running_proxy() as proxy:
+        proxy.on_target_failed(lambda app, target: reports.append((app, target)))
+        proxy.set_app("a", ["h"], [dead, good])
+        for _ in range(4):  # round robin: two of the four start on the dead target, then retry
+            raw = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            assert parse_response(raw)[0] == 200
+        assert reports and set(reports) == {("a", dead)}
+        reports.clear()
+        proxy.set_app("a", ["h"], [good])
+        raw = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert parse_response(raw)[0] == 200 and reports == []

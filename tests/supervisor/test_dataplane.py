@@ -420,3 +420,29 @@ async def test_maintenance_error_pages_and_policy_apply_in_every_worker(tmp_path
         workers.set_app("a", ["h"], [one], policy=Policy(deny=("127.0.0.1/32",)))  # integ2's check
         await workers.settled()
         assert {status for status, _ in await fetch(workers.port, 20)} == {403}
+
+
+async def test_a_worker_reports_a_target_it_cannot_connect_to(tmp_path: Path) -> None:
+    """Passive health across the process boundary: each worker that fails to connect to a target
+    sends one event (at most one per target every 0.5 s), the pool hands it to its callback."""
+    dead = free_target()
+    reports: list[tuple[str, str]] = []
+    async with backend(named("one")) as one, pool(tmp_path) as workers:
+        workers.on_target_failed(lambda app, target: reports.append((app, target)))
+        workers.set_app("a", ["h"], [dead, one])
+        await workers.settled()
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(20):  # half start on the dead target; GETs are retried on `one`
+                async with session.get(f"http://127.0.0.1:{workers.port}/", headers={"Host": "h"}) as resp:
+                    assert resp.status == 200
+        await _until_true(lambda: bool(reports))
+        assert set(reports) == {("a", dead)}
+        # 2 workers, each at most one report of a target every 0.5 s (10 failed connections)
+        assert len(reports) <= 2 * (int((time.monotonic() - started) / 0.5) + 1)
+
+
+async def _until_true(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)

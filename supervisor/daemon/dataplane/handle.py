@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class WorkerHandle:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # unsolicited messages
 
     async def connect(self) -> None:
         """Open the channel once the worker listens on its control socket."""
@@ -61,6 +63,10 @@ class WorkerHandle:
                 message = await read_message(reader)
                 if message is None:
                     break
+                if "event" in message:
+                    if self.on_event is not None:
+                        self.on_event(message)
+                    continue
                 if "ack" in message:
                     self.acked = max(self.acked, int(message["ack"]))
                     self.acked_at = time.monotonic()

@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class WorkerPool:
         self.tls_port = 0
         self.respawned = 0
         self._quick = False  # the last worker that exited had lived less than RESPAWN_PAUSE
+        self._on_target_failed: Callable[[str, str], None] | None = None
 
     # -- the route table (RouteSink) ---------------------------------------------------------------
     def set_app(self, app: str, hosts: Sequence[str], targets: Sequence[str], *, path_prefix: str = "/",
@@ -126,6 +127,14 @@ class WorkerPool:
         for w in list(self._workers.values()):
             if w.serving:
                 w.send(message).add_done_callback(_ignore)
+
+    def on_target_failed(self, callback: Callable[[str, str], None] | None) -> None:
+        """Passive health: `callback(app, target)` when a worker could not connect to a target."""
+        self._on_target_failed = callback
+
+    def _event(self, message: dict[str, Any]) -> None:
+        if message.get("event") == "target_failed" and self._on_target_failed is not None:
+            self._on_target_failed(str(message.get("app", "")), str(message.get("target", "")))
 
     async def settled(self) -> float:
         """Wait until every serving worker installed the last table; return seconds to the slowest
@@ -291,6 +300,7 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=fds, env=env, stdin=asyncio.subprocess.DEVNULL)
         w = WorkerHandle(proc, self.dir / f"{proc.pid}.sock")
+        w.on_event = self._event
         self._workers[w.pid] = w
         self._keep(self._watch(w))
         try:
