@@ -9,6 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from supervisor.base.address import split_listen
 from supervisor.ops import metrics
 from supervisor.ops.metrics import ServingSource, StatsSource
 
@@ -52,12 +53,12 @@ async def start_http(
     listen: str, get_supervisor: GetSupervisor, get_proxy: GetProxy | None = None
 ) -> web.AppRunner:
     """Serve `GET /metrics` on `listen` ("127.0.0.1:9100"); stop with `await runner.cleanup()`."""
-    host, _, port = listen.rpartition(":")
+    host, port = split_listen(listen)
     app = web.Application()
     add_routes(app, get_supervisor, get_proxy)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError:

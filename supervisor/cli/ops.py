@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from supervisor.base.files import write_atomic
 from supervisor.cli import canary, render
 from supervisor.cli.common import ClientFactory, SubParsers, add_command
 from supervisor.cli.exits import EXIT_OK
 from supervisor.model.errors import ControlError, DockyardError
 from supervisor.ops import paths, trust
-from supervisor.runtime import applogs
+from supervisor.runtime import applogs, engine
 
 UNIT_NAME = "dockyard.service"
 UNIT_DIR = "etc/systemd/system"
@@ -63,17 +64,6 @@ def logs(
         if follow:
             out.flush()
     return EXIT_OK
-
-
-def _docker() -> Any:
-    # lazy: the Docker SDK costs ~75 ms to import and only `dockyard logs` needs it here
-    import docker
-    import docker.errors
-
-    try:
-        return docker.from_env(timeout=30)
-    except docker.errors.DockerException as exc:
-        raise applogs.LogsError(f"cannot reach the Docker engine: {exc}") from exc
 
 
 def _tail(text: str) -> int | None:
@@ -267,7 +257,7 @@ def install(prefix: Path = Path("/"), *, enable: bool = False, binary: bool = Tr
         report.done.append(f"unchanged {unit}")
     else:
         verb = "updated" if unit.exists() else "created"
-        _write(unit, unit_text, 0o644)
+        write_atomic(unit, unit_text, 0o644)
         report.done.append(f"{verb} {unit}")
 
     config = prefix / CONFIG_DIR / CONFIG_NAME
@@ -275,7 +265,7 @@ def install(prefix: Path = Path("/"), *, enable: bool = False, binary: bool = Tr
     if config.exists():
         report.done.append(f"kept {config} (exists)")
     else:
-        _write(config, installed_config(resource("example.toml").decode()).encode(), 0o640)
+        write_atomic(config, installed_config(resource("example.toml").decode()).encode(), 0o640)
         report.done.append(f"created {config} from configs/example.toml: edit it")
 
     state = prefix / STATE_DIR
@@ -301,10 +291,7 @@ def _install_binary(target: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     if pyz is not None:
         if target.resolve() != pyz:
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.copyfile(pyz, tmp)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
+            write_atomic(target, pyz.read_bytes(), 0o755)
         return f"installed {target} (this dockyard.pyz)"
     if target.exists() or target.is_symlink():
         return f"kept {target} (exists)"
@@ -323,15 +310,6 @@ def _install_binary(target: Path) -> str:
     return f"linked {target} -> {Path(script).resolve()}"
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _systemctl(argv: list[str]) -> None:
     try:
         subprocess.run(argv, check=True)
@@ -347,7 +325,7 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
 
     def cmd_logs(args: argparse.Namespace) -> int:
         try:
-            return logs(client_factory(args), _docker(), args.app, process=args.process, tail=args.num,
+            return logs(client_factory(args), engine.connect(), args.app, process=args.process, tail=args.num,
                         follow=args.follow, prefix=not args.quiet)
         except KeyboardInterrupt:
             return EXIT_OK

@@ -29,6 +29,7 @@ from supervisor.api.control import (
     prepare_socket_path,
 )
 from supervisor.api.cron import add_routes as add_cron_routes
+from supervisor.base.address import split_listen
 from supervisor.config.loader import load_config
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
 from supervisor.deploy.supervisor import Supervisor
@@ -45,11 +46,6 @@ from supervisor.tls.acme import start_tls
 
 log = logging.getLogger("dockyard.supervisor")
 SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class Daemon:

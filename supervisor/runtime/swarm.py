@@ -22,15 +22,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import docker
 import docker.errors
 
 from supervisor.model import defaults
 from supervisor.model.errors import RuntimeFailure
+from supervisor.runtime import engine
 from supervisor.runtime import services as svc
+from supervisor.runtime.builds import BuildRequest
+from supervisor.runtime.docker import DockerRuntime
+from supervisor.runtime.engine import EngineClient
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 
 log = logging.getLogger("dockyard.supervisor")
@@ -69,38 +73,22 @@ def not_a_manager_message(info: Mapping[str, Any]) -> str | None:
 def swarm_problem(client: Any | None = None) -> str | None:
     """For `dockyard validate`: why the local engine cannot take scheduler = "swarm" apps."""
     try:
-        client = client or docker.from_env(timeout=10)
-        return not_a_manager_message(client.info())
-    except docker.errors.DockerException as exc:
-        return f"scheduler = \"swarm\" needs a Docker engine, and none answers: {exc}"
+        client = client or engine.connect(engine.PROBE_TIMEOUT)
+        with engine.translated():
+            return not_a_manager_message(client.info())
+    except RuntimeFailure as exc:
+        return f"scheduler = \"swarm\" needs a Docker engine, and none answers: {exc.__cause__ or exc}"
 
 
-class SwarmRuntime:
+class SwarmRuntime(EngineClient):
     """Runtime backed by the Swarm of the local Docker engine (a manager)."""
 
     def __init__(self, client: Any | None = None) -> None:
-        self._client = client
+        super().__init__(client)
         self._retiring: dict[str, set[int]] = {}  # service -> slots handed to the retirer
         self._locks: dict[str, asyncio.Lock] = {}
         self._local_node = ""
         self._ports: dict[str, dict[int, int]] = {}  # container id -> its IPv4 host ports
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                self._client = docker.from_env(timeout=60)
-            except docker.errors.DockerException as exc:
-                raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
-        return self._client
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.DockerException as exc:
-            raise RuntimeFailure(str(exc)) from exc
 
     async def check_manager(self) -> None:
         """RuntimeFailure unless this engine is a Swarm manager."""
@@ -519,9 +507,17 @@ class SwarmRuntime:
     ) -> None:
         """Pulled on this engine (the manager), as a container deploy pulls it; the nodes pull
         it themselves from the registry when a task starts."""
-        from supervisor.runtime.docker import DockerRuntime
-
         await DockerRuntime(self.client).pull(image, auth, progress)
+
+    async def build(self, context: bytes | Path, request: BuildRequest) -> str:
+        """On this engine (the manager), as pull."""
+        return await DockerRuntime(self.client).build(context, request)
+
+    async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
+        """Swarm runs one-offs as jobs (run_oneoff: the output when the job ends); a slot's
+        output is not followed."""
+        raise RuntimeFailure(f"{container_id}: following the output of a swarm task is not supported")
+        yield b""  # pragma: no cover  (makes this an async generator)
 
     # watching --------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from proxy.edge import Edge
 from proxy.tls import CertStore
+from supervisor.base.address import split_listen
 from supervisor.config.certs import check_pair, load_cert, not_after, write_private
 from supervisor.model import defaults
 from supervisor.model.spec import Config
@@ -310,8 +311,8 @@ async def start_tls(
     if server.tls_listen is None:
         return None
     tls = Tls(config, proxy, CertStore(), ca_bundle)
-    host, _, port = server.tls_listen.rpartition(":")
+    host, port = split_listen(server.tls_listen)
     tls.install_manual(config)  # certificates before the first handshake
-    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), tls.store, sock=sock)
+    await proxy.start_tls(host, port, tls.store, sock=sock)
     tls.apply(config)
     return tls

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from docker.errors import NotFound
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import Proxy
@@ -222,10 +223,6 @@ def test_log_lines_are_reassembled_from_frames_and_ordered_by_time() -> None:
     assert applogs.parse_stamp("2026-01-01T00:00:01.5Z") > applogs.parse_stamp("2026-01-01T00:00:01.123456789Z")
     assert applogs.format_line(got[0], 4) == "a    | hello"
     assert applogs.format_line(got[0], 4, prefix=False) == "hello"
-
-
-class NotFound(Exception):
-    """Named as docker.errors.NotFound is: applogs only looks at the name."""
 
 
 class FakeStream:

@@ -23,6 +23,7 @@ from scheduler import Scheduler
 from supervisor.api.dashboard import pages, stream
 from supervisor.api.dashboard.data import Sources
 from supervisor.api.responses import error_response
+from supervisor.base.address import split_listen
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import DockyardError
 from supervisor.ops.metrics import StatsSource
@@ -116,10 +117,10 @@ def make_app(src: Sources) -> web.Application:
 
 async def start(listen: str, src: Sources) -> web.AppRunner:
     """Serve the dashboard on `listen` ("127.0.0.1:9200"); stop with `await runner.cleanup()`."""
-    host, _, port = listen.rpartition(":")
+    host, port = split_listen(listen)
     runner = web.AppRunner(make_app(src), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError:
