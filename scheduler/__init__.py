@@ -10,14 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scheduler.errors import NotRunning, ScheduleError, SchedulerError, UnknownTask
+    from scheduler.errors import ScheduleError, SchedulerError, UnknownTask
     from scheduler.plan import ReloadPlan, plan_configs
     from scheduler.runs import RunRecord, RunStore
     from scheduler.service import LABEL_CRON, MISFIRE_GRACE, STOP_GRACE, Scheduler
     from scheduler.triggers import build_trigger
 
 _WHERE = {
-    "NotRunning": ".errors",
     "ScheduleError": ".errors",
     "SchedulerError": ".errors",
     "UnknownTask": ".errors",
@@ -34,7 +33,6 @@ _WHERE = {
 __all__ = [
     "LABEL_CRON",
     "MISFIRE_GRACE",
-    "NotRunning",
     "ReloadPlan",
     "RunRecord",
     "RunStore",

@@ -242,12 +242,11 @@ class AcmeManager:
 class Tls:
     """The daemon's TLS side: the certificate store behind the listener, and ACME when used."""
 
-    def __init__(self, config: Config, proxy: Any, store: CertStore, ca_bundle: str | None) -> None:
+    def __init__(self, proxy: Any, store: CertStore, ca_bundle: str | None) -> None:
         self.proxy = proxy
         self.store = store
         self.ca_bundle = ca_bundle
         self.manager: AcmeManager | None = None
-        self.config = config
         self.manual_errors: dict[str, str] = {}  # app -> why its manual certificate is not served
 
     def status(self) -> dict[str, dict[str, Any]]:
@@ -296,7 +295,6 @@ class Tls:
                     edge=self.proxy.enable_edge(), renew_days=server.acme_renew_days,
                     ca_bundle=self.ca_bundle)
             self.manager.start(new)
-        self.config = config
 
     async def close(self) -> None:
         if self.manager is not None:
@@ -310,7 +308,7 @@ async def start_tls(
     server = config.server
     if server.tls_listen is None:
         return None
-    tls = Tls(config, proxy, CertStore(), ca_bundle)
+    tls = Tls(proxy, CertStore(), ca_bundle)
     host, port = split_listen(server.tls_listen)
     tls.install_manual(config)  # certificates before the first handshake
     await proxy.start_tls(host, port, tls.store, sock=sock)
