@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -82,6 +82,16 @@ def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
         pid=int(state.get("Pid") or 0),
         ports=MappingProxyType(ports),
     )
+
+
+async def exec_within(call: Awaitable[OneOffResult], timeout: float) -> OneOffResult:
+    """A command check's result, or why there is none: it timed out, the container is gone."""
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except TimeoutError:
+        return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
+    except docker.errors.NotFound:
+        return OneOffResult(-1, "container is gone")
 
 
 class DockerRuntime(EngineClient):
@@ -221,15 +231,7 @@ class DockerRuntime(EngineClient):
         return OneOffResult(int(exit_code or 0), bytes(kept).decode(errors="replace"))
 
     async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult:
-        try:
-            result: OneOffResult = await asyncio.wait_for(
-                self._call(self._exec_sync, container_id, command), timeout
-            )
-        except TimeoutError:
-            return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
-        except docker.errors.NotFound:
-            return OneOffResult(-1, "container is gone")
-        return result
+        return await exec_within(self._call(self._exec_sync, container_id, command), timeout)
 
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult:
         """Run a container to completion; return its exit code and output; always remove it."""

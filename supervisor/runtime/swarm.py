@@ -33,7 +33,7 @@ from supervisor.model.errors import RuntimeFailure
 from supervisor.runtime import engine
 from supervisor.runtime import services as svc
 from supervisor.runtime.builds import BuildRequest
-from supervisor.runtime.docker import DockerRuntime
+from supervisor.runtime.docker import DockerRuntime, exec_within
 from supervisor.runtime.engine import EngineClient
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 
@@ -432,13 +432,7 @@ class SwarmRuntime(EngineClient):
             exit_code, output = self.client.containers.get(container).exec_run(list(command))
             return OneOffResult(int(exit_code or 0), (output or b"").decode(errors="replace"))
 
-        try:
-            result: OneOffResult = await asyncio.wait_for(self._call(run), timeout)
-        except TimeoutError:
-            return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
-        except docker.errors.NotFound:
-            return OneOffResult(-1, "container is gone")
-        return result
+        return await exec_within(self._call(run), timeout)
 
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult:
         """A `replicated-job` service run once; its exit code and output; always removed."""
