@@ -86,7 +86,7 @@ class SelectRuntime:
         return await self._for_id(container_id).exec(container_id, command, timeout)
 
     async def nodes(self) -> Sequence[Any]:
-        """The Swarm's nodes (runtime/swarm.py NodeInfo)."""
+        """The Swarm's nodes (runtime/swarmread.py NodeInfo)."""
         lister = getattr(self.swarm, "nodes", None)
         if lister is None:
             raise RuntimeFailure("this daemon runs without Swarm")
