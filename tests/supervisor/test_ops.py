@@ -434,7 +434,7 @@ def test_pyz_build_runs_validate(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "OK, 1 app" in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.ops as o;"
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.install as o;"
          "print(o.__file__); print(o.resource('dockyard.service')[:10].decode())", str(archive)],
         capture_output=True, text=True, timeout=30, cwd=tmp_path,
     )
