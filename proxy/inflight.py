@@ -60,9 +60,6 @@ class InflightTracker:
                     if not event.is_set() and not any(self._flights.get(t) for t in targets):
                         event.set()
 
-    def all_flights(self) -> list[Flight]:
-        return [f for flights in self._flights.values() for f in flights]
-
     async def drain(self, targets: Iterable[str], timeout: float) -> int:
         """Refuse new claims on `targets`, wait for their flights, cancel what is left at the timeout.
 

@@ -153,7 +153,7 @@ class Proxy:
         if server is None:
             return
         log.info("Stopping proxy port=%d inflight=%d", self._port, len(self.tasks))
-        server.close()
+        self.stop_accepting()  # both listeners: the TLS one too, or its wait_closed below never ends
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Every connection closes after its current response (Connection: close). Idle ones

@@ -14,11 +14,10 @@ on the same live traffic (supervisor/deploy/canary.py) and label Prometheus metr
 from __future__ import annotations
 
 import random
-from bisect import bisect_left
 from typing import Any
 
 from .routes import Rollout, Service
-from .stats import LATENCY_BUCKETS, STATUS_CLASSES
+from .stats import Counters
 
 COOKIE_PREFIX = "dockyard-rollout-"
 RELEASES_KEPT = 6  # per app: counters of older releases are dropped (see Rollouts.keep)
@@ -46,36 +45,18 @@ def cookie_value(lines: list[bytes], name: bytes) -> bytes | None:
     return None
 
 
-class ReleaseStats:
-    """Counters of one release of one app: responses, 5xx, upstream failures (a refused, reset
-    or timed-out connection, even when a retry saved the request) and a latency histogram."""
+class ReleaseStats(Counters):
+    """Counters of one release of one app, and its upstream failures (a refused, reset or
+    timed-out connection, even when a retry saved the request)."""
 
-    __slots__ = ("requests", "classes", "failures", "buckets", "latency_sum")
+    __slots__ = ("failures",)
 
     def __init__(self) -> None:
-        self.requests = 0
-        self.classes = [0, 0, 0, 0, 0]
+        super().__init__()
         self.failures = 0
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
-
-    def record(self, status: int, seconds: float) -> None:
-        self.requests += 1
-        idx = status // 100 - 1
-        if 0 <= idx < 5:
-            self.classes[idx] += 1
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
 
     def snapshot(self) -> dict[str, Any]:
-        bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
-        return {
-            "requests": self.requests,
-            "status": dict(zip(STATUS_CLASSES, self.classes, strict=True)),
-            "failures": self.failures,
-            "latency_buckets": dict(zip(bounds, self.buckets, strict=True)),
-            "latency_sum": self.latency_sum,
-        }
+        return {**super().snapshot(), "failures": self.failures}
 
 
 class Rollouts:

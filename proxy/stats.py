@@ -15,15 +15,15 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
-class AppStats:
-    """Counters of one app. `inflight` moves up and down; the rest only grow."""
+class Counters:
+    """Responses by status class and a latency histogram; they only grow. Per app (AppStats)
+    and per release of an app (rollout.ReleaseStats)."""
 
-    __slots__ = ("requests", "classes", "inflight", "buckets", "latency_sum")
+    __slots__ = ("requests", "classes", "buckets", "latency_sum")
 
     def __init__(self) -> None:
         self.requests = 0
         self.classes = [0, 0, 0, 0, 0]
-        self.inflight = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
@@ -40,10 +40,22 @@ class AppStats:
         return {
             "requests": self.requests,
             "status": dict(zip(STATUS_CLASSES, self.classes, strict=True)),
-            "inflight": self.inflight,
             "latency_buckets": dict(zip(bounds, self.buckets, strict=True)),
             "latency_sum": self.latency_sum,
         }
+
+
+class AppStats(Counters):
+    """Counters of one app, and its requests in flight (which move up and down)."""
+
+    __slots__ = ("inflight",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inflight = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "inflight": self.inflight}
 
 
 def log_access(

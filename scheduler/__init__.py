@@ -10,14 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scheduler.errors import NotRunning, ScheduleError, SchedulerError, UnknownTask
+    from scheduler.errors import ScheduleError, SchedulerError, UnknownTask
+    from scheduler.execute import LABEL_CRON
     from scheduler.plan import ReloadPlan, plan_configs
     from scheduler.runs import RunRecord, RunStore
-    from scheduler.service import LABEL_CRON, MISFIRE_GRACE, STOP_GRACE, Scheduler
+    from scheduler.service import MISFIRE_GRACE, STOP_GRACE, Scheduler
     from scheduler.triggers import build_trigger
 
 _WHERE = {
-    "NotRunning": ".errors",
     "ScheduleError": ".errors",
     "SchedulerError": ".errors",
     "UnknownTask": ".errors",
@@ -25,7 +25,7 @@ _WHERE = {
     "plan_configs": ".plan",
     "RunRecord": ".runs",
     "RunStore": ".runs",
-    "LABEL_CRON": ".service",
+    "LABEL_CRON": ".execute",
     "MISFIRE_GRACE": ".service",
     "STOP_GRACE": ".service",
     "Scheduler": ".service",
@@ -34,7 +34,6 @@ _WHERE = {
 __all__ = [
     "LABEL_CRON",
     "MISFIRE_GRACE",
-    "NotRunning",
     "ReloadPlan",
     "RunRecord",
     "RunStore",

@@ -22,7 +22,3 @@ class ScheduleError(SchedulerError, ValueError):
 
 class UnknownTask(SchedulerError, LookupError):
     """No such app, or no such cron task in that app."""
-
-
-class NotRunning(SchedulerError):
-    """The scheduler has not been started (or has been stopped)."""

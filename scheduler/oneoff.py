@@ -1,20 +1,17 @@
 """Run one cron container to completion, streaming its output lines as they come.
 
-Starting, inspecting, stopping and removing go through the `Runtime` protocol. Following the
-logs needs the Docker SDK: with a runtime that has a Docker `client` (DockerRuntime) the
-output streams line by line; with any other runtime, and for apps on Swarm (a `replicated-job`
-service, runtime/swarm.py), we fall back to `run_oneoff` and hand the lines over when the run
-ends.
+Everything goes through the `Runtime` protocol: the container is started with `run`, its output
+followed with `follow_output`, stopped, inspected and (by the caller) removed. Apps on Swarm
+run a `replicated-job` service instead (`run_oneoff`, runtime/swarm.py), whose lines are handed
+over when the run ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from supervisor.runtime.outputtail import OutputTail
 from supervisor.runtime.protocol import ContainerSpec, OneOffResult, Runtime
@@ -31,17 +28,6 @@ class Handle:
 
     container_id: str = ""
     stop_requested: bool = False
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _follow(client: Any, container_id: str, put: Callable[[bytes | None], None]) -> None:
-    try:
-        for chunk in client.api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True):
-            put(chunk)
-    except Exception:  # the container went away: the stream is over
-        pass
-    finally:
-        put(None)
 
 
 async def run_streaming(
@@ -58,8 +44,7 @@ async def run_streaming(
 
     The caller removes the container (handle.container_id) when it is done with it.
     """
-    client = getattr(runtime, "client", None)
-    if client is None or not hasattr(client, "api") or spec.scheduler == "swarm":  # a swarm job
+    if spec.scheduler == "swarm":  # a swarm job
         result = await runtime.run_oneoff(spec, timeout)
         for line in tail.feed(result.output.encode()) + tail.flush():
             if on_output:
@@ -67,24 +52,12 @@ async def run_streaming(
         return result
     info = await runtime.run(spec)
     handle.container_id = info.id
-    handle.started.set()
     if handle.stop_requested:
         await runtime.stop(info.id, stop_timeout)
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def put(chunk: bytes | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
-    # A daemon thread, not the loop's executor: a run left going at shutdown must not hold
-    # the loop's shutdown up.
-    threading.Thread(
-        target=_follow, args=(client, info.id, put), name=f"cron-logs-{spec.name}", daemon=True
-    ).start()
 
     async def drain() -> None:
-        while (chunk := await queue.get()) is not None:
+        async for chunk in runtime.follow_output(info.id):
             for line in tail.feed(chunk):
                 if on_output:
                     on_output(line)

@@ -3,7 +3,7 @@
 APScheduler only decides *when*. Our own executor hands each due (coalesced) fire time to
 `run_scheduled`, which claims (app, task, time) in SQLite before running -- so a restart,
 a clock step back or a second daemon on the same state never runs one scheduled time twice.
-Each run gets a one-off container from the app's *current* release (`image_of` is asked at
+Each run (scheduler/execute.py) gets a one-off container from the app's *current* release (`image_of` is asked at
 run time, so a deploy or rollback switches the image with nothing else to do).
 """
 
@@ -13,68 +13,30 @@ import asyncio
 import builtins
 import contextlib
 import logging
-import secrets
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from apscheduler.executors.base import BaseExecutor
-from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scheduler.errors import UnknownTask
-from scheduler.oneoff import Handle, OnOutput, OutputTail, run_streaming
+from scheduler.execute import LABEL_CRON, ImageOf, RunSetting, execute
+from scheduler.jobs import CronExecutor, job_id, key_of, placeholder
+from scheduler.oneoff import Handle, OnOutput
 from scheduler.plan import ReloadPlan, plan_configs, tasks_of
-from scheduler.runs import RunRecord, RunStatus, RunStore
+from scheduler.runs import RunRecord, RunStore
 from scheduler.triggers import build_trigger
 from supervisor.model import defaults
 from supervisor.model.errors import DockyardError
 from supervisor.model.spec import AppSpec, Config, CronSpec
-from supervisor.ops import metrics
-from supervisor.runtime.containers import oneoff_spec
-from supervisor.runtime.protocol import OneOffResult, Runtime
+from supervisor.runtime.protocol import Runtime
 
 log = logging.getLogger("dockyard.scheduler")
 
-ImageOf = Callable[[str], "tuple[str, int] | None"]
 
-LABEL_CRON = "dockyard.cron"  # the task id, on every cron container
-ROLE = "cron"
 MISFIRE_GRACE = 60  # seconds late a fire time may still run (APScheduler misfire_grace_time)
 STOP_GRACE = 5.0  # seconds stop() waits for runs in progress before leaving them be
-INTERRUPTED_NOTE = "\n[dockyard stopped during this run; its container was left running]"
-
-
-class _CronExecutor(BaseExecutor):  # type: ignore[misc]
-    """Hands (job id, scheduled time) to the Scheduler instead of calling the job."""
-
-    def __init__(self, fire: Callable[[str, datetime], None]) -> None:
-        super().__init__()
-        self._fire = fire
-
-    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        try:
-            self._fire(job.id, run_times[-1])  # coalesced: the latest due time
-        except Exception as exc:
-            self._run_job_error(job.id, exc, exc.__traceback__)
-        else:
-            self._run_job_success(job.id, [])
-
-
-def _placeholder() -> None:
-    """APScheduler wants a callable per job; _CronExecutor never calls it."""
-
-
-def job_id(app: str, task: str) -> str:
-    return f"{app}:{task}"  # app names never hold ':'
-
-
-def _key_of(job: str) -> tuple[str, str]:
-    app, _, task = job.partition(":")
-    return app, task
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -96,12 +58,11 @@ class Scheduler:
     ) -> None:
         self._config = config
         self._runtime = runtime
-        self._image_of = image_of
-        self._extra_labels = dict(extra_labels)
         self._store = store or RunStore.in_state_dir(config.server.state_dir)
         self._misfire = misfire_grace_time
         self._stop_grace = stop_grace
-        self._output_limit = output_kb * 1024
+        self._setting = RunSetting(runtime, self._store, image_of, config.server.instance,
+                                   MappingProxyType(dict(extra_labels)), output_kb * 1024)
         self._aps: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._active: dict[tuple[str, str], dict[int, Handle]] = {}
@@ -124,7 +85,7 @@ class Scheduler:
         await self._remove_leftovers()
         self._aps = AsyncIOScheduler(
             timezone=self._config.server.timezone,
-            executors={"default": _CronExecutor(self._fire)},
+            executors={"default": CronExecutor(self._fire)},
             job_defaults={
                 "coalesce": True,
                 "misfire_grace_time": self._misfire,
@@ -178,7 +139,7 @@ class Scheduler:
     def _add_job(self, key: tuple[str, str], task: CronSpec) -> None:
         assert self._aps is not None
         trigger = build_trigger(task.schedule, self._config.server.timezone, task=f"{key[0]}.{task.id}")
-        job = self._aps.add_job(_placeholder, trigger, id=job_id(*key), name=job_id(*key))
+        job = self._aps.add_job(placeholder, trigger, id=job_id(*key), name=job_id(*key))
         if key in self._store.suspended():
             job.pause()
 
@@ -278,8 +239,8 @@ class Scheduler:
     # ---- runs --------------------------------------------------------------------------
 
     def _fire(self, job: str, scheduled: datetime) -> None:
-        """Called by APScheduler (through _CronExecutor) on the loop when a time is due."""
-        app, task_id = _key_of(job)
+        """Called by APScheduler (through jobs.CronExecutor) on the loop when a time is due."""
+        app, task_id = key_of(job)
         self._spawn(self.run_scheduled(app, task_id, scheduled))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -343,72 +304,8 @@ class Scheduler:
         running = self._spawn(self._execute(app_spec, task, run_id, on_output))
         record: RunRecord = await asyncio.shield(running)
         return record
-
     async def _execute(
         self, app: AppSpec, task: CronSpec, run_id: int, on_output: OnOutput | None
     ) -> RunRecord:
-        current = self._image_of(app.name)
-        if current is None:
-            message = f"[skipped: app {app.name!r} has no release to run in]"
-            log.warning("cron skipped app=%s task=%s run=%d reason=not-deployed", app.name, task.id, run_id)
-            if on_output:
-                on_output(message)
-            return self._store.finish(run_id, "skipped", None, message)
-        image, release = current
-        base = oneoff_spec(
-            app, image=image, instance=self._config.server.instance, release=release,
-            role=ROLE, command=task.command, suffix=f"{task.id}.{run_id}-{secrets.token_hex(2)}",
-        )
-        labels = {**base.labels, LABEL_CRON: task.id, **self._extra_labels}
-        env = {**base.env, "DOCKYARD_CRON_TASK": task.id}
-        spec = replace(base, labels=MappingProxyType(labels), env=MappingProxyType(env))
-        self._store.started(run_id, image=image, release=release, container=spec.name)
-        handle = Handle()
-        key = (app.name, task.id)
-        self._active.setdefault(key, {})[run_id] = handle
-        tail = OutputTail(self._output_limit)
-        log.info("cron running app=%s task=%s run=%d release=%d container=%s",
-                 app.name, task.id, run_id, release, spec.name)
-        started = time.monotonic()
-        result: OneOffResult | None = None
-        error = ""
-        try:
-            result = await run_streaming(
-                self._runtime, spec, timeout=task.timeout, tail=tail, on_output=on_output,
-                handle=handle, stop_timeout=app.stop_timeout,
-            )
-        except asyncio.CancelledError:
-            note = INTERRUPTED_NOTE if self._abandon else "\n[cancelled; its container was removed]"
-            self._store.finish(run_id, "failed", None, tail.text() + note)
-            raise
-        except Exception as exc:  # recorded, never left 'running'
-            if not isinstance(exc, DockyardError):
-                log.exception("cron run crashed app=%s task=%s run=%d", app.name, task.id, run_id)
-            error = f"[dockyard: {exc.__class__.__name__ if not str(exc) else exc}]"
-            if on_output:
-                on_output(error)
-        finally:
-            self._active.get(key, {}).pop(run_id, None)
-            if not self._active.get(key):
-                self._active.pop(key, None)
-            if handle.container_id and not self._abandon:
-                with contextlib.suppress(DockyardError):
-                    await self._runtime.remove(handle.container_id)
-        status: RunStatus
-        if result is None:
-            status, exit_code, output = "failed", None, (tail.text() + "\n" + error).strip()
-        else:
-            exit_code = result.exit_code
-            output = tail.text()
-            if handle.stop_requested:
-                status = "replaced"
-            elif result.timed_out:
-                status = "timeout"
-                output = output.rstrip("\n") + f"\n[timed out after {task.timeout:g}s]"
-            else:
-                status = "ok" if exit_code == 0 else "failed"
-        record = self._store.finish(run_id, status, exit_code, output)
-        metrics.cron_run(app.name, task.id, status, time.monotonic() - started)
-        log.info("cron finished app=%s task=%s run=%d status=%s exit_code=%s seconds=%.2f",
-                 app.name, task.id, run_id, status, exit_code, time.monotonic() - started)
-        return record
+        return await execute(self._setting, app, task, run_id, on_output, self._active,
+                             lambda: self._abandon)

@@ -40,6 +40,7 @@ from supervisor.deploy.supervisor import Supervisor
 from supervisor.model.errors import RuntimeFailure
 from supervisor.model.release import Release
 from supervisor.model.spec import Config
+from supervisor.runtime.builds import BuildRequest
 from supervisor.runtime.containers import LABEL_PORT
 from supervisor.runtime.group import run_each
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
@@ -402,6 +403,21 @@ class FakeRuntime:
                 yield await queue.get()
         finally:
             self._subscribers.remove(entry)
+
+    async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
+        """Nothing printed; ends when the container stops or is gone."""
+        self.journal.add("follow_output", container_id)
+        while (c := self.containers.get(container_id)) is not None and c.status == "running":
+            await asyncio.sleep(0.01)
+        return
+        yield b""
+
+    async def build(self, context: bytes | Path, request: BuildRequest) -> str:
+        """Every build succeeds: the image exists from then on."""
+        self.journal.add("build", request.app, request.tag)
+        await self._apply_rules("build", request.tag)
+        self.missing_images.discard(request.tag)
+        return f"sha256:{request.tag}"
 
     # internals -----------------------------------------------------------------------------
 

@@ -195,10 +195,10 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
     if prepared.kind == "git-push":
         labels[builds.LABEL_REV] = prepared.tag.rsplit(":", 1)[1]
     try:
-        await builds.build_image(
-            builds.docker_client(sup.runtime), prepared.context.path, app=app.name, tag=prepared.tag,
-            build_args=app.build_args, labels=labels, on_line=on_line, timeout=app.build_timeout,
-        )
+        await sup.runtime.build(prepared.context.path, builds.BuildRequest(
+            app=app.name, tag=prepared.tag, build_args=app.build_args, labels=labels,
+            on_line=on_line, timeout=app.build_timeout,
+        ))
     except DeployError as exc:
         progress({"event": "build", "app": app.name, "status": "failed", "error": str(exc)})
         return None, str(exc)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from supervisor.base.address import split_listen
+
 log = logging.getLogger("dockyard.supervisor")
 
 
@@ -20,8 +22,8 @@ async def start(app: web.Application, listens: Sequence[str], what: str,
     await runner.setup()
     try:
         for listen in listens:
-            host, _, port = listen.rpartition(":")
-            await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+            host, port = split_listen(listen)
+            await web.TCPSite(runner, host, port).start()
     except OSError:
         await runner.cleanup()
         raise

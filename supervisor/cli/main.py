@@ -30,7 +30,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if any(app.scheduler == "swarm" for app in config.apps.values()):
-        from supervisor.runtime.swarm import swarm_problem  # lazy: the Docker SDK
+        from supervisor.runtime.swarmread import swarm_problem  # lazy: the Docker SDK
 
         problem = swarm_problem()
         if problem:

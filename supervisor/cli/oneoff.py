@@ -5,7 +5,9 @@ The daemon creates a `run` container (the serving release's image, env, volumes,
 limits) and removes it when this command's control connection closes; the bytes themselves go
 between this process and the Docker engine's socket (attach, exec), as `docker run -it` does:
 the CLI runs as root on the server, and a terminal (raw mode, window size, Ctrl-C as a byte
-for the command's TTY) belongs next to the terminal, not behind a JSON stream.
+for the command's TTY) belongs next to the terminal, not behind a JSON stream. The engine is
+reached through the runtime layer's one door (runtime/engine.py: the client, its timeouts, its
+errors as one line).
 """
 
 from __future__ import annotations
@@ -26,18 +28,9 @@ from supervisor.cli.common import ClientFactory, SubParsers, add_command
 from supervisor.cli.env import parse_assignments
 from supervisor.cli.exits import EXIT_FAIL, EXIT_INTERRUPTED
 from supervisor.model.errors import DockyardError
+from supervisor.runtime import engine
 
 DEFAULT_SHELL = ("/bin/sh",)
-
-
-def _docker() -> Any:
-    import docker  # lazy: ~75 ms, only these commands and `logs` need it here
-    import docker.errors
-
-    try:
-        return docker.from_env(timeout=None)
-    except docker.errors.DockerException as exc:
-        raise DockyardError(f"cannot reach the Docker engine: {exc}") from exc
 
 
 def _raw_socket(sock: Any) -> Any:
@@ -110,14 +103,14 @@ def run(client: Any, app: str, command: list[str], *, process: str | None, env: 
         interactive: bool) -> int:
     if interactive and not sys.stdin.isatty():
         raise DockyardError("-it needs a terminal: stdin is not a TTY (drop -it to stream output)")
-    engine = _docker()
+    docker = engine.connect(engine.STREAM_TIMEOUT)  # api.wait lasts as long as the command
     body = {"command": command, "process": process, "env": env, "tty": interactive}
     with client.hold(f"/v1/apps/{app}/run", body) as events:
         created = next(events, None)
         if not created or created.get("event") != "created":
             raise DockyardError(f"the daemon did not create the container: {created}")
         cid = created["id"]
-        api = engine.api
+        api = docker.api
         try:
             if interactive:
                 sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -138,8 +131,7 @@ def run(client: Any, app: str, command: list[str], *, process: str | None, env: 
 def enter(client: Any, app: str, which: str | None, command: list[str]) -> int:
     rows = [r for r in client.get(f"/v1/ps?app={app}") if r.get("status") == "running"]
     chosen = pick(rows, app, which)
-    engine = _docker()
-    api = engine.api
+    api = engine.connect(engine.STREAM_TIMEOUT).api
     interactive = sys.stdin.isatty()
     exec_id = api.exec_create(chosen["id"], command or list(DEFAULT_SHELL), stdin=interactive,
                               tty=interactive)["Id"]
@@ -173,19 +165,6 @@ def pick(rows: list[dict[str, Any]], app: str, which: str | None) -> dict[str, A
     return ranked[0]
 
 
-@contextlib.contextmanager
-def _engine_errors() -> Iterator[None]:
-    """An engine's refusal (a command not in the image...) as one line, not a traceback."""
-    import docker.errors
-
-    try:
-        yield
-    except docker.errors.APIError as exc:
-        raise DockyardError(str(exc.explanation or exc)) from None
-    except docker.errors.DockerException as exc:
-        raise DockyardError(str(exc)) from None
-
-
 def _quiet(fn: Any, *args: Any, **kwargs: Any) -> None:
     with contextlib.suppress(Exception):
         fn(*args, **kwargs)
@@ -200,12 +179,12 @@ def _command(args: argparse.Namespace) -> list[str]:
 def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factory: ClientFactory) -> None:
     def cmd_run(args: argparse.Namespace) -> int:
         env = parse_assignments(args.env or [])
-        with _engine_errors():
+        with engine.translated():  # a refusal (a command not in the image...): one line
             return run(client_factory(args), args.app, _command(args), process=args.process,
                        env=env, interactive=args.it)
 
     def cmd_enter(args: argparse.Namespace) -> int:
-        with _engine_errors():
+        with engine.translated():  # a refusal (a command not in the image...): one line
             return enter(client_factory(args), args.app, args.container, _command(args))
 
     p = add_command(sub, common, "run", cmd_run, "a one-off command in a new container of the app's "

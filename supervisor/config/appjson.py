@@ -19,6 +19,7 @@ from typing import Any
 from supervisor.config import validators
 from supervisor.config.fields import Collector, Table, is_int, show
 from supervisor.config.healthcheck import parse_healthchecks
+from supervisor.config.textfile import read_text
 from supervisor.model import defaults
 from supervisor.model.errors import ConfigError, Problem
 from supervisor.model.kinds import CONCURRENCY_POLICIES
@@ -97,19 +98,7 @@ def strip_json_comments(text: str) -> str:
 
 
 def load_app_json(path: str | Path, *, app: str = "") -> AppJson:
-    name = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(defaults.MAX_REPO_FILE_BYTES + 1)
-        too_big = validators.file_size(len(data))
-        if too_big:
-            raise ConfigError([Problem(name, "", too_big)])
-        text = data.decode("utf-8-sig")
-    except OSError as e:
-        raise ConfigError([Problem(name, "", f"cannot read app.json: {e.strerror or e}")]) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError([Problem(name, "", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
-    return parse_app_json(text, name, app=app)
+    return parse_app_json(read_text(path, "app.json"), str(path), app=app)
 
 
 def parse_app_json(text: str, path: str, *, app: str = "") -> AppJson:

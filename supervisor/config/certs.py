@@ -9,15 +9,15 @@ is a warning (the proxy still serves it).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from supervisor.base.files import write_atomic
 
 SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -128,23 +128,6 @@ def listener_refuses(cert_path: str, key_path: str) -> str | None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a file with mode 0600: temporary file, fsync, os.replace (never a half-written key)."""
+    """Write a file with mode 0600 in a 0700 directory, atomically (never a half-written key)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    write_atomic(path, data, 0o600)

@@ -6,8 +6,6 @@ Dokku's defaults (docker-container-healthchecker: attempts 3, timeout 5, wait 5,
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 from supervisor.config.fields import Table, is_int, one_of, show
 from supervisor.model import defaults
 from supervisor.model.kinds import CHECK_SCHEMES, CHECK_TYPES, CheckType
@@ -101,8 +99,8 @@ def parse_check(t: Table, *, strict: bool) -> HealthCheckSpec | None:
         listening=listening,
         command=command or (),
         warn=t.boolean("warn", False),
-        on_failure=_on_failure(t, strict=strict),
     )
+    _refuse_on_failure(t, strict=strict)
     t.finish(strict=strict, ignored_note="ignored (Dokku ignores unknown healthcheck keys)")
     return check if len(t.out.problems) == before else None
 
@@ -128,7 +126,7 @@ ON_FAILURE_REFUSED = (
 )
 
 
-def _on_failure(t: Table, *, strict: bool) -> MappingProxyType[str, object]:
+def _refuse_on_failure(t: Table, *, strict: bool) -> None:
     """Refused: an error in our TOML, a warning (ignored, as Dokku ignores what it does not
     know) in an app.json, so a Dokku app still deploys. Nothing of it is ever run."""
     if t.has("onFailure"):
@@ -136,4 +134,3 @@ def _on_failure(t: Table, *, strict: bool) -> MappingProxyType[str, object]:
             t.error("onFailure", ON_FAILURE_REFUSED)
         else:
             t.out.warn(t.key("onFailure"), ON_FAILURE_REFUSED.replace("is not supported", "ignored"))
-    return MappingProxyType({})

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.options import ProxyOptions
+from supervisor.base.address import split_listen
 from supervisor.config import validators
 from supervisor.config.apps import parse_app
 from supervisor.config.dashboard import check_dashboard_host, dashboard_site
@@ -114,7 +115,7 @@ def _server(t: Table, base: Path) -> ServerSpec:
     timezone = t.string("timezone", defaults.TIMEZONE, check=validators.timezone) or defaults.TIMEZONE
     instance = t.string("instance", defaults.INSTANCE, check=validators.instance) or defaults.INSTANCE
     metrics_listen = t.string("metrics_listen", check=validators.listen_address) or defaults.METRICS_LISTEN
-    if metrics_listen and metrics_listen.rpartition(":")[0] not in defaults.LOOPBACK_HOSTS:
+    if metrics_listen and split_listen(metrics_listen)[0] not in defaults.LOOPBACK_HOSTS:
         t.out.warn(t.key("metrics_listen"), f"{metrics_listen!r} is not a loopback address: anyone who can "
                    "reach it reads every app's metrics (there is no authentication); prefer 127.0.0.1")
     dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)

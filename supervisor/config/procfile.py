@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from supervisor.config import validators
-from supervisor.model import defaults
+from supervisor.config.textfile import read_text
 from supervisor.model.errors import ConfigError, Problem
 
 _OLD_NAME = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
@@ -49,19 +49,7 @@ class Procfile(Mapping[str, str]):
 
 
 def load_procfile(path: str | Path) -> Procfile:
-    name = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(defaults.MAX_REPO_FILE_BYTES + 1)
-        too_big = validators.file_size(len(data))
-        if too_big:
-            raise ConfigError([Problem(name, "", too_big)])
-        text = data.decode("utf-8-sig")
-    except OSError as e:
-        raise ConfigError([Problem(name, "", f"cannot read Procfile: {e.strerror or e}")]) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError([Problem(name, "", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
-    return parse_procfile(text, name)
+    return parse_procfile(read_text(path, "Procfile"), str(path))
 
 
 def parse_procfile(text: str, path: str) -> Procfile:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+from supervisor.base.address import split_listen
 from supervisor.config import cron
 from supervisor.model import defaults
 
@@ -80,11 +81,10 @@ def listen_address(listen: str) -> str | None:
 def same_listener(a: str, b: str) -> bool:
     """Whether two valid host:port listeners would bind the same port (a wildcard host
     overlaps every host)."""
-    host_a, _, port_a = a.rpartition(":")
-    host_b, _, port_b = b.rpartition(":")
+    (host_a, port_a), (host_b, port_b) = split_listen(a), split_listen(b)
     if port_a != port_b:
         return False
-    wildcards = ("0.0.0.0", "[::]", "")
+    wildcards = ("0.0.0.0", "::")
     return host_a == host_b or host_a in wildcards or host_b in wildcards
 
 

@@ -31,6 +31,7 @@ from supervisor.api.control import (
     prepare_socket_path,
 )
 from supervisor.api.cron import add_routes as add_cron_routes
+from supervisor.base.address import split_listen
 from supervisor.config.loader import load_config
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
@@ -54,11 +55,6 @@ def make_proxy(options: ProxyOptions, state_dir: Any) -> Proxy | WorkerPool:
     """The data plane: worker processes, or the proxy on the supervisor's loop (workers = 0)."""
     count = options.worker_count()
     return WorkerPool(options, count, state_dir / "workers") if count else Proxy(options)
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class Daemon:

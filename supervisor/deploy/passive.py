@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 
+from supervisor.base.address import split_listen
 from supervisor.deploy.context import Context
 from supervisor.deploy.fleet import targets_of
 from supervisor.model import defaults
@@ -83,9 +84,9 @@ class PassiveHealth:
 
 async def refuses(target: str, timeout: float) -> bool:
     """Whether a TCP connection to `target` ("host:port") is refused or reset (not: timed out)."""
-    host, _, port = target.rpartition(":")
+    host, port = split_listen(target)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except TimeoutError:
         return False
     except OSError:

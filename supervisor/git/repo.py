@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.base.files import write_atomic
 from supervisor.config.validators import APP_NAME_RE
 from supervisor.git import buildcontext
 from supervisor.git.buildcontext import Context
@@ -132,10 +133,8 @@ def init_repo(config: Config, app: AppSpec, python: str | None = None) -> Path:
     _git("--git-dir", str(path), "config", "dockyard.socket", str(config.server.control_socket))
     hook = path / "hooks" / HOOK
     hook.parent.mkdir(exist_ok=True)
-    tmp = hook.with_name(f".{HOOK}.tmp")
-    tmp.write_text(hook_script(app.name, config.server.control_socket, python))
-    tmp.chmod(0o700)  # the daemon and the push account are one user (docs/git.md)
-    os.replace(tmp, hook)
+    # 0700: the daemon and the push account are one user (docs/git.md)
+    write_atomic(hook, hook_script(app.name, config.server.control_socket, python).encode(), 0o700)
     return path
 
 

@@ -97,7 +97,7 @@ MAX_CPUS = 1024.0
 MAX_HSTS_AGE = 2 * 31536000  # two years, the longest max-age browsers keep
 MIN_HEADER_SIZE = 1024  # [proxy] max_header_size: a request line and a Host header must fit
 MAX_HEADER_SIZE = 1 << 20
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # metrics_listen elsewhere gets a warning
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # metrics_listen elsewhere gets a warning
 
 MAX_BUILD_CONTEXT = 1 << 30  # [server] max_build_context: bytes of a build context (1 GiB)
 MAX_BUILD_CONTEXT_CAP = 64 << 30  # the largest max_build_context accepted (64 GiB)

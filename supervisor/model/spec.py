@@ -93,7 +93,7 @@ class HealthCheckSpec:
     listening: bool = False  # the port accepts TCP connections
     command: tuple[str, ...] = ()  # run inside the container; exit 0 passes
     warn: bool = False  # a failure only warns
-    on_failure: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))  # always empty: onFailure is refused (config/healthcheck.py)
+    # No on_failure: Dokku's onFailure is refused in TOML, ignored in app.json (config/healthcheck.py)
 
 
 @dataclass(frozen=True, slots=True)

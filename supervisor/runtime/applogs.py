@@ -20,6 +20,7 @@ from heapq import merge
 from typing import Any
 
 from supervisor.model.errors import DockyardError
+from supervisor.runtime import engine
 
 DEFAULT_TAIL = 100  # lines per container, as `dokku logs`
 
@@ -100,7 +101,7 @@ def read(docker: Any, sources: Sequence[LogSource], tail: int | None = DEFAULT_T
             raw = docker.api.logs(src.id, stdout=True, stderr=True, timestamps=True,
                                   tail=_tail_arg(tail))
         except Exception as exc:  # docker.errors.NotFound: the container went away meanwhile
-            if _not_found(exc):
+            if engine.is_not_found(exc):
                 continue
             raise LogsError(f"reading the logs of {src.name}: {exc}") from exc
         lines = _Lines(src.name)
@@ -141,7 +142,7 @@ def follow(
             for line in buffer.flush():
                 lines.put(line)
         except Exception as exc:  # a closed stream raises here; a vanished container too
-            if not stop.is_set() and not _not_found(exc):
+            if not stop.is_set() and not engine.is_not_found(exc):
                 errors.append(f"{src.name}: {exc}")
         finally:
             lines.put(None)
@@ -169,7 +170,3 @@ def follow(
                     stream.close()
     if errors:
         raise LogsError("; ".join(errors))
-
-
-def _not_found(exc: Exception) -> bool:
-    return type(exc).__name__ == "NotFound"

@@ -15,11 +15,13 @@ import io
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supervisor.model import defaults
 from supervisor.model.errors import DeployError
+from supervisor.runtime import engine
 from supervisor.runtime.outputtail import LineSplitter
 
 log = logging.getLogger("dockyard.supervisor")
@@ -76,20 +78,25 @@ def read_text(root: Path, name: str) -> str | None:
         raise BuildError(f"cannot read {name}: {exc}") from exc
 
 
-async def build_image(
-    client: Any,
-    context: bytes | Path,
-    *,
-    app: str,
-    tag: str,
-    build_args: Mapping[str, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-    on_line: OnLine | None = None,
-    timeout: float = defaults.BUILD_TIMEOUT,
-) -> str:
-    """Build the tar `context` (bytes, or a tar file Docker reads as it goes) as `tag`; return
-    the image id. Raises BuildError on failure, and after `timeout` seconds: the build's
-    connection is closed (Docker cancels the build) and the app is free for the next push."""
+@dataclass(frozen=True, slots=True)
+class BuildRequest:
+    """One image build (`Runtime.build`): what to tag it, its args and labels, where its lines go."""
+
+    app: str
+    tag: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    on_line: OnLine | None = None
+    timeout: float = defaults.BUILD_TIMEOUT
+
+
+async def build_image(client: Any, context: bytes | Path, request: BuildRequest) -> str:
+    """Build the tar `context` (bytes, or a tar file Docker reads as it goes) with the SDK
+    `client` as `request.tag`; return the image id. Raises BuildError on failure, and after
+    `timeout` seconds: the build's connection is closed (Docker cancels the build) and the app
+    is free for the next push. Callers go through `Runtime.build` (runtime/docker.py)."""
+    app, tag, build_args, labels = request.app, request.tag, request.build_args, request.labels
+    on_line, timeout = request.on_line, request.timeout
     loop = asyncio.get_running_loop()
     all_labels = {defaults.LABEL_APP: app, **(labels or {})}
     deadline = time.monotonic() + timeout
@@ -100,7 +107,6 @@ async def build_image(
             loop.call_soon_threadsafe(on_line, line)
 
     def run() -> str:
-        import docker.errors
         import urllib3.exceptions
 
         image_id = ""
@@ -131,11 +137,15 @@ async def build_image(
                 for piece in lines.feed(str(text).encode(errors="replace")):
                     if piece.strip():
                         emit(piece.decode(errors="replace").rstrip())
-        except docker.errors.DockerException as exc:
-            raise BuildError(f"docker build failed: {exc}") from exc
+        except BuildError:
+            raise
         except (OSError, urllib3.exceptions.HTTPError) as exc:  # a read timeout: no output for `timeout` s
             if time.monotonic() >= deadline - 1:
                 raise BuildError(f"docker build timed out after {timeout:g}s (build_timeout)") from exc
+            raise BuildError(f"docker build failed: {exc}") from exc
+        except Exception as exc:
+            if not engine.is_sdk_error(exc):
+                raise
             raise BuildError(f"docker build failed: {exc}") from exc
         finally:
             for opened in stream:
@@ -165,16 +175,6 @@ async def build_image(
         "built app=%s tag=%s image=%s duration=%.3f", app, tag, image_id[:19], time.monotonic() - started
     )
     return image_id
-
-
-def docker_client(runtime: Any) -> Any:
-    """The Docker SDK client of the supervisor's runtime, or one from the environment."""
-    client = getattr(runtime, "client", None)
-    if client is not None:
-        return client
-    import docker
-
-    return docker.from_env(timeout=60)
 
 
 def context_size(data: bytes | int) -> str:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import docker
 import docker.errors
 
 from supervisor.model import defaults
 from supervisor.model.errors import RuntimeFailure
+from supervisor.runtime.builds import BuildRequest, build_image
+from supervisor.runtime.engine import EngineClient, stream_in_thread
 from supervisor.runtime.group import run_each
 from supervisor.runtime.outputtail import tail_of
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
@@ -83,28 +84,18 @@ def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-class DockerRuntime:
-    """Runtime backed by the local Docker engine."""
+async def exec_within(call: Awaitable[OneOffResult], timeout: float) -> OneOffResult:
+    """A command check's result, or why there is none: it timed out, the container is gone."""
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except TimeoutError:
+        return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
+    except docker.errors.NotFound:
+        return OneOffResult(-1, "container is gone")
 
-    def __init__(self, client: Any | None = None) -> None:
-        self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                self._client = docker.from_env(timeout=60)
-            except docker.errors.DockerException as exc:
-                raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
-        return self._client
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.DockerException as exc:
-            raise RuntimeFailure(str(exc)) from exc
+class DockerRuntime(EngineClient):
+    """Runtime backed by the local Docker engine (the client and `_call`: runtime/engine.py)."""
 
     def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -240,15 +231,7 @@ class DockerRuntime:
         return OneOffResult(int(exit_code or 0), bytes(kept).decode(errors="replace"))
 
     async def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> OneOffResult:
-        try:
-            result: OneOffResult = await asyncio.wait_for(
-                self._call(self._exec_sync, container_id, command), timeout
-            )
-        except TimeoutError:
-            return OneOffResult(-1, f"command timed out after {timeout:g}s", timed_out=True)
-        except docker.errors.NotFound:
-            return OneOffResult(-1, "container is gone")
-        return result
+        return await exec_within(self._call(self._exec_sync, container_id, command), timeout)
 
     async def run_oneoff(self, spec: ContainerSpec, timeout: float | None) -> OneOffResult:
         """Run a container to completion; return its exit code and output; always remove it."""
@@ -311,37 +294,31 @@ class DockerRuntime:
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[RuntimeEvent | None] = asyncio.Queue()
         filters = {
             "type": "container",
             "label": [f"{k}={v}" if v else k for k, v in labels.items()],
         }
         stream = await self._call(self.client.api.events, decode=True, filters=filters)
+        async for raw in stream_in_thread(stream, "docker-events"):
+            attrs = (raw.get("Actor") or {}).get("Attributes") or {}
+            code = attrs.get("exitCode")
+            yield RuntimeEvent(
+                action=str(raw.get("Action") or raw.get("status") or ""),
+                container_id=str(raw.get("id") or ""),
+                labels=MappingProxyType(dict(attrs)),
+                exit_code=int(code) if code is not None else None,
+            )
 
-        def pump() -> None:
-            try:
-                for raw in stream:
-                    attrs = (raw.get("Actor") or {}).get("Attributes") or {}
-                    code = attrs.get("exitCode")
-                    event = RuntimeEvent(
-                        action=str(raw.get("Action") or raw.get("status") or ""),
-                        container_id=str(raw.get("id") or ""),
-                        labels=MappingProxyType(dict(attrs)),
-                        exit_code=int(code) if code is not None else None,
-                    )
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except Exception:  # the stream was closed
-                pass
-            finally:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        thread = threading.Thread(target=pump, name="docker-events", daemon=True)
-        thread.start()
+    async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
+        """The container's output (stdout and stderr) from its start, as it comes, until it stops."""
         try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            with contextlib.suppress(Exception):
-                stream.close()
+            stream = await self._call(
+                self.client.api.logs, container_id, stream=True, follow=True, stdout=True, stderr=True
+            )
+        except (docker.errors.NotFound, RuntimeFailure):  # gone already: nothing to follow
+            return
+        async for chunk in stream_in_thread(stream, f"logs-{container_id[:12]}"):
+            yield chunk
+
+    async def build(self, context: bytes | Path, request: BuildRequest) -> str:
+        return await build_image(self.client, context, request)

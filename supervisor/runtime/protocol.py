@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
 from supervisor.model import defaults
 from supervisor.model.kinds import Network, Scheduler
+from supervisor.runtime.builds import BuildRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +132,13 @@ class Runtime(Protocol):
         ...
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...
+
+    def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
+        """A container's output (stdout and stderr) from its start, as it comes, until it stops;
+        ends quietly when the container is gone (cron's streamed runs, scheduler/oneoff.py)."""
+        ...
+
+    async def build(self, context: bytes | Path, request: BuildRequest) -> str:
+        """`docker build` of the tar `context` (bytes, or a tar file); the image id.
+        BuildError on failure or after `request.timeout` (runtime/builds.py)."""
+        ...

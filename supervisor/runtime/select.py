@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from supervisor.model.errors import RuntimeFailure
 from supervisor.model.spec import Config
+from supervisor.runtime.builds import BuildRequest
 from supervisor.runtime.protocol import (
     ContainerInfo,
     ContainerSpec,
@@ -29,11 +31,6 @@ class SelectRuntime:
     def __init__(self, docker: Runtime, swarm: Runtime | None = None) -> None:
         self.docker = docker
         self.swarm = swarm
-
-    @property
-    def client(self) -> Any:
-        """The Docker client, for what streams container logs (cron's output)."""
-        return getattr(self.docker, "client", None)
 
     def for_spec(self, spec: ContainerSpec) -> Runtime:
         if spec.scheduler != "swarm":
@@ -89,7 +86,7 @@ class SelectRuntime:
         return await self._for_id(container_id).exec(container_id, command, timeout)
 
     async def nodes(self) -> Sequence[Any]:
-        """The Swarm's nodes (runtime/swarm.py NodeInfo)."""
+        """The Swarm's nodes (runtime/swarmread.py NodeInfo)."""
         lister = getattr(self.swarm, "nodes", None)
         if lister is None:
             raise RuntimeFailure("this daemon runs without Swarm")
@@ -107,6 +104,14 @@ class SelectRuntime:
     ) -> None:
         """On this engine, for either scheduler (Swarm nodes pull from the registry themselves)."""
         await self.docker.pull(image, auth, progress)
+
+    async def build(self, context: bytes | Path, request: BuildRequest) -> str:
+        """On this engine, for either scheduler (as pull)."""
+        return await self.docker.build(context, request)
+
+    async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
+        async for chunk in self._for_id(container_id).follow_output(container_id):
+            yield chunk
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Both streams merged; either one failing ends this one (the watcher reconnects)."""

@@ -211,9 +211,6 @@ class StateStore:
                     return rel
         return None
 
-    def apps(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT app FROM releases ORDER BY app")]
-
     # canaries (deploy/canary.py) ---------------------------------------------------
 
     def begin_canary(self, app: str, number: int, serving: int, spec: Mapping[str, Any]) -> None:

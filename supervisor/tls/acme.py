@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from proxy.edge import Edge
 from proxy.tls import CertStore
+from supervisor.base.address import split_listen
 from supervisor.config.certs import check_pair, load_cert, not_after, write_private
 from supervisor.model import defaults
 from supervisor.model.spec import Config
@@ -242,12 +243,11 @@ class AcmeManager:
 class Tls:
     """The daemon's TLS side: the certificate store behind the listener, and ACME when used."""
 
-    def __init__(self, config: Config, proxy: Any, store: CertStore, ca_bundle: str | None) -> None:
+    def __init__(self, proxy: Any, store: CertStore, ca_bundle: str | None) -> None:
         self.proxy = proxy
         self.store = store
         self.ca_bundle = ca_bundle
         self.manager: AcmeManager | None = None
-        self.config = config
         self.manual_errors: dict[str, str] = {}  # app -> why its manual certificate is not served
 
     def status(self) -> dict[str, dict[str, Any]]:
@@ -297,7 +297,6 @@ class Tls:
                     edge=self.proxy.enable_edge(), renew_days=server.acme_renew_days,
                     ca_bundle=self.ca_bundle)
             self.manager.start(new)
-        self.config = config
 
     async def close(self) -> None:
         if self.manager is not None:
@@ -312,9 +311,9 @@ async def start_tls(
     if server.tls_listen is None:
         return None
     store = proxy.cert_store() if hasattr(proxy, "cert_store") else CertStore()  # workers: a feed
-    tls = Tls(config, proxy, store, ca_bundle)
-    host, _, port = server.tls_listen.rpartition(":")
+    tls = Tls(proxy, store, ca_bundle)
+    host, port = split_listen(server.tls_listen)
     tls.install_manual(config)  # certificates before the first handshake
-    await proxy.start_tls(host.strip("[]") or "0.0.0.0", int(port), tls.store, sock=sock)
+    await proxy.start_tls(host, port, tls.store, sock=sock)
     tls.apply(config)
     return tls

@@ -178,7 +178,6 @@ def test_all_check_fields() -> None:
     worker = parsed.healthchecks["worker"][0]
     assert worker.type == "liveness" and worker.command == ("pgrep", "w") and worker.port == 8000
     assert worker.scheme == "https" and worker.initial_delay == 3 and worker.warn
-    assert dict(worker.on_failure) == {}  # ignored with a warning (issue 18, item 6)
     assert any("onFailure: ignored" in w for w in parsed.warnings)
     web = parsed.healthchecks["web"]
     assert web[0].http_headers == (("Host", "example.com"),)

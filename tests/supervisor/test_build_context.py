@@ -17,6 +17,7 @@ from supervisor.git import buildcontext
 from supervisor.git import repo as gitrepo
 from supervisor.git.buildcontext import ContextError
 from supervisor.runtime import builds
+from supervisor.runtime.docker import DockerRuntime
 from tests.conftest import TEST_LABELS
 from tests.utils import make_config
 
@@ -176,13 +177,14 @@ async def test_a_hung_build_times_out_and_frees_the_app(
     tag = f"dockyard-test-hung-{os.getpid()}:1"
     try:
         with pytest.raises(builds.BuildError, match=r"timed out after 3s \(build_timeout\)"):
-            await builds.build_image(docker_client, context.path, app="hung", tag=tag, labels=TEST_LABELS,
-                                     timeout=3)
+            await DockerRuntime(docker_client).build(
+                context.path, builds.BuildRequest(app="hung", tag=tag, labels=TEST_LABELS, timeout=3))
     finally:
         context.close()
     quick = tar_bytes({"Dockerfile": f"FROM {app_images['v1']}\nRUN true\n".encode()})
     context = await buildcontext.from_stream(chunks(quick), tmp_path, 8 * MiB)
     try:
-        assert await builds.build_image(docker_client, context.path, app="hung", tag=tag, labels=TEST_LABELS)
+        assert await DockerRuntime(docker_client).build(
+            context.path, builds.BuildRequest(app="hung", tag=tag, labels=TEST_LABELS))
     finally:
         context.close()

@@ -49,7 +49,6 @@ def test_example_config_uses_every_key() -> None:
     web = hello.healthchecks["web"][0]
     assert web.http_headers == (("Host", "hello.localhost"),)
     assert (web.attempts, web.timeout, web.wait, web.initial_delay, web.port) == (3, 5.0, 5.0, 0.0, 5000)
-    assert dict(web.on_failure) == {}  # onFailure is refused (issue 18, item 6)
     assert hello.checks_for("worker", "liveness")[0].command == ("pgrep", "sh")
     assert hello.cron == (CronSpec("cleanup", "echo cleaning", "*/5 * * * *", "forbid", 300.0, "config"),)
     assert hello.limits == LimitsSpec("256m", 0.5)

@@ -156,7 +156,7 @@ def test_the_real_proxy_accepts_every_config_policy(tmp_path: Path) -> None:
 
 
 def test_status_shows_each_apps_policies() -> None:
-    from supervisor.cli.ops import render_status
+    from supervisor.cli.status import render_status
 
     report = {"version": "x", "pid": 1, "uptime": 1, "config": "c", "apps": [{
         "app": "a", "release": 1, "hosts": ["a.test"], "path_prefix": "/", "targets": [], "inflight": 0,

@@ -22,6 +22,7 @@ from supervisor.model import defaults
 from supervisor.model.errors import ConfigError
 from supervisor.model.spec import AppSpec
 from supervisor.runtime import builds
+from supervisor.runtime.docker import DockerRuntime
 from supervisor.runtime.outputtail import LineSplitter
 from tests.utils import make_config
 
@@ -209,7 +210,8 @@ async def test_build_output_without_newlines_comes_in_capped_pieces() -> None:
         api = Api()
 
     lines: list[str] = []
-    image = await builds.build_image(Client(), b"", app="a", tag="a:1", on_line=lines.append)
+    request = builds.BuildRequest(app="a", tag="a:1", on_line=lines.append)
+    image = await DockerRuntime(Client()).build(b"", request)
     await asyncio.sleep(0)  # on_line runs via call_soon_threadsafe
     assert image == "sha256:feed"
     assert lines and all(len(line) <= defaults.OUTPUT_LINE_MAX for line in lines)

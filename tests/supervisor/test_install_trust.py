@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli import ops as opscli
+from supervisor.cli import install as installcli
 from supervisor.git import repo as gitrepo
 from supervisor.model.errors import DockyardError
 from supervisor.ops import trust
@@ -43,13 +43,13 @@ def test_install_refuses_to_link_a_script_another_user_can_change(
 ) -> None:
     script = tree(tmp_path)
     os.chown(script, OTHER, OTHER)
-    monkeypatch.setattr(opscli.shutil, "which", lambda _name: str(script))
+    monkeypatch.setattr(installcli.shutil, "which", lambda _name: str(script))
     target = tmp_path / "root" / "usr/local/bin/dockyard"
     with pytest.raises(DockyardError, match=f"refusing to link .*: {script} is owned by uid {OTHER}"):
-        opscli._install_binary(target)
+        installcli._install_binary(target)
     assert not target.exists() and not target.is_symlink()
     os.chown(script, 0, 0)
-    assert opscli._install_binary(target).startswith("linked")
+    assert installcli._install_binary(target).startswith("linked")
 
 
 def test_the_git_hook_refuses_an_interpreter_another_user_can_change(tmp_path: Path) -> None:

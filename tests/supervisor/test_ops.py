@@ -21,11 +21,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from docker.errors import NotFound
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import Proxy
 from supervisor.api import metrics as metrics_api
+from supervisor.cli import install as installcli
 from supervisor.cli import ops as opscli
+from supervisor.cli import status as statuscli
 from supervisor.model.errors import ConfigError, ControlError, DockyardError
 from supervisor.ops import metrics
 from supervisor.runtime import applogs
@@ -224,10 +227,6 @@ def test_log_lines_are_reassembled_from_frames_and_ordered_by_time() -> None:
     assert applogs.format_line(got[0], 4, prefix=False) == "hello"
 
 
-class NotFound(Exception):
-    """Named as docker.errors.NotFound is: applogs only looks at the name."""
-
-
 class FakeStream:
     def __init__(self, chunks: list[bytes], on_close: Any) -> None:
         self.chunks = list(chunks)
@@ -338,7 +337,7 @@ CRON = [{"app": "hello", "id": "cleanup", "schedule": "*/5 * * * *",
 
 
 def test_status_report_without_and_with_a_scheduler() -> None:
-    report = opscli.status_report(FakeClient({"/v1/status": STATUS, "/v1/ps": PS}))
+    report = statuscli.status_report(FakeClient({"/v1/status": STATUS, "/v1/ps": PS}))
     hello, new = report["apps"]
     assert (report["version"], report["uptime"]) == ("0.1.0", 3725.2)
     assert hello["inflight"] == 3  # the retiring container's request counts too
@@ -346,30 +345,30 @@ def test_status_report_without_and_with_a_scheduler() -> None:
     assert hello["restarts"] == 1
     assert "cron" not in hello
     assert new["health"] == "not deployed"
-    text = opscli.render_status(report)
+    text = statuscli.render_status(report)
     assert "up 1h2m" in text and "hello  release 3  hello.test  in-flight 3" in text
 
-    report = opscli.status_report(FakeClient({"/v1/status": STATUS, "/v1/ps": PS, "/v1/cron": CRON}))
+    report = statuscli.status_report(FakeClient({"/v1/status": STATUS, "/v1/ps": PS, "/v1/cron": CRON}))
     assert report["apps"][0]["cron"] == [{"id": "cleanup", "schedule": "*/5 * * * *",
                                           "next_run": "2026-01-01T00:05:00+00:00",
                                           "suspended": False, "running": 0, "last": "succeeded"}]
     assert report["apps"][1]["cron"] == []
     assert "cron cleanup  */5 * * * *  next 2026-01-01T00:05:00+00:00  last succeeded" in \
-        opscli.render_status(report)
+        statuscli.render_status(report)
 
 
 def test_status_shows_the_proxys_client_connections_and_their_limit() -> None:
     status = {**STATUS, "connections": {"open": 12, "limit": 16384}}
-    report = opscli.status_report(FakeClient({"/v1/status": status, "/v1/ps": PS}))
+    report = statuscli.status_report(FakeClient({"/v1/status": status, "/v1/ps": PS}))
     assert report["connections"] == {"open": 12, "limit": 16384}
-    assert "\nconnections 12 of 16384\n" in opscli.render_status(report)
+    assert "\nconnections 12 of 16384\n" in statuscli.render_status(report)
 
 
 # install, systemd unit, .pyz ---------------------------------------------------------------
 
 
 def test_install_into_a_prefix_is_idempotent_and_keeps_an_edited_config(tmp_path: Path) -> None:
-    report = opscli.install(tmp_path, binary=False)
+    report = installcli.install(tmp_path, binary=False)
     unit = tmp_path / "etc/systemd/system/dockyard.service"
     config = tmp_path / "etc/dockyard/dockyard.toml"
     state = tmp_path / "var/lib/dockyard"
@@ -382,11 +381,11 @@ def test_install_into_a_prefix_is_idempotent_and_keeps_an_edited_config(tmp_path
     assert load_config(config).server.control_socket == Path("/var/lib/dockyard/control.sock")
 
     config.write_text("# mine\n")
-    again = opscli.install(tmp_path, binary=False)
+    again = installcli.install(tmp_path, binary=False)
     assert again.done[0].startswith("unchanged") and again.done[1].startswith("kept")
     assert config.read_text() == "# mine\n"
     with pytest.raises(DockyardError, match="--enable"):
-        opscli.install(tmp_path, enable=True, binary=False, run=lambda argv: None)
+        installcli.install(tmp_path, enable=True, binary=False, run=lambda argv: None)
 
 
 def test_unit_file_keeps_containers_across_restarts() -> None:
@@ -435,7 +434,7 @@ def test_pyz_build_runs_validate(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "OK, 1 app" in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.ops as o;"
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.install as o;"
          "print(o.__file__); print(o.resource('dockyard.service')[:10].decode())", str(archive)],
         capture_output=True, text=True, timeout=30, cwd=tmp_path,
     )

@@ -16,7 +16,7 @@ from supervisor.runtime import services as svc
 from supervisor.runtime.containers import oneoff_spec, process_spec
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec
 from supervisor.runtime.select import SelectRuntime
-from supervisor.runtime.swarm import not_a_manager_message
+from supervisor.runtime.swarmread import not_a_manager_message
 from tests.fakes import FakeRuntime
 
 
@@ -193,10 +193,10 @@ async def test_select_runtime_creates_by_scheduler_and_pulls_on_this_engine(tmp_
 
 async def test_nodes_need_swarm_and_list_each_node_with_its_tasks(tmp_path: Path) -> None:
     from supervisor.model.errors import DeployError
-    from supervisor.runtime.swarm import NodeInfo
-    from tests.fakes import rig
+    from supervisor.runtime.swarmread import NodeInfo
+    from tests.fakes import fast_app, rig
 
-    async with rig(tmp_path, {"web": {"image": "app:v1"}}) as r:
+    async with rig(tmp_path, {"web": fast_app()}) as r:
         with pytest.raises(DeployError, match="without Swarm"):
             await r.sup.nodes()
 
@@ -209,7 +209,7 @@ async def test_nodes_need_swarm_and_list_each_node_with_its_tasks(tmp_path: Path
             return [NodeInfo("n1" * 10, "vps1", "127.0.0.1", "ready", "active", "manager", True, {}),
                     NodeInfo("n2" * 10, "vps2", "10.0.0.2", "down", "drain", "worker")]
 
-    async with rig(tmp_path / "2", {"web": {"image": "app:v1"}}) as r:
+    async with rig(tmp_path / "2", {"web": fast_app()}) as r:
         assert (await r.deploy("web")).ok
         r.sup.runtime = SelectRuntime(r.runtime, swarm := Nodes())
         rows = await r.sup.nodes()

@@ -152,6 +152,17 @@ async def test_redirect_keeps_the_connection_alive(proxy: Proxy, pairs) -> None:
     writer.close()
 
 
+async def test_stop_closes_the_tls_listener_as_it_closes_the_plain_one(pairs, ca) -> None:
+    p = Proxy(ProxyOptions())
+    await p.start("127.0.0.1", 0)
+    await start(p, pairs)
+    assert (await request(p.tls_port, "a.test", tls=client_context(ca))).status == 404
+    await p.stop(0.5)
+    for port in (p.port, p.tls_port):  # nothing listens any more, on either port
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+
 async def test_hsts_only_over_tls(proxy: Proxy, pairs, ca) -> None:
     await start(proxy, pairs)
     async with backend() as target:

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from supervisor.base.address import split_listen
 from supervisor.cli.loadtest.errors import LoadTestError
 from supervisor.cli.loadtest.generator import Target
 from supervisor.model.spec import AppSpec, Config
@@ -29,10 +30,9 @@ RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 
 def listener(listen: str) -> tuple[str, int]:
     """The address and port to connect to for `[server] listen`; LoadTestError if not local."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
+    host, port = split_listen(listen)
     if host in WILDCARD_ADDRESSES or host == "localhost":
-        return LOOPBACK, int(port)
+        return LOOPBACK, port
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -42,13 +42,13 @@ def listener(listen: str) -> tuple[str, int]:
             raise LoadTestError(f"cannot resolve the listen address {host!r}: {exc}") from exc
         address = ipaddress.ip_address(resolved)
     if address.is_unspecified:
-        return LOOPBACK, int(port)
+        return LOOPBACK, port
     if not address.is_loopback and not _is_local(str(address)):
         raise LoadTestError(
             f"the proxy listens on {listen}, which is not an address of this machine: "
             "loadtest only sends load to the local proxy listener"
         )
-    return str(address), int(port)
+    return str(address), port
 
 
 def _is_local(address: str) -> bool:
