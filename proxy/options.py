@@ -27,6 +27,10 @@ TRUSTED_PROXIES: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are 
 ACCESS_LOG = False
 WORKERS: int | str = "auto"  # proxy worker processes; "auto": the CPU count, at most WORKERS_AUTO_MAX
 WORKERS_AUTO_MAX = 8
+# nice value of each worker process (nginx: `worker_priority`, default 0 there). Below 0, the data
+# plane wins the CPU from the supervisor, its builds and one-off containers when the box is busy.
+# Needs root or CAP_SYS_NICE; otherwise the workers run at the supervisor's priority (logged).
+WORKER_PRIORITY = -5
 
 # Fixed limits (not options).
 MAX_PIPELINED = 16  # requests queued per client connection behind the one being answered
@@ -52,6 +56,7 @@ class ProxyOptions:
     trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES
     access_log: bool = ACCESS_LOG
     workers: int | str = WORKERS  # `dockyard serve` only: 0 runs the proxy in the supervisor's process
+    worker_priority: int = WORKER_PRIORITY  # nice value of the worker processes (-20..19)
 
     def worker_count(self) -> int:
         """How many worker processes `dockyard serve` runs (0: the proxy in-process)."""
@@ -86,6 +91,9 @@ class ProxyOptions:
         if self.workers != "auto" and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
                                        or self.workers < 0):
             problems.append(("workers", f"must be \"auto\" or a number >= 0, got {self.workers!r}"))
+        if not isinstance(self.worker_priority, int) or isinstance(self.worker_priority, bool) \
+                or not -20 <= self.worker_priority <= 19:
+            problems.append(("worker_priority", f"must be a nice value from -20 to 19, got {self.worker_priority!r}"))
         for cidr in self.trusted_proxies:
             try:
                 ipaddress.ip_network(cidr, strict=False)

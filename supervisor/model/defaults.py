@@ -121,3 +121,5 @@ LABEL_NODE = "dockyard.node"  # swarm tasks: the node (hostname) the task runs o
 LABEL_ROLE = "dockyard.role"  # "app", "oneoff" (predeploy, postdeploy, cron)
 PASSIVE_CONFIRM_TIMEOUT = 1.0  # dockyard: the supervisor's own connection confirming a proxy's report
 PASSIVE_QUIET = 1.0  # dockyard: seconds one target's further reports are ignored after a confirmation
+ONEOFF_CPU_SHARES = 256  # dockyard: CPU weight of one-off containers (cron, predeploy, run); apps: 1024
+BUILD_CPU_SHARES = 256  # dockyard: CPU weight of image builds' RUN steps; apps: 1024

@@ -119,6 +119,7 @@ async def build_image(client: Any, context: bytes | Path, request: BuildRequest)
                 fileobj=fileobj, custom_context=True, tag=tag,
                 buildargs=dict(build_args or {}), labels=all_labels,
                 rm=True, forcerm=True, decode=True, timeout=timeout,
+                container_limits={"cpushares": defaults.BUILD_CPU_SHARES},
             )
             stream.append(chunks)
             for chunk in chunks:

@@ -117,6 +117,7 @@ def oneoff_spec(
         network=app.network,
         memory=app.limits.memory,
         cpus=app.limits.cpus,
+        cpu_shares=defaults.ONEOFF_CPU_SHARES,  # a busy box serves requests before cron jobs
         volumes=app.volumes,
         stop_timeout=app.stop_timeout,
         scheduler=app.scheduler,

@@ -115,6 +115,8 @@ class DockerRuntime(EngineClient):
             kwargs["mem_limit"] = spec.memory
         if spec.cpus:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.cpu_shares:
+            kwargs["cpu_shares"] = spec.cpu_shares
         policy = _restart_policy(spec.restart)
         if policy:
             kwargs["restart_policy"] = policy

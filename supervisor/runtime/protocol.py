@@ -31,6 +31,7 @@ class ContainerSpec:
     ports: tuple[int, ...] = ()  # container ports published on 127.0.0.1 (bridge only)
     memory: str | None = None
     cpus: float | None = None
+    cpu_shares: int | None = None  # relative CPU weight (Docker's default 1024); one-offs: lower
     volumes: tuple[str, ...] = ()
     restart: str = "no"
     stop_timeout: float = defaults.STOP_TIMEOUT

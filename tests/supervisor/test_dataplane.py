@@ -77,6 +77,17 @@ async def test_table_installed_in_every_worker_and_acknowledged(tmp_path: Path) 
         assert {status for status, _ in await fetch(workers.port, 10)} == {404}
 
 
+async def test_workers_run_at_worker_priority(tmp_path: Path) -> None:
+    """`[proxy] worker_priority` (-5 by default): the data plane wins the CPU on a busy box.
+    Lowering a nice value needs root or CAP_SYS_NICE; without it the workers keep ours."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    async with pool(tmp_path) as workers:
+        nices = {os.getpriority(os.PRIO_PROCESS, pid) for pid in workers.pids}
+    can_raise = os.geteuid() == 0
+    assert nices == ({OPTIONS.worker_priority} if can_raise else {ours}), (nices, ours)
+    assert OPTIONS.worker_priority == -5
+
+
 async def test_drain_waits_for_requests_in_both_workers_and_figures_are_summed(tmp_path: Path) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(1.5)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.model import defaults
 from tests.supervisor.test_lifecycle_docker import (
     Daemon,
     app_toml,
@@ -108,6 +109,9 @@ async def test_interrupted_or_killed_run_is_removed_and_ps_shows_it_meanwhile(
                          "the one-off running")
         ps = cli(config, "ps", "web")
         assert any(" run " in f" {line} " and "running" in line for line in ps.stdout.splitlines()), ps.stdout
+        (running,) = [c for c in oneoffs(docker_client, config) if c["State"] == "running"]
+        host = docker_client.api.inspect_container(running["Id"])["HostConfig"]
+        assert host["CpuShares"] == defaults.ONEOFF_CPU_SHARES  # app containers keep Docker's 1024
         proc.send_signal(how)
         code = proc.wait(timeout=20)
         assert code == (130 if how == signal.SIGINT else -signal.SIGKILL)
