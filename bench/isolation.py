@@ -1,16 +1,17 @@
 """The isolation scenario (issue 19): does the supervisor's own work reach the requests?
 
     python -m bench isolation [--workers 0,2] [--rate 1000] [--deploys 10] [--cron-runs 20]
-                              [--cron-kib 1024] [--app busybox|py] [--out DIR]
+                              [--cron-kib 1024] [--push-mib 20] [--app busybox|py] [--out DIR]
 
 For each `workers` value (0 = the proxy in the supervisor's process, as before issue 19), one
 `dockyard serve` with two apps: `bench` takes a fixed open-loop load (bench/load.py) the whole
-time; `other` is the work. After `lead` seconds of steady load, two threads run at once:
-`--deploys` deploys of `other` (alternating two image tags), and `--cron-runs` manual runs of a
-cron task of `other` that prints `--cron-kib` KiB each (`dockyard cron run`, which streams the
-output through the daemon). The report compares the p99 (and max) of the requests sent during
-the work with those sent in the steady lead; errors are counted in both.
-Not done here (issue 19 lists it too): a git push whose build prints 20 MiB.
+time; `other` and `pushed` are the work. After `lead` seconds of steady load, three threads
+run at once: `--deploys` deploys of `other` (alternating two image tags), `--cron-runs` manual
+runs of a cron task of `other` that prints `--cron-kib` KiB each (`dockyard cron run`, which
+streams the output through the daemon), and a `git push` of app `pushed` whose Dockerfile's
+RUN step prints `--push-mib` MiB (the build output streams through the daemon to the pusher),
+built and deployed by the daemon. The report compares the p99 (and max) of the requests sent
+during the work with those sent in the steady lead; errors are counted in both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -30,6 +32,7 @@ from .swap import DOCKYARD, HOST, REPO, Bench, SwapOptions, log, startup_check, 
 from .throughput import free_port
 
 OTHER = "other"
+PUSHED = "pushed"
 LINE = "x" * 99  # + newline: 100 bytes a line
 
 
@@ -63,7 +66,14 @@ stop_timeout = 2
 id = "big"
 command = "{cron}"
 schedule = "@yearly"
-"""
+
+[apps.{PUSHED}]
+build = "git"
+hosts = ["{PUSHED}.localhost"]
+port = 5000
+retire_after = 0
+stop_timeout = 2
+{startup_check(PUSHED)}"""
         path = self.tmp / f"dockyard-w{workers}.toml"
         path.write_text(text)
         return path
@@ -71,6 +81,24 @@ schedule = "@yearly"
     def cli(self, config: Path, *args: str) -> tuple[int, int]:
         """Run `dockyard ARGS`; return (exit code, bytes of output read)."""
         proc = subprocess.run([DOCKYARD, *args, "-c", str(config)], cwd=REPO, capture_output=True)
+        return proc.returncode, len(proc.stdout) + len(proc.stderr)
+
+    def push(self, config: Path, workers: int) -> tuple[int, int]:
+        """`git push` of app `pushed`: a Dockerfile on the bench image whose RUN prints
+        `--push-mib` MiB; (exit code, bytes the pusher read)."""
+        from supervisor.config.loader import load_config
+        from supervisor.git.repo import repo_path
+
+        work = self.tmp / f"push-w{workers}"
+        work.mkdir(parents=True, exist_ok=True)
+        size = self.args.push_mib << 20
+        (work / "Dockerfile").write_text(f"FROM {self.tags[0]}\nRUN yes {LINE} | head -c {size}\n")
+        env = {"PATH": os.environ["PATH"], "HOME": str(work), "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
+               "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+        for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "noisy build"]):
+            subprocess.run(["git", *cmd], cwd=work, env=env, check=True, capture_output=True)
+        remote = repo_path(load_config(config), PUSHED)
+        proc = subprocess.run(["git", "push", str(remote), "HEAD:main"], cwd=work, env=env, capture_output=True)
         return proc.returncode, len(proc.stdout) + len(proc.stderr)
 
     def run_one(self, workers: int) -> dict[str, Any]:
@@ -85,7 +113,7 @@ schedule = "@yearly"
         self.start_load(port, a.lead + 600)
         time.sleep(a.lead)
         work_start = time.monotonic()
-        outcomes: dict[str, list[Any]] = {"deploys": [], "cron": []}
+        outcomes: dict[str, list[Any]] = {"deploys": [], "cron": [], "push": []}
 
         def deploys() -> None:
             for i in range(a.deploys):
@@ -95,7 +123,11 @@ schedule = "@yearly"
             for _ in range(a.cron_runs):
                 outcomes["cron"].append(self.cli(config, "cron", "run", OTHER, "big"))
 
-        threads = [threading.Thread(target=deploys), threading.Thread(target=crons)]
+        def push() -> None:
+            if a.push_mib:
+                outcomes["push"].append(self.push(config, workers))
+
+        threads = [threading.Thread(target=f) for f in (deploys, crons, push)]
         for t in threads:
             t.start()
         for t in threads:
@@ -128,6 +160,8 @@ def summarize(workers: int, r: LoadResult, start: float, end: float, outcomes: d
         "deploys_ok": sum(1 for c in outcomes["deploys"] if c == 0), "deploys": len(outcomes["deploys"]),
         "cron_ok": sum(1 for c, _ in outcomes["cron"] if c == 0), "cron_runs": len(outcomes["cron"]),
         "cron_output_mib": round(sum(n for _, n in outcomes["cron"]) / (1 << 20), 1),
+        "push_ok": sum(1 for c, _ in outcomes["push"] if c == 0), "pushes": len(outcomes["push"]),
+        "push_output_mib": round(sum(n for _, n in outcomes["push"]) / (1 << 20), 1),
     }
     s["ratio_p99"] = s["work_p99"] / s["steady_p99"] if s["steady_p99"] else float("nan")
     return s
@@ -136,15 +170,16 @@ def summarize(workers: int, r: LoadResult, start: float, end: float, outcomes: d
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
     out = [f"Command: `{command}`", "",
            "| workers | steady p50 / p99 / max ms | work p50 / p99 / max ms | work p99 / steady p99 | "
-           "failed (steady / work) | deploys ok | cron runs ok (output) |",
-           "| --- | --- | --- | ---: | --- | --- | --- |"]
+           "failed (steady / work) | deploys ok | cron runs ok (output) | git push ok (output) |",
+           "| --- | --- | --- | ---: | --- | --- | --- | --- |"]
     for s in rows:
         out.append(
             f"| {s['workers']}{' (in-process)' if s['workers'] == 0 else ''} "
             f"| {s['steady_p50']:.2f} / {s['steady_p99']:.2f} / {s['steady_max']:.1f} "
             f"| {s['work_p50']:.2f} / {s['work_p99']:.2f} / {s['work_max']:.1f} | **{s['ratio_p99']:.2f}** "
             f"| {s['failed_steady']} / {s['failed_work']} | {s['deploys_ok']}/{s['deploys']} "
-            f"| {s['cron_ok']}/{s['cron_runs']} ({s['cron_output_mib']} MiB) |")
+            f"| {s['cron_ok']}/{s['cron_runs']} ({s['cron_output_mib']} MiB) "
+            f"| {s['push_ok']}/{s['pushes']} ({s['push_output_mib']} MiB) |")
     out.append(f"\nload: {rows[0]['rate']} req/s achieved; work lasted "
                + ", ".join(f"{s['work_seconds']} s (workers={s['workers']})" for s in rows))
     return "\n".join(out)
@@ -158,6 +193,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--deploys", type=int, default=10)
     p.add_argument("--cron-runs", type=int, default=20)
     p.add_argument("--cron-kib", type=int, default=1024)
+    p.add_argument("--push-mib", type=int, default=20, help="MiB the pushed build prints (0: no push)")
     p.add_argument("--lead", type=float, default=8.0, help="seconds of steady load before the work")
     p.add_argument("--tail", type=float, default=2.0)
     p.add_argument("--app", choices=("busybox", "py"), default="busybox")
