@@ -111,7 +111,14 @@ class Fleet:
         """Point the app's routes at the new containers; return the containers replaced."""
         old = self._serving.get(app.name)
         self._serving[app.name] = Serving(release, tuple(new))
-        self.install(app)
+        try:
+            self.install(app)
+        except BaseException:  # the proxy refused the routes: nothing changed
+            if old is None:
+                self._serving.pop(app.name, None)
+            else:
+                self._serving[app.name] = old
+            raise
         return list(old.containers) if old else []
 
     def install(self, app: AppSpec) -> None:

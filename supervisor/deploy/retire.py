@@ -45,21 +45,28 @@ class Retirer:
         drain_timeout: float,
         retire_after: float,
         stop_timeout: float,
+        stop_at: float | None = None,
     ) -> None:
+        """`stop_at`: the timer the caller wrote already (a deploy commits it with the release);
+        None: written here, `retire_after` from now."""
         items = list(containers)
         if not items:
             return
-        stop_at = time.time() + retire_after
-        self._state.add_retiring(app, [c.id for c in items], stop_at)
+        if stop_at is None:
+            stop_at = time.time() + retire_after
+            self._state.add_retiring(app, [c.id for c in items], stop_at)
         self._spawn(self._web(app, items, list(targets), drain_timeout, stop_at, stop_timeout))
 
-    def retire_now(self, app: str, containers: Iterable[ContainerInfo], stop_timeout: float) -> None:
-        """SIGTERM now (workers at the switch); stop and remove after stop_timeout."""
+    def retire_now(self, app: str, containers: Iterable[ContainerInfo], stop_timeout: float,
+                   stop_at: float | None = None) -> None:
+        """SIGTERM now (workers at the switch); stop and remove after stop_timeout. `stop_at`:
+        as for retire_web."""
         items = list(containers)
         if not items:
             return
-        stop_at = time.time() + stop_timeout
-        self._state.add_retiring(app, [c.id for c in items], stop_at)
+        if stop_at is None:
+            stop_at = time.time() + stop_timeout
+            self._state.add_retiring(app, [c.id for c in items], stop_at)
         self._spawn(self._signal_then_stop(app, items, stop_at, stop_timeout))
 
     def resume(self, app: str, container_id: str, stop_at: float, stop_timeout: float) -> None:

@@ -104,9 +104,21 @@ class StateStore:
         assert release is not None
         return release
 
-    def activate(self, app: str, number: int, steps: Sequence[Mapping[str, Any]]) -> None:
-        """Mark `number` the one serving release of `app`; the previous one is superseded."""
+    def activate(
+        self,
+        app: str,
+        number: int,
+        steps: Sequence[Mapping[str, Any]],
+        retiring: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Mark `number` the one serving release of `app`; the previous one is superseded. The
+        retire timers of the containers it replaces (`retiring`: (container id, stop_at)) are
+        written in the same transaction: the deploy commits both before the swap."""
         with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO retiring (container_id, app, stop_at) VALUES (?, ?, ?)",
+                [(cid, app, stop_at) for cid, stop_at in retiring],
+            )
             db.execute(
                 "UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'active'",
                 (app,),
@@ -116,6 +128,18 @@ class StateStore:
                 " WHERE app = ? AND number = ?",
                 (orjson.dumps(steps).decode(), time.time(), app, number),
             )
+
+    def undo_activate(
+        self, app: str, number: int, previous: int | None, retiring: Sequence[str] = ()
+    ) -> None:
+        """The swap after `activate()` failed: `previous` serves again, the timers are gone."""
+        with self._tx() as db:
+            db.execute("UPDATE releases SET status = 'pending' WHERE app = ? AND number = ?",
+                       (app, number))
+            if previous is not None:
+                db.execute("UPDATE releases SET status = 'active' WHERE app = ? AND number = ?",
+                           (app, previous))
+            db.executemany("DELETE FROM retiring WHERE container_id = ?", [(c,) for c in retiring])
 
     def fail(self, app: str, number: int, reason: str, steps: Sequence[Mapping[str, Any]]) -> None:
         with self._tx() as db:
