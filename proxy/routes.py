@@ -36,6 +36,18 @@ class Service:
         return path.startswith(prefix) and (prefix.endswith("/") or path[len(prefix)] in "/?")
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What Proxy.replace_routes takes for one app: the arguments of Proxy.set_app as a value."""
+
+    hosts: tuple[str, ...]
+    targets: tuple[str, ...]
+    path_prefix: str = "/"
+    balance: str = "round_robin"
+    tls_redirect: bool = False
+    hsts: int | None = None
+
+
 def normalize_host(host: str) -> str:
     """Lower-case, strip the port and a trailing dot: 'Example.COM:8080' -> 'example.com'."""
     host = host.strip().lower()
@@ -178,6 +190,17 @@ class RouteTable:
     def with_service(self, service: Service) -> RouteTable:
         services = dict(self.services)
         services[service.app] = service
+        return RouteTable.build(services)
+
+    def replacing(self, changes: Mapping[str, Service | None]) -> RouteTable:
+        """This table with each app in `changes` given its new service (None: removed), checked
+        as a whole: a host that moves from one app to another in `changes` is no conflict."""
+        services = dict(self.services)
+        for app, service in changes.items():
+            if service is None:
+                services.pop(app, None)
+            else:
+                services[app] = service
         return RouteTable.build(services)
 
     def without_app(self, app: str) -> RouteTable:

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from proxy.errors import RouteConflictError
+from proxy.routes import Route
 from supervisor.config.loader import parse_config
 from supervisor.deploy.context import Context
 from supervisor.deploy.report import DeployReport
@@ -497,6 +499,31 @@ class RecordingRoutes:
         self.own.add("remove_app", app)
         self.table.pop(app, None)
         self.options.pop(app, None)
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None:
+        """As the proxy: the whole new table is checked first (a host+prefix claimed by two
+        apps raises RouteConflictError and changes nothing), then installed at once."""
+        options = dict(self.options)
+        table = dict(self.table)
+        for app, route in routes.items():
+            if route is None:
+                options.pop(app, None)
+                table.pop(app, None)
+            else:
+                table[app] = tuple(route.targets)
+                options[app] = {"hosts": tuple(route.hosts), "path_prefix": route.path_prefix,
+                                "balance": route.balance, "tls_redirect": route.tls_redirect,
+                                "hsts": route.hsts}
+        owner: dict[tuple[str, str], str] = {}
+        for app, opts in options.items():
+            for host in opts["hosts"]:
+                key = (host, opts["path_prefix"])
+                if key in owner:
+                    raise RouteConflictError(f"host={host} claimed by app={owner[key]} and app={app}")
+                owner[key] = app
+        self.journal.add("replace_routes", tuple(sorted(routes)))
+        self.own.add("replace_routes", tuple(sorted(routes)))
+        self.table, self.options = table, options
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int:
         self.journal.add("drain", tuple(targets), timeout)

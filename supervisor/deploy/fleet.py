@@ -8,10 +8,11 @@ methods here too, so the serving set and the routes never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.routes import Route
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.runtime.containers import target_of
@@ -34,6 +35,8 @@ class RouteSink(Protocol):
     ) -> None: ...
 
     def remove_app(self, app: str) -> None: ...
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None: ...
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
 
@@ -134,6 +137,22 @@ class Fleet:
                 hsts=app.hsts,
             )
 
+    def route(self, app: AppSpec) -> Route | None:
+        """The app's routes as the proxy takes them (None: it has no hosts)."""
+        if not app.hosts:
+            return None
+        return Route(tuple(app.hosts), tuple(self.targets(app)), app.path_prefix, app.balance,
+                     app.tls_redirect, app.hsts)
+
+    def reroute(self, apps: Iterable[AppSpec], removed: Iterable[str] = ()) -> None:
+        """A reload: every app in `apps` routed as it is defined now, the `removed` ones
+        unrouted, all in one route-table assignment, so a host can move from one app to
+        another. The proxy checks the whole table first: a conflict changes nothing."""
+        changes: dict[str, Route | None] = {name: None for name in removed}
+        for app in apps:
+            changes[app.name] = self.route(app) if app.name in self._serving else None
+        self.routes.replace_routes(changes)
+
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],
               down: Iterable[str]) -> None:
         """Daemon start: what already serves, with the containers that start out of rotation."""
@@ -148,10 +167,12 @@ class Fleet:
             self._serving[app.name] = Serving(serving.release, tuple(keep))
             self.install(app)
 
-    def withdraw(self, app: AppSpec) -> Serving | None:
-        """Stop: the app serves nothing (the proxy answers 503); return what served it."""
+    def withdraw(self, app: AppSpec, *, unrouted: bool = False) -> Serving | None:
+        """Stop: the app serves nothing (the proxy answers 503); return what served it.
+        `unrouted`: its routes are gone already (a reload removed the app): leave them so."""
         serving = self._serving.pop(app.name, None)
-        self.install(app)
+        if not unrouted:
+            self.install(app)
         return serving
 
     def forget(self, containers: Iterable[ContainerInfo]) -> None:
