@@ -369,6 +369,16 @@ class FakeRuntime:
         await self._apply_rules("image_exists", image)
         return image not in self.missing_images
 
+    async def remove_image(self, image: str) -> bool:
+        """As Docker: kept while any container (of any app or owner) was made from it."""
+        await self._apply_rules("remove_image", image)
+        if any(c.spec.image == image for c in self.containers.values()):
+            self.journal.add("remove_image", image, False)
+            return False
+        self.journal.add("remove_image", image, True)
+        self.missing_images.add(image)
+        return True
+
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
         entry = (dict(labels), queue)

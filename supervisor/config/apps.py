@@ -24,6 +24,8 @@ from supervisor.model.errors import ConfigError
 from supervisor.model.kinds import BALANCES, CONCURRENCY_POLICIES, NETWORKS
 from supervisor.model.spec import AppSpec, CronSpec, LimitsSpec, ProcessSpec
 
+KEEP_MAX = 1000  # keep_releases, keep_cron_runs: at most this many
+
 
 def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
     before = len(t.out.problems)
@@ -76,6 +78,7 @@ def parse_app(t: Table, name: str, base: Path) -> AppSpec | None:
         predeploy=t.string("predeploy"),
         postdeploy=t.string("postdeploy"),
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
+        keep_releases=t.integer("keep_releases", 0, minimum=1, maximum=KEEP_MAX) or None,
         **app_tls(t, base, hosts),
     )
     merged = merge(spec, app_json, app_json=app_json_path)

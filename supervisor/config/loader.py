@@ -13,7 +13,7 @@ from typing import Any
 
 from proxy.options import ProxyOptions
 from supervisor.config import validators
-from supervisor.config.apps import parse_app
+from supervisor.config.apps import KEEP_MAX, parse_app
 from supervisor.config.fields import Collector, Table, is_int, is_number
 from supervisor.config.tls import check_tls_listen, server_tls
 from supervisor.model import defaults
@@ -113,13 +113,16 @@ def _server(t: Table, base: Path) -> ServerSpec:
         if t.has(key):  # named, so the message says why rather than "unknown key"
             t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
                          "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
+    keep_releases = t.integer("keep_releases", defaults.KEEP_RELEASES, minimum=1, maximum=KEEP_MAX)
+    keep_cron_runs = t.integer("keep_cron_runs", defaults.KEEP_CRON_RUNS, minimum=1, maximum=KEEP_MAX)
     tls = server_tls(t)
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
     t.finish()
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
-                      dashboard_listen=dashboard_listen, **tls)
+                      dashboard_listen=dashboard_listen, keep_releases=keep_releases,
+                      keep_cron_runs=keep_cron_runs, **tls)
 
 
 def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:

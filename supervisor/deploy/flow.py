@@ -19,6 +19,7 @@ from typing import Literal
 
 from supervisor.deploy.checks import CheckContext, check_host, run_checks
 from supervisor.deploy.context import Context
+from supervisor.deploy.prune import prune
 from supervisor.deploy.report import DeployReport, Progress, snapshot
 from supervisor.model.errors import DeployError, DockyardError
 from supervisor.model.release import ReleaseKind, RepoFiles
@@ -124,6 +125,7 @@ async def deploy_holding_lock(
                 await run_script(ctx, app, image, release.number, "postdeploy", app.postdeploy)
         except DockyardError as exc:
             report.warnings.append(f"postdeploy failed: {exc}")
+    await prune(ctx, app)  # retention: releases and images older than keep_releases
     report.ok = True
     seconds = round(time.monotonic() - started, 3)
     metrics.deploy_finished(app.name, True, seconds, kind)

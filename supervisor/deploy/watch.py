@@ -159,6 +159,9 @@ class Watcher:
                 await self.probe_all()
 
     async def probe_all(self) -> None:
+        live = {c.id for s in self.ctx.fleet.serving.values() for c in s.containers}
+        for key in [k for k in self._failures if k[0] not in live]:
+            del self._failures[key]  # retired containers: nothing kept about them
         jobs = []
         for name, serving in self.ctx.fleet.serving.items():
             app = self.ctx.apps.config.apps.get(name)

@@ -27,6 +27,8 @@ TLS_LISTEN = None  # e.g. "0.0.0.0:443"; None: no TLS listener
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encrypt production
 ACME_EMAIL = None
 ACME_RENEW_DAYS = 30  # renew this many days before the certificate expires
+KEEP_RELEASES = 5  # releases kept per app (Kamal's retain_containers default); older ones and their images pruned
+KEEP_CRON_RUNS = 100  # run records kept per cron task (each up to CRON_OUTPUT_KB of output)
 CERTS_DIR_NAME = "certs"  # under state_dir: ACME account key, keys and certificates (mode 0600)
 
 # [apps.X]

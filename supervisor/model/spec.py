@@ -38,6 +38,8 @@ class ServerSpec:
     acme_directory: str = defaults.ACME_DIRECTORY
     acme_email: str | None = defaults.ACME_EMAIL
     acme_renew_days: int = defaults.ACME_RENEW_DAYS
+    keep_releases: int = defaults.KEEP_RELEASES  # per app, unless the app sets its own
+    keep_cron_runs: int = defaults.KEEP_CRON_RUNS  # per cron task
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,9 @@ class AppSpec:
     tls_key: str | None = None  # manual mode: PEM private key (absolute path)
     tls_redirect: bool = False  # plain HTTP gets a 308 to https (ACME challenges exempt)
     hsts: int | None = None  # Strict-Transport-Security max-age; None: no header
+    # Releases kept (deploy/prune.py); None: [server] keep_releases. Not compared: changing it
+    # redeploys nothing.
+    keep_releases: int | None = field(default=None, compare=False)
     # What the config set itself (the TOML, or the app.json its `app_json` names), which an
     # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
     # override: the process types with a given scale (even 1), and whether `cron` was given

@@ -236,6 +236,20 @@ class DockerRuntime:
             return False
         return True
 
+    async def remove_image(self, image: str) -> bool:
+        try:
+            users = await self._call(self.client.api.containers, all=True, quiet=True,
+                                     filters={"ancestor": image})
+            if users:
+                return False
+            await self._call(self.client.api.remove_image, image)  # never forced
+        except docker.errors.NotFound:
+            return True
+        except RuntimeFailure as exc:  # a container took it meanwhile (409 conflict)
+            log.info("image kept image=%s reason=%s", image, exc)
+            return False
+        return True
+
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""
         loop = asyncio.get_running_loop()

@@ -107,4 +107,9 @@ class Runtime(Protocol):
 
     async def image_exists(self, image: str) -> bool: ...
 
+    async def remove_image(self, image: str) -> bool:
+        """Remove the image tag unless a container (any, running or not, dockyard's or not)
+        uses it; True when it is gone."""
+        ...
+
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...

@@ -202,6 +202,26 @@ class StateStore:
                     return rel
         return None
 
+    def prune_releases(self, app: str, keep: int) -> list[Release]:
+        """Delete `app`'s releases older than its `keep` newest, with their repository files;
+        the serving release, the rollback target and a deploy in progress always stay. Returns
+        what was deleted (supervisor/deploy/prune.py removes their images)."""
+        current = self.current(app)
+        previous = self.previous_good(app)
+        spared = {r.number for r in (current, previous) if r is not None}
+        doomed = [r for i, r in enumerate(self.releases(app))
+                  if i >= keep and r.number not in spared and r.status != "pending"]
+        if doomed:
+            with self._tx() as db:
+                numbers = [(app, r.number) for r in doomed]
+                db.executemany("DELETE FROM releases WHERE app = ? AND number = ?", numbers)
+                db.executemany("DELETE FROM repo_files WHERE app = ? AND number = ?", numbers)
+        return doomed
+
+    def images(self) -> set[str]:
+        """Every image a release of any app still names (never pruned from disk)."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT image FROM releases")}
+
     def apps(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT app FROM releases ORDER BY app")]
 
