@@ -6,7 +6,8 @@
   `gate()` holds calls of an operation until the test opens it, `script()` gives containers a
   behaviour (exit at once, answer HTTP), `oneoff()` scripts predeploy/postdeploy results,
   `die()` and `vanish()` crash or remove a container behind dockyard's back, and
-  `runs_in_threads` makes a cancelled `run` finish anyway, as DockerRuntime's threads do.
+  `runs_in_threads` makes a cancelled `run` finish anyway, as DockerRuntime's threads do;
+  `unreachable` makes every call fail as when dockerd does not answer.
 - Web containers whose behaviour has an `http` handler answer on real sockets on 127.0.0.1
   (one small aiohttp server per container), so the HTTP checks of deploy/checks.py really
   connect; other containers get made-up port numbers nothing listens on.
@@ -204,6 +205,7 @@ class FakeRuntime:
         self._scripts: list[tuple[str, Behaviour]] = []
         self._oneoffs: list[tuple[str, OneOff]] = []
         self._rules: list[_Rule] = []
+        self.unreachable = False  # True: every call raises, as when dockerd does not answer
         self._ids = itertools.count(1)
         self._ports = itertools.count(41001)
         self._subscribers: list[tuple[Mapping[str, str], asyncio.Queue[RuntimeEvent]]] = []
@@ -397,6 +399,8 @@ class FakeRuntime:
         return next((b for m, b in reversed(self._scripts) if m in where), self.default)
 
     async def _apply_rules(self, op: str, subject: str) -> None:
+        if self.unreachable:
+            raise RuntimeFailure("Error while fetching server API version: Connection refused")
         for rule in list(self._rules):
             if rule.op != op or rule.match not in subject:
                 continue

@@ -18,6 +18,7 @@ from supervisor.deploy.locks import OperationLocks
 from supervisor.deploy.retire import Retirer
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
+from supervisor.ops.engine import EngineHealth
 from supervisor.ops.events import EventBus
 from supervisor.runtime.protocol import ContainerInfo, Runtime
 from supervisor.store.releases import StateStore
@@ -32,6 +33,7 @@ class Context:
     locks: OperationLocks
     retirer: Retirer
     events: EventBus = field(default_factory=EventBus)  # deploy and retire events (ops/events.py)
+    engine: EngineHealth = field(default_factory=EngineHealth)  # does Docker answer? (deploy/engine.py)
 
     @property
     def instance(self) -> str:
