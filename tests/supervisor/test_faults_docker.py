@@ -253,8 +253,11 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
     relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))  # unused: off
     with RelayedDaemon(config, docker_client, relay, DOCKER_HOST=os.environ.get(
-            "DOCKER_HOST", "unix:///var/run/docker.sock"),
-            DOCKYARD_TEST_KILL_AT="after-swap") as daemon:
+            "DOCKER_HOST", "unix:///var/run/docker.sock")) as daemon:
+        daemon.start()  # v1 deployed at start, then the daemon restarted with the hook set
+        await wait_serving(daemon.client(), "web", 2)
+        daemon.signal(signal.SIGTERM)
+        daemon.env["DOCKYARD_TEST_KILL_AT"] = "after-swap"
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         deploy = await asyncio.to_thread(
