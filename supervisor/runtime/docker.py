@@ -237,12 +237,15 @@ class DockerRuntime:
         return True
 
     async def remove_image(self, image: str) -> bool:
+        """Kept when any container was created under this name. Otherwise the tag is removed,
+        never forced: Docker itself refuses (409) to delete an image a container (of another
+        tag of the same image, say) or a child image still needs; then only the tag goes."""
         try:
-            users = await self._call(self.client.api.containers, all=True, quiet=True,
+            users = await self._call(self.client.api.containers, all=True,
                                      filters={"ancestor": image})
-            if users:
+            if any(u.get("Image") == image for u in users):
                 return False
-            await self._call(self.client.api.remove_image, image)  # never forced
+            await self._call(self.client.api.remove_image, image)
         except docker.errors.NotFound:
             return True
         except RuntimeFailure as exc:  # a container took it meanwhile (409 conflict)

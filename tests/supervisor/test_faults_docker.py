@@ -287,3 +287,34 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
         status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
         assert status == 200 and body.startswith("v2 ")
         daemon.signal(signal.SIGTERM)
+
+
+# retention on the real engine (issue #18 item 13) ---------------------------------------------
+
+
+async def test_old_release_images_are_pruned_but_never_one_a_container_uses(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    repo = f"dockyard-test-prune-{os.getpid()}"
+    base = docker_client.images.get(app_images["v1"])
+    for n in range(1, 5):
+        base.tag(repo, str(n))
+    config = make_config(tmp_path, {"web": app_def(f"{repo}:4", keep_releases=1,
+                                                   processes={"web": {"scale": 1}})})
+    outsider = docker_client.containers.create(f"{repo}:1", labels={"dockyard.test": str(os.getpid())})
+    try:
+        async with stack(config, docker_client) as s:
+            for n in range(1, 5):
+                assert (await s.sup.deploy("web", f"{repo}:{n}")).ok
+                await s.sup.retirer.wait_idle()
+            tags = {t for image in docker_client.images.list(name=repo) for t in image.tags
+                    if t.startswith(repo)}
+            # 4 serves, 3 is the rollback target, 2 went, 1 stays: a container not made by
+            # dockyard was created from it
+            assert tags == {f"{repo}:1", f"{repo}:3", f"{repo}:4"}, tags
+            assert [r.number for r in s.state.releases("web")] == [4, 3]
+    finally:
+        outsider.remove(force=True)
+        for n in range(1, 5):
+            with contextlib.suppress(Exception):
+                docker_client.images.remove(f"{repo}:{n}")
