@@ -154,7 +154,8 @@ def status_report(client: Any) -> dict[str, Any]:
     }
     if status.get("connections"):  # client connections open now, and the limit
         report["connections"] = status["connections"]
-    report["docker"] = docker
+    if "docker" in status:  # does the daemon reach Docker? (older daemons do not say)
+        report["docker"] = docker
     return report
 
 
