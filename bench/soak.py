@@ -43,7 +43,8 @@ class Sample:
     t: float  # seconds since the start
     rss_mb: float  # daemon + children
     fds: int
-    sqlite_kb: float  # every *.db* file in state_dir (WAL included)
+    sqlite_kb: float  # the *.db files in state_dir
+    wal_kb: float  # their write-ahead logs (reused after each checkpoint: bounded, ~4 MB each)
     containers: int  # of this run's instance, any state
     images: int  # tags of this run's repository
     requests: int
@@ -118,7 +119,8 @@ class Soak:
         import docker
 
         self.args = args
-        self.client = docker.from_env()
+        self.client = docker.from_env(timeout=60)
+        self.sampling = docker.from_env(timeout=30)  # its own connection: the sampler's thread
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.out: Path = args.out or REPO / "bench" / "out" / f"soak-{stamp}"
         self.out.mkdir(parents=True, exist_ok=True)
@@ -224,20 +226,27 @@ class Soak:
         assert self.proc is not None
         rss, fds = rss_and_fds(self.proc.pid)
         state = self.out / "state"
-        sqlite_kb = sum(p.stat().st_size for p in state.glob("*.db*")) / 1024
-        containers = len(self.client.containers.list(
-            all=True, filters={"label": f"dockyard.instance={self.instance}"}))
-        images = sum(1 for i in self.client.images.list(name=self.repo) for t in i.tags
-                     if t.startswith(f"{self.repo}:"))
+        sqlite_kb = sum(p.stat().st_size for p in state.glob("*.db")) / 1024
+        wal_kb = sum(p.stat().st_size for p in state.glob("*.db-wal")) / 1024
+        try:
+            containers = len(self.sampling.containers.list(
+                all=True, filters={"label": f"dockyard.instance={self.instance}"}))
+            images = sum(1 for i in self.sampling.images.list(name=self.repo) for t in i.tags
+                         if t.startswith(f"{self.repo}:"))
+        except Exception as exc:  # a slow engine: the last counts again
+            print(f"sample: docker did not answer ({exc.__class__.__name__})", flush=True)
+            last = self.samples[-1] if self.samples else None
+            containers, images = (last.containers, last.images) if last else (-1, -1)
         return Sample(round(time.monotonic() - self.started, 1), round(rss, 1), fds,
-                      round(sqlite_kb, 1), containers, images, self.requests, self.failed,
-                      self.deploys, self.reloads)
+                      round(sqlite_kb, 1), round(wal_kb, 1), containers, images, self.requests,
+                      self.failed, self.deploys, self.reloads)
 
     async def sampler(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             s = await asyncio.to_thread(self.sample)
             self.samples.append(s)
             print(f"t={s.t:6.0f}s rss={s.rss_mb:6.1f}MB fds={s.fds:4d} sqlite={s.sqlite_kb:7.1f}KB "
+                  f"wal={s.wal_kb:7.1f}KB "
                   f"containers={s.containers} images={s.images} requests={s.requests} "
                   f"failed={s.failed} deploys={s.deploys} reloads={s.reloads}", flush=True)
             try:
@@ -271,7 +280,7 @@ class Soak:
             "reloads": self.reloads, "errors": self.errors[:20],
             "after_warmup": {f: {"first": getattr(warm[0], f), "last": getattr(warm[-1], f),
                                  "max": max(getattr(s, f) for s in warm), "growth": growth(f)}
-                             for f in ("rss_mb", "fds", "sqlite_kb", "containers", "images")},
+                             for f in ("rss_mb", "fds", "sqlite_kb", "wal_kb", "containers", "images")},
         }
 
     def write(self, summary: dict[str, Any]) -> None:
@@ -289,9 +298,10 @@ class Soak:
             print("matplotlib not installed (pip install -e '.[bench]'): no soak.png")
             return
         fields = [("rss_mb", "RSS, MB (daemon + children)"), ("fds", "open fds"),
-                  ("sqlite_kb", "SQLite files, KB"), ("containers", "containers"),
+                  ("sqlite_kb", "SQLite databases, KB"), ("wal_kb", "SQLite WAL files, KB"),
+                  ("containers", "containers"),
                   ("images", "image tags")]
-        fig, axes = plt.subplots(len(fields), 1, figsize=(9, 11), sharex=True)
+        fig, axes = plt.subplots(len(fields), 1, figsize=(9, 12), sharex=True)
         minutes = [s.t / 60 for s in self.samples]
         for ax, (field, label) in zip(axes, fields, strict=True):
             ax.plot(minutes, [getattr(s, field) for s in self.samples])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from typing import Literal
 
@@ -63,10 +64,13 @@ async def deploy_holding_lock(
     """`deploy()` for a caller that holds the app's operation lock already (a build)."""
     files = ctx.apps.repo(app.name) if repo == "current" else repo
     report = DeployReport(app.name, image=image, progress=progress, events=ctx.events)
-    release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
-    report.release = release.number
-    if files is not None:
-        ctx.state.set_repo_files(app.name, release.number, files)
+    try:
+        release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
+        report.release = release.number
+        if files is not None:
+            ctx.state.set_repo_files(app.name, release.number, files)
+    except sqlite3.Error as exc:  # disk full: refused before anything started
+        raise DeployError(f"could not record the release, nothing changed: {exc}") from exc
     log.info("deploying app=%s release=%d image=%s kind=%s", app.name, release.number, image, kind)
     report.emit("deploying", image=image, kind=kind)
     started = time.monotonic()

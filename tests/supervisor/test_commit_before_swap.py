@@ -144,3 +144,16 @@ def test_sqlite_commits_are_fsynced(tmp_path: Path) -> None:
     db = sqlite.connect(tmp_path / "x.db", "CREATE TABLE t (x);")
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     db.close()
+
+
+async def test_disk_full_before_the_deploy_begins_is_a_clear_deploy_error(tmp_path: Path) -> None:
+    from supervisor.model.errors import DeployError
+
+    async with rig(tmp_path, {"shop": fast_app()}) as r:
+        assert (await r.deploy("shop")).ok
+        fill_disk(r.state)
+        with pytest.raises(DeployError, match=f"could not record the release, nothing changed: {DISK_FULL}"):
+            await r.deploy("shop", "app:v2")
+        free_disk(r.state)
+        assert r.journal.first("run", "fake.shop.web.1.r2") == -1
+        assert r.current("shop").number == 1
