@@ -87,6 +87,9 @@ class EngineMonitor:
                     log.warning("no container left app=%s: redeploying release image=%s",
                                 name, current.image)
                     await deploy(ctx, app, current.image, kind="restart")
+        resumed = ctx.retirer.resume_failed(stop_timeout=10.0)
+        if resumed:
+            log.info("retire timers resumed after the outage count=%d", resumed)
         await start_apps(ctx)
         log.info("re-adopted apps=%s", ",".join(sorted(ctx.fleet.serving)) or "-")
         self.recovered.set()

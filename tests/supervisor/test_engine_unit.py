@@ -92,3 +92,20 @@ async def test_a_failed_recovery_is_retried(tmp_path: Path) -> None:
         assert not monitor.recovered.is_set()
         assert await monitor.check()
         assert monitor.recovered.is_set()
+
+
+async def test_retire_timers_that_failed_during_the_outage_run_again(tmp_path: Path) -> None:
+    async with rig(tmp_path, {"shop": fast_app(retire_after=0.2)}, http=True) as r:
+        assert (await r.deploy("shop")).ok
+        old = set(r.serving_ids("shop"))
+        monitor = EngineMonitor(r.ctx)
+        assert (await r.deploy("shop", "app:v2")).ok
+        r.runtime.unreachable = True  # the retire's stop and remove fail: its task ends
+        assert not await monitor.check()
+        await r.sup.retirer.wait_idle()
+        assert {cid for cid, _, _ in r.state.retiring()} == old
+        assert old <= set(r.runtime.containers)
+        r.runtime.unreachable = False
+        assert await monitor.check()
+        await r.sup.retirer.wait_idle()
+        assert r.state.retiring() == [] and not old & set(r.runtime.containers)
