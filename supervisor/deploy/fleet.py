@@ -144,13 +144,18 @@ class Fleet:
         return Route(tuple(app.hosts), tuple(self.targets(app)), app.path_prefix, app.balance,
                      app.tls_redirect, app.hsts)
 
-    def reroute(self, apps: Iterable[AppSpec], removed: Iterable[str] = ()) -> None:
+    def reroute(self, apps: Iterable[AppSpec], removed: Iterable[str] = (),
+                stopped: Iterable[str] = ()) -> None:
         """A reload: every app in `apps` routed as it is defined now, the `removed` ones
         unrouted, all in one route-table assignment, so a host can move from one app to
-        another. The proxy checks the whole table first: a conflict changes nothing."""
+        another. The proxy checks the whole table first: a conflict changes nothing. An app
+        that does not serve has no routes (404), unless `stopped` names it: then its hosts
+        stay routed to nothing (503), as `dockyard stop` left them."""
         changes: dict[str, Route | None] = {name: None for name in removed}
+        keep = set(stopped)
         for app in apps:
-            changes[app.name] = self.route(app) if app.name in self._serving else None
+            serves = app.name in self._serving or app.name in keep
+            changes[app.name] = self.route(app) if serves else None
         self.routes.replace_routes(changes)
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],

@@ -97,7 +97,8 @@ async def apply(ctx: Context, new_file: Config) -> dict[str, Any]:
     # later), the removed apps gone. A host can move from one app to another; a conflict the
     # validator let through is refused here before anything changed.
     try:
-        ctx.fleet.reroute(new.apps.values(), the_plan.removed)
+        stopped = [name for name in new.apps if ctx.state.is_stopped(name)]
+        ctx.fleet.reroute(new.apps.values(), the_plan.removed, stopped)
     except ValueError as exc:  # proxy RouteConflictError / InvalidRouteError
         problem = Problem(str(new_file.path), "apps", f"the new routes conflict, nothing changed: {exc}")
         raise ConfigError([problem]) from exc

@@ -190,3 +190,14 @@ async def test_the_reload_signal_loop_survives_any_exception(
         loop.cancel()
 
 
+
+
+async def test_a_stopped_app_keeps_its_503_routes_across_a_reload(tmp_path: Path) -> None:
+    async with rig(tmp_path, {"shop": fast_app(), "blog": fast_app()}) as r:
+        assert (await r.deploy("shop")).ok and (await r.deploy("blog")).ok
+        await r.sup.stop("blog")
+        assert r.routes.table["blog"] == ()
+        await apply(r.ctx, make_config(tmp_path, {"shop": fast_app(), "blog": fast_app(
+            hosts=["blog.test", "www.blog.test"])}))
+        assert r.routes.table["blog"] == ()  # still routed, to nothing: 503
+        assert r.routes.options["blog"]["hosts"] == ("blog.test", "www.blog.test")
