@@ -50,7 +50,7 @@ test: test-deps venv compiled docker lint
 
 ## Restarts the shared dockerd: alone and last (other tests using the engine meanwhile break).
 test-dockerd-restart: venv docker
-	$(PY) -m pytest -q -m dockerd_restart tests/supervisor/test_dockerd_restart.py
+	DOCKYARD_TEST_DOCKERD_RESTART=1 $(PY) -m pytest -q -m dockerd_restart tests/supervisor/test_dockerd_restart.py
 
 bench: venv compiled docker
 	$(PY) -m bench swap
