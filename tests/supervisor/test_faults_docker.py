@@ -318,3 +318,40 @@ async def test_old_release_images_are_pruned_but_never_one_a_container_uses(
         for n in range(1, 5):
             with contextlib.suppress(Exception):
                 docker_client.images.remove(f"{repo}:{n}")
+
+
+async def test_containers_stopped_while_docker_was_unreachable_are_restarted_when_it_answers(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    """What a dockerd restart does to the containers (they stop), without restarting the shared
+    engine: the relay is cut, the containers are stopped behind the daemon's back (it sees no
+    event), then Docker answers again and the daemon restarts them on new ports."""
+    port = free_port()
+    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
+    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))
+    relay.on()
+    with RelayedDaemon(config, docker_client, relay) as daemon:
+        try:
+            daemon.start()
+            client = daemon.client()
+            before = await wait_serving(client, "web", 2, timeout=60)
+            relay.off()
+            await wait_docker(client, False)
+            for c in docker_client.containers.list(filters=mine(config)):
+                c.stop(timeout=1)
+            relay.on()
+            await wait_docker(client, True)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                after = await wait_serving(client, "web", 2)
+                if not set(after) & set(before):
+                    break
+                await asyncio.sleep(0.2)
+            assert not set(after) & set(before), (before, after)  # restarted: new ports
+            status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
+            assert status == 200 and body.startswith("v1 ")
+            assert len(docker_client.containers.list(filters=mine(config))) == 2
+            assert "restarted after the outage" in daemon.log.read_text()
+            daemon.signal(signal.SIGTERM)
+        finally:
+            relay.off()
