@@ -13,6 +13,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from supervisor.model.errors import RuntimeFailure
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
@@ -92,6 +93,8 @@ class DockerRuntime:
             raise
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(str(exc)) from exc
+        except requests.exceptions.ConnectionError as exc:  # the engine went away (docs/lifecycle.md)
+            raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
 
     def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
