@@ -109,3 +109,13 @@ async def test_retire_timers_that_failed_during_the_outage_run_again(tmp_path: P
         assert await monitor.check()
         await r.sup.retirer.wait_idle()
         assert r.state.retiring() == [] and not old & set(r.runtime.containers)
+
+
+async def test_a_deploy_while_docker_is_unreachable_fails_with_the_reason(tmp_path: Path) -> None:
+    async with rig(tmp_path, {"shop": fast_app()}, http=True) as r:
+        assert (await r.deploy("shop")).ok
+        routed = r.routes.table["shop"]
+        r.runtime.unreachable = True
+        report = await r.deploy("shop", "app:v2")
+        assert not report.ok and "Connection refused" in report.reason
+        assert r.routes.table["shop"] == routed and r.current("shop").number == 1
