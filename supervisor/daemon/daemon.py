@@ -102,6 +102,8 @@ class Daemon:
         try:
             await asyncio.to_thread(gitrepo.ensure_repos, self.config)
             adopted = await self._adopt(sup)  # the route table is complete before the first accept
+            if not adopted and handoff is not None:  # it would take the listeners with no routes
+                raise DockyardError("takeover refused: Docker does not answer; the old daemon keeps serving")
             await proxy.start(host, port, sock=inherited[0] if inherited else None)
             # TLS listener (the second inherited socket, if any), manual certs, ACME: docs/tls.md
             self.acme = await start_tls(
