@@ -99,6 +99,7 @@ class Scheduler:
         self._image_of = image_of
         self._extra_labels = dict(extra_labels)
         self._store = store or RunStore.in_state_dir(config.server.state_dir)
+        self._store.keep = config.server.keep_cron_runs
         self._misfire = misfire_grace_time
         self._stop_grace = stop_grace
         self._output_limit = output_kb * 1024
@@ -193,6 +194,7 @@ class Scheduler:
         for key in the_plan.added + the_plan.changed:
             build_trigger(new_tasks[key].schedule, config.server.timezone, task=f"{key[0]}.{key[1]}")
         self._config = config
+        self._store.keep = config.server.keep_cron_runs
         if self._aps is not None:
             # Each trigger carries its own time zone: a changed zone reschedules every task.
             for key in the_plan.removed + the_plan.changed:

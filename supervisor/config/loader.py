@@ -124,6 +124,8 @@ def _server(t: Table, base: Path) -> ServerSpec:
             t.error(key, "not supported yet: a dashboard on a proxy host needs basic auth (issue #21); "
                          "use dashboard_listen on 127.0.0.1 and an SSH tunnel (docs/dashboard.md)")
     scheduler = t.choice("scheduler", defaults.SCHEDULER, SCHEDULERS)
+    keep_releases = t.integer("keep_releases", defaults.KEEP_RELEASES, minimum=1, maximum=defaults.MAX_KEEP)
+    keep_cron_runs = t.integer("keep_cron_runs", defaults.KEEP_CRON_RUNS, minimum=1, maximum=defaults.MAX_KEEP)
     tls = server_tls(t)
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
                          "tls_listen": tls.get("tls_listen"), "dashboard_listen": dashboard_listen})
@@ -133,7 +135,8 @@ def _server(t: Table, base: Path) -> ServerSpec:
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
                       dashboard_listen=dashboard_listen, scheduler=scheduler,
-                      max_build_context=max_context, **tls)
+                      max_build_context=max_context, keep_releases=keep_releases,
+                      keep_cron_runs=keep_cron_runs, **tls)
 
 
 def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from supervisor.model import defaults
 from supervisor.model.errors import RuntimeFailure
@@ -105,6 +106,8 @@ class DockerRuntime:
             raise
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(str(exc)) from exc
+        except requests.exceptions.ConnectionError as exc:  # the engine went away (docs/lifecycle.md)
+            raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
 
     def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -308,6 +311,22 @@ class DockerRuntime:
             raise RuntimeFailure(str(exc.explanation or exc)) from exc
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(str(exc)) from exc
+    async def remove_image(self, image: str) -> bool:
+        """Kept when any container was created under this name. Otherwise the tag is removed,
+        never forced: Docker itself refuses (409) to delete an image a container (of another
+        tag of the same image, say) or a child image still needs; then only the tag goes."""
+        try:
+            users = await self._call(self.client.api.containers, all=True,
+                                     filters={"ancestor": image})
+            if any(u.get("Image") == image for u in users):
+                return False
+            await self._call(self.client.api.remove_image, image)
+        except docker.errors.NotFound:
+            return True
+        except RuntimeFailure as exc:  # a container took it meanwhile (409 conflict)
+            log.info("image kept image=%s reason=%s", image, exc)
+            return False
+        return True
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""

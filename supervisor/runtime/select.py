@@ -108,6 +108,10 @@ class SelectRuntime:
         """On this engine, for either scheduler (Swarm nodes pull from the registry themselves)."""
         await self.docker.pull(image, auth, progress)
 
+    async def remove_image(self, image: str) -> bool:
+        """On this engine, where builds and pulls put images (Swarm nodes keep their own)."""
+        return await self.docker.remove_image(image)
+
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Both streams merged; either one failing ends this one (the watcher reconnects)."""
         if self.swarm is None:

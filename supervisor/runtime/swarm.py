@@ -523,6 +523,12 @@ class SwarmRuntime:
 
         await DockerRuntime(self.client).pull(image, auth, progress)
 
+    async def remove_image(self, image: str) -> bool:
+        """On this engine (the manager), as a container app's; nodes keep their own copies."""
+        from supervisor.runtime.docker import DockerRuntime
+
+        return await DockerRuntime(self.client).remove_image(image)
+
     # watching --------------------------------------------------------------------------
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
