@@ -34,6 +34,7 @@ from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_
 from supervisor.deploy.engine import EngineMonitor
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.deploy.watch import Watcher
+from supervisor.git import buildcontext
 from supervisor.git import repo as gitrepo
 from supervisor.model.errors import ConfigError, DockyardError, RuntimeFailure
 from supervisor.model.spec import Config
@@ -112,6 +113,9 @@ class Daemon:
         host, port = split_listen(server.listen)
         try:
             await asyncio.to_thread(gitrepo.ensure_repos, self.config)
+            stale = await asyncio.to_thread(buildcontext.sweep, server.state_dir)
+            if stale:  # a daemon killed mid-build left its context behind
+                log.info("removed stale build directories count=%d", len(stale))
             adopted = await self._adopt(sup)  # the route table is complete before the first accept
             if not adopted and handoff is not None:  # it would take the listeners with no routes
                 raise DockyardError("takeover refused: Docker does not answer; the old daemon keeps serving")

@@ -4,6 +4,7 @@ The fault-scenario tests (tests/supervisor/test_faults_docker.py) set it to prov
 `kill -9` at the worst moment of a deploy loses nothing. Never set it in production: the
 daemon SIGKILLs itself the first time it reaches the named point. The points:
 
+- `mid-build`: a build's context is on disk under `<state_dir>/builds`, the image not built yet;
 - `after-commit`: a deploy committed its release and retire timers, the routes not yet moved;
 - `after-swap`: the routes moved to the new release, nothing after the swap done yet.
 """
@@ -15,7 +16,7 @@ import os
 import signal
 from typing import Literal
 
-KillPoint = Literal["after-commit", "after-swap"]
+KillPoint = Literal["mid-build", "after-commit", "after-swap"]
 ENV = "DOCKYARD_TEST_KILL_AT"
 log = logging.getLogger("dockyard.supervisor")
 

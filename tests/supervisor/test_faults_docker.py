@@ -3,7 +3,8 @@
 - disk full during a deploy (the state dir on a tiny tmpfs, filled at the checks);
 - dockerd unreachable when `serve` starts, and under load (a relay the test cuts: the shared
   engine never stops, see tests/relay.py);
-- the daemon killed -9 right after the swap (DOCKYARD_TEST_KILL_AT, supervisor/ops/faults.py).
+- the daemon killed -9 right after the swap (DOCKYARD_TEST_KILL_AT, supervisor/ops/faults.py);
+- the daemon killed -9 mid-build: its build directory is removed at the next start.
 
 A real dockerd restart is in test_dockerd_restart.py (its own marker, run last by `make test`).
 """
@@ -286,6 +287,41 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
         assert sorted(c.name.rsplit(".", 1)[1] for c in left) == ["r2", "r2"], [c.name for c in left]
         status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
         assert status == 200 and body.startswith("v2 ")
+        daemon.signal(signal.SIGTERM)
+
+
+# kill -9 mid-build ---------------------------------------------------------------------------------
+
+
+async def test_kill_9_mid_build_leaves_no_build_directory_after_restart(
+    tmp_path: Path, docker_client: Any, app_images: dict[str, str]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "Dockerfile").write_text(f"FROM {app_images['v1']}\n")
+    builds = tmp_path / "state" / "builds"
+    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))  # unused: off
+    with RelayedDaemon(config, docker_client, relay, DOCKYARD_TEST_KILL_AT="mid-build", DOCKER_HOST=os.environ.get(
+            "DOCKER_HOST", "unix:///var/run/docker.sock")) as daemon:
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)  # v1 deployed at start: no build, no kill
+        build = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--build", str(work),
+             "-c", str(config)], capture_output=True, text=True, timeout=120,
+        )
+        assert daemon.proc is not None
+        assert daemon.proc.wait(timeout=30) == -signal.SIGKILL, build.stdout + build.stderr
+        left = [p.name for p in builds.iterdir() if p.name.startswith("ctx-")]
+        assert len(left) == 1, left  # the killed build's context, as a SIGKILL leaves it
+
+        daemon.env.pop("DOCKYARD_TEST_KILL_AT")
+        daemon.start()
+        await wait_serving(daemon.client(), "web", 2)
+        assert [p.name for p in builds.iterdir() if p.name.startswith("ctx-")] == []
+        assert "removed stale build directories count=1" in daemon.log.read_text()
         daemon.signal(signal.SIGTERM)
 
 
