@@ -28,6 +28,7 @@ import pytest
 
 from proxy import Proxy
 from supervisor.cli.client import ControlClient
+from supervisor.config.loader import load_config
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.store.releases import StateStore
 from tests.relay import DockerRelay
@@ -143,6 +144,9 @@ class RelayedDaemon(Daemon):
         super().__init__(config, docker_client)
         self.env = {**os.environ, "DOCKER_HOST": relay.docker_host, **env}
 
+    def __enter__(self) -> RelayedDaemon:
+        return self
+
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", "serve", "-c", str(self.config)],
@@ -247,32 +251,42 @@ async def test_docker_unreachable_under_load_routes_keep_serving_and_it_readopts
 # kill -9 after the swap ----------------------------------------------------------------------------
 
 
+def direct_daemon(tmp_path: Path, docker_client: Any, image: str) -> RelayedDaemon:
+    """`dockyard serve` on the engine itself (no relay), serving `web` on `image`."""
+    config = write_config(tmp_path, free_port(), app_toml("web", image))
+    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{tmp_path.name}.sock"))  # unused: off
+    return RelayedDaemon(config, docker_client, relay, DOCKER_HOST=os.environ.get(
+        "DOCKER_HOST", "unix:///var/run/docker.sock"))
+
+
+async def kill_during(daemon: RelayedDaemon, point: str, *command: str) -> None:
+    """Start the daemon with DOCKYARD_TEST_KILL_AT=`point`, run `dockyard *command` against it,
+    and see the daemon SIGKILL itself there; the hook is unset for the next start."""
+    daemon.env["DOCKYARD_TEST_KILL_AT"] = point
+    daemon.start()
+    await wait_serving(daemon.client(), "web", 2)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "supervisor.cli", *command, "-c", str(daemon.config)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=30) == -signal.SIGKILL, done.stdout + done.stderr
+    assert "killing the daemon" in daemon.log.read_text()
+    daemon.env.pop("DOCKYARD_TEST_KILL_AT")
+
+
 async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_without_orphans(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))  # unused: off
-    with RelayedDaemon(config, docker_client, relay, DOCKER_HOST=os.environ.get(
-            "DOCKER_HOST", "unix:///var/run/docker.sock")) as daemon:
+    with direct_daemon(tmp_path, docker_client, app_images["v1"]) as daemon:
+        config = daemon.config
         daemon.start()  # v1 deployed at start, then the daemon restarted with the hook set
         await wait_serving(daemon.client(), "web", 2)
         daemon.signal(signal.SIGTERM)
-        daemon.env["DOCKYARD_TEST_KILL_AT"] = "after-swap"
-        daemon.start()
-        await wait_serving(daemon.client(), "web", 2)
-        deploy = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
-             "-c", str(config)], capture_output=True, text=True, timeout=120,
-        )
-        assert daemon.proc is not None
-        assert daemon.proc.wait(timeout=30) == -signal.SIGKILL, deploy.stdout + deploy.stderr
-        assert "killing the daemon" in daemon.log.read_text()
+        await kill_during(daemon, "after-swap", "deploy", "web", "--image", app_images["v2"])
         names = {c.name for c in docker_client.containers.list(all=True, filters=mine(config))}
         assert any(n.endswith(".r1") for n in names) and any(n.endswith(".r2") for n in names)
 
-        daemon.env.pop("DOCKYARD_TEST_KILL_AT")
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         releases = daemon.client().get("/v1/apps/web/releases")
@@ -285,7 +299,7 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
             await asyncio.sleep(0.2)
         left = docker_client.containers.list(all=True, filters=mine(config))
         assert sorted(c.name.rsplit(".", 1)[1] for c in left) == ["r2", "r2"], [c.name for c in left]
-        status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
+        status, body = await get(f"http://{load_config(config).server.listen}/", "web.test")
         assert status == 200 and body.startswith("v2 ")
         daemon.signal(signal.SIGTERM)
 
@@ -296,28 +310,16 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
 async def test_kill_9_mid_build_leaves_no_build_directory_after_restart(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
     work = tmp_path / "work"
     work.mkdir()
     (work / "Dockerfile").write_text(f"FROM {app_images['v1']}\n")
     builds = tmp_path / "state" / "builds"
-    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))  # unused: off
-    with RelayedDaemon(config, docker_client, relay, DOCKYARD_TEST_KILL_AT="mid-build", DOCKER_HOST=os.environ.get(
-            "DOCKER_HOST", "unix:///var/run/docker.sock")) as daemon:
-        daemon.start()
-        await wait_serving(daemon.client(), "web", 2)  # v1 deployed at start: no build, no kill
-        build = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--build", str(work),
-             "-c", str(config)], capture_output=True, text=True, timeout=120,
-        )
-        assert daemon.proc is not None
-        assert daemon.proc.wait(timeout=30) == -signal.SIGKILL, build.stdout + build.stderr
+    with direct_daemon(tmp_path, docker_client, app_images["v1"]) as daemon:
+        # v1 is deployed at start (no build, no kill); the build is killed with its context on disk
+        await kill_during(daemon, "mid-build", "deploy", "web", "--build", str(work))
         left = [p.name for p in builds.iterdir() if p.name.startswith("ctx-")]
         assert len(left) == 1, left  # the killed build's context, as a SIGKILL leaves it
 
-        daemon.env.pop("DOCKYARD_TEST_KILL_AT")
         daemon.start()
         await wait_serving(daemon.client(), "web", 2)
         assert [p.name for p in builds.iterdir() if p.name.startswith("ctx-")] == []
