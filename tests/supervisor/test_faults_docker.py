@@ -259,6 +259,12 @@ def direct_daemon(tmp_path: Path, docker_client: Any, image: str) -> RelayedDaem
         "DOCKER_HOST", "unix:///var/run/docker.sock"))
 
 
+def names_of(docker_client: Any, config: Path) -> list[str]:
+    """The app's container names, from one list call (no inspect of each: a container Docker
+    is still removing could vanish between the two and fail the listing)."""
+    return [c["Names"][0].lstrip("/") for c in docker_client.api.containers(all=True, filters=mine(config))]
+
+
 async def kill_during(daemon: RelayedDaemon, point: str, *command: str) -> None:
     """Start the daemon with DOCKYARD_TEST_KILL_AT=`point`, run `dockyard *command` against it,
     and see the daemon SIGKILL itself there; the hook is unset for the next start."""
@@ -284,7 +290,7 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
         await wait_serving(daemon.client(), "web", 2)
         daemon.signal(signal.SIGTERM)
         await kill_during(daemon, "after-swap", "deploy", "web", "--image", app_images["v2"])
-        names = {c.name for c in docker_client.containers.list(all=True, filters=mine(config))}
+        names = set(names_of(docker_client, config))
         assert any(n.endswith(".r1") for n in names) and any(n.endswith(".r2") for n in names)
 
         daemon.start()
@@ -293,12 +299,11 @@ async def test_kill_9_right_after_the_swap_serves_one_release_after_restart_with
         assert [(r["number"], r["status"]) for r in releases] == [(2, "active"), (1, "superseded")]
         deadline = time.monotonic() + 30  # the old containers' retire timers resume
         while time.monotonic() < deadline:
-            left = docker_client.containers.list(all=True, filters=mine(config))
-            if all(c.name.endswith(".r2") for c in left):
+            if all(n.endswith(".r2") for n in names_of(docker_client, config)):
                 break
             await asyncio.sleep(0.2)
-        left = docker_client.containers.list(all=True, filters=mine(config))
-        assert sorted(c.name.rsplit(".", 1)[1] for c in left) == ["r2", "r2"], [c.name for c in left]
+        left = names_of(docker_client, config)
+        assert sorted(n.rsplit(".", 1)[1] for n in left) == ["r2", "r2"], left
         status, body = await get(f"http://{load_config(config).server.listen}/", "web.test")
         assert status == 200 and body.startswith("v2 ")
         daemon.signal(signal.SIGTERM)
