@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test test-deps venv compiled docker images lint bench bench-quick bench-restart bench-tls dist clean
+.PHONY: demo test test-dockerd-restart test-deps venv compiled docker images lint bench bench-quick bench-restart bench-tls dist clean
 
 $(VENV)/.installed: pyproject.toml
 	bash scripts/ensure-python-venv.sh $(PYTHON)
@@ -46,6 +46,11 @@ lint: venv
 test: test-deps venv compiled docker lint
 	$(PY) -m pytest -q
 	DOCKYARD_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/proxy tests/tls
+	$(MAKE) test-dockerd-restart
+
+## Restarts the shared dockerd: alone and last (other tests using the engine meanwhile break).
+test-dockerd-restart: venv docker
+	DOCKYARD_TEST_DOCKERD_RESTART=1 $(PY) -m pytest -q -m dockerd_restart tests/supervisor/test_dockerd_restart.py
 
 bench: venv compiled docker
 	$(PY) -m bench swap

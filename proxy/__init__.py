@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     )
     from .options import ProxyOptions
     from .proxy import Proxy
-    from .routes import RouteTable, Service
+    from .routes import Route, RouteTable, Service
     from .stats import LATENCY_BUCKETS
 
 _WHERE = {
@@ -40,6 +40,7 @@ _WHERE = {
     "UpstreamTimeoutError": ".errors",
     "ProxyOptions": ".options",
     "Proxy": ".proxy",
+    "Route": ".routes",
     "RouteTable": ".routes",
     "Service": ".routes",
     "LATENCY_BUCKETS": ".stats",
@@ -51,6 +52,7 @@ __all__ = [
     "ProxyError",
     "ProxyOptions",
     "ProxyStateError",
+    "Route",
     "RouteConflictError",
     "RouteTable",
     "Service",

@@ -14,7 +14,7 @@ from .edge import Edge
 from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
 from .policy import Policy
-from .routes import Maintenance, RouteTable, Service, make_service
+from .routes import Maintenance, Route, RouteTable, Service, make_service
 from .server import ClientConnection
 from .state import ProxyState
 from .stats import AppStats
@@ -244,6 +244,21 @@ class Proxy:
         else:
             log.info("Routed app=%s hosts=%s prefix=%s targets=%s", app, ",".join(service.hosts),
                      service.path_prefix, ",".join(service.targets))
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None:
+        """Install, replace (a Route) or remove (None) several apps' routes with one assignment.
+        The new table is built and checked whole first: a RouteConflictError or InvalidRouteError
+        leaves the table as it was. A reload that moves a host between apps uses this."""
+        changes = {app: None if r is None else r.service(app) for app, r in routes.items()}
+        self.state.table = self.state.table.replacing(changes)
+        for app, service in changes.items():
+            if service is None:
+                self.balancer.forget(app)
+            else:
+                self.state.app_stats(app)
+                self.state.rollouts.keep(app, service.rollout)
+        log.info("Routed apps=%s removed=%s", ",".join(a for a, r in changes.items() if r),
+                 ",".join(a for a, r in changes.items() if r is None))
 
     def remove_app(self, app: str) -> None:
         self.state.table = self.state.table.without_app(app)

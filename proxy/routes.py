@@ -74,6 +74,32 @@ class Rollout:
     percent: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What Proxy.replace_routes takes for one app: the arguments of Proxy.set_app as a value."""
+
+    hosts: tuple[str, ...]
+    targets: tuple[str, ...]
+    path_prefix: str = "/"
+    balance: str = "round_robin"
+    tls_redirect: bool = False
+    hsts: int | None = None
+    release: str = ""
+    canary_release: str = ""
+    canary_targets: tuple[str, ...] = ()
+    canary_percent: float = 0.0
+    maintenance: Maintenance | None = None
+    error_pages: Mapping[int, bytes] | None = None
+    policy: Policy | None = None
+
+    def service(self, app: str) -> Service:
+        """The app's Service, validated as set_app validates it (InvalidRouteError)."""
+        return make_service(app, self.hosts, self.targets, self.path_prefix, self.balance,
+                            self.tls_redirect, self.hsts, self.release, self.canary_release,
+                            self.canary_targets, self.canary_percent, self.maintenance,
+                            self.error_pages, policy=self.policy)
+
+
 def normalize_host(host: str) -> str:
     """Lower-case, strip the port and a trailing dot: 'Example.COM:8080' -> 'example.com'."""
     host = host.strip().lower()
@@ -249,6 +275,17 @@ class RouteTable:
     def with_service(self, service: Service) -> RouteTable:
         services = dict(self.services)
         services[service.app] = service
+        return RouteTable.build(services)
+
+    def replacing(self, changes: Mapping[str, Service | None]) -> RouteTable:
+        """This table with each app in `changes` given its new service (None: removed), checked
+        as a whole: a host that moves from one app to another in `changes` is no conflict."""
+        services = dict(self.services)
+        for app, service in changes.items():
+            if service is None:
+                services.pop(app, None)
+            else:
+                services[app] = service
         return RouteTable.build(services)
 
     def without_app(self, app: str) -> RouteTable:

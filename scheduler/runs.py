@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from supervisor.model import defaults
 from supervisor.store import sqlite
 
 RunStatus = Literal["running", "ok", "failed", "skipped", "timeout", "replaced"]
@@ -97,8 +98,9 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
 class RunStore:
     """Every write is one short transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: int = defaults.KEEP_CRON_RUNS) -> None:
         self.path = path
+        self.keep = keep  # runs kept per task ([server] keep_cron_runs); older ones are deleted
         self._db = sqlite.connect(path, SCHEMA)
 
     @classmethod
@@ -143,7 +145,19 @@ class RunStore:
             )
         record = self.get(run_id)
         assert record is not None
+        self.prune(record.app, record.task)
         return record
+
+    def prune(self, app: str, task: str) -> int:
+        """Keep the task's `keep` newest runs (and every one still running); how many went."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM cron_runs WHERE app = ? AND task = ? AND status != 'running' AND id <"
+                " (SELECT MIN(id) FROM (SELECT id FROM cron_runs WHERE app = ? AND task = ?"
+                " ORDER BY id DESC LIMIT ?))",
+                (app, task, app, task, self.keep),
+            )
+            return cur.rowcount
 
     def get(self, run_id: int) -> RunRecord | None:
         row = self._db.execute(

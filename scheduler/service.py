@@ -59,6 +59,7 @@ class Scheduler:
         self._config = config
         self._runtime = runtime
         self._store = store or RunStore.in_state_dir(config.server.state_dir)
+        self._store.keep = config.server.keep_cron_runs
         self._misfire = misfire_grace_time
         self._stop_grace = stop_grace
         self._setting = RunSetting(runtime, self._store, image_of, config.server.instance,
@@ -154,6 +155,7 @@ class Scheduler:
         for key in the_plan.added + the_plan.changed:
             build_trigger(new_tasks[key].schedule, config.server.timezone, task=f"{key[0]}.{key[1]}")
         self._config = config
+        self._store.keep = config.server.keep_cron_runs
         if self._aps is not None:
             # Each trigger carries its own time zone: a changed zone reschedules every task.
             for key in the_plan.removed + the_plan.changed:

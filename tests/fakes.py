@@ -6,7 +6,8 @@
   `gate()` holds calls of an operation until the test opens it, `script()` gives containers a
   behaviour (exit at once, answer HTTP), `oneoff()` scripts predeploy/postdeploy results,
   `die()` and `vanish()` crash or remove a container behind dockyard's back, and
-  `runs_in_threads` makes a cancelled `run` finish anyway, as DockerRuntime's threads do.
+  `runs_in_threads` makes a cancelled `run` finish anyway, as DockerRuntime's threads do;
+  `unreachable` makes every call fail as when dockerd does not answer.
 - Web containers whose behaviour has an `http` handler answer on real sockets on 127.0.0.1
   (one small aiohttp server per container), so the HTTP checks of deploy/checks.py really
   connect; other containers get made-up port numbers nothing listens on.
@@ -33,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from proxy.errors import RouteConflictError
+from proxy.routes import Route
 from supervisor.config.loader import parse_config
 from supervisor.deploy.context import Context
 from supervisor.deploy.report import DeployReport
@@ -205,6 +208,7 @@ class FakeRuntime:
         self._scripts: list[tuple[str, Behaviour]] = []
         self._oneoffs: list[tuple[str, OneOff]] = []
         self._rules: list[_Rule] = []
+        self.unreachable = False  # True: every call raises, as when dockerd does not answer
         self._ids = itertools.count(1)
         self._ports = itertools.count(41001)
         self._subscribers: list[tuple[Mapping[str, str], asyncio.Queue[RuntimeEvent]]] = []
@@ -393,6 +397,16 @@ class FakeRuntime:
         await self._apply_rules("image_exists", image)
         return image not in self.missing_images
 
+    async def remove_image(self, image: str) -> bool:
+        """As Docker: kept while any container (of any app or owner) was made from it."""
+        await self._apply_rules("remove_image", image)
+        if any(c.spec.image == image for c in self.containers.values()):
+            self.journal.add("remove_image", image, False)
+            return False
+        self.journal.add("remove_image", image, True)
+        self.missing_images.add(image)
+        return True
+
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
         entry = (dict(labels), queue)
@@ -426,6 +440,8 @@ class FakeRuntime:
         return next((b for m, b in reversed(self._scripts) if m in where), self.default)
 
     async def _apply_rules(self, op: str, subject: str) -> None:
+        if self.unreachable:
+            raise RuntimeFailure("Error while fetching server API version: Connection refused")
         for rule in list(self._rules):
             if rule.op != op or rule.match not in subject:
                 continue
@@ -557,6 +573,37 @@ class RecordingRoutes:
         self.own.add("remove_app", app)
         self.table.pop(app, None)
         self.options.pop(app, None)
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None:
+        """As the proxy: the whole new table is checked first (a host+prefix claimed by two
+        apps raises RouteConflictError and changes nothing), then installed at once."""
+        options = dict(self.options)
+        table = dict(self.table)
+        for app, route in routes.items():
+            if route is None:
+                options.pop(app, None)
+                table.pop(app, None)
+            else:
+                table[app] = tuple(route.targets)
+                options[app] = {"hosts": tuple(route.hosts), "path_prefix": route.path_prefix,
+                                "balance": route.balance, "tls_redirect": route.tls_redirect,
+                                "hsts": route.hsts, "maintenance": route.maintenance,
+                                "error_pages": dict(route.error_pages or {}), "policy": route.policy}
+        owner: dict[tuple[str, str], str] = {}
+        for app, opts in options.items():
+            for host in opts["hosts"]:
+                key = (host, opts["path_prefix"])
+                if key in owner:
+                    raise RouteConflictError(f"host={host} claimed by app={owner[key]} and app={app}")
+                owner[key] = app
+        self.journal.add("replace_routes", tuple(sorted(routes)))
+        self.own.add("replace_routes", tuple(sorted(routes)))
+        self.table, self.options = table, options
+        for app, route in routes.items():
+            if route is not None:
+                self.rollouts[app] = {"release": route.release, "canary_release": route.canary_release,
+                                      "canary_targets": route.canary_targets,
+                                      "canary_percent": route.canary_percent}
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int:
         self.journal.add("drain", tuple(targets), timeout)

@@ -180,6 +180,7 @@ async def status(request: web.Request) -> web.Response:
             "apps": sup.route_rows(),
             "tls": request.app[TLS_STATUS_KEY](),  # type: ignore[operator]
             "connections": _connections(request.app[CONNECTIONS_KEY]()),  # type: ignore[operator]
+            "docker": sup.ctx.engine.as_dict(),
         }
     )
 

@@ -40,6 +40,7 @@ from supervisor.model import defaults
 from supervisor.model.errors import DeployError, DockyardError
 from supervisor.model.release import ReleaseKind, RepoFiles
 from supervisor.model.spec import AppSpec
+from supervisor.ops.faults import kill_point
 from supervisor.runtime import builds
 
 log = logging.getLogger("dockyard.supervisor")
@@ -194,6 +195,7 @@ async def build_and_deploy(sup: Supervisor, prepared: Prepared, progress: Progre
     labels = {defaults.LABEL_INSTANCE: sup.instance, **image_labels}
     if prepared.kind == "git-push":
         labels[builds.LABEL_REV] = prepared.tag.rsplit(":", 1)[1]
+    kill_point("mid-build")
     try:
         await sup.runtime.build(prepared.context.path, builds.BuildRequest(
             app=app.name, tag=prepared.tag, build_args=app.build_args, labels=labels,

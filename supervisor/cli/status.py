@@ -7,6 +7,7 @@ one dict (what `--json` prints); `render_status` lays it out for a person.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,13 @@ def _health(serving: Sequence[Mapping[str, Any]], release: int | None) -> str:
 def status_report(client: Any) -> dict[str, Any]:
     """The daemon's status, each app's containers and in-flight requests, and the next cron runs."""
     status = client.get("/v1/status")
-    containers = client.get("/v1/ps")
+    docker = status.get("docker") or {"reachable": True}
+    try:
+        containers = client.get("/v1/ps")
+    except ControlError:  # Docker unreachable: the daemon serves, containers are unknown now
+        if docker.get("reachable", True):
+            raise
+        containers = []
     try:
         cron: list[dict[str, Any]] | None = client.get("/v1/cron")
     except ControlError:  # no scheduler in this daemon
@@ -74,6 +81,8 @@ def status_report(client: Any) -> dict[str, Any]:
     }
     if status.get("connections"):  # client connections open now, and the limit
         report["connections"] = status["connections"]
+    if "docker" in status:  # does the daemon reach Docker? (older daemons do not say)
+        report["docker"] = docker
     return report
 
 
@@ -106,6 +115,10 @@ def render_status(report: Mapping[str, Any]) -> str:
     connections = report.get("connections")
     if connections:
         lines.append(f"connections {connections['open']} of {connections['limit']}")
+    docker = report.get("docker") or {}
+    if not docker.get("reachable", True):
+        lines.append(f"docker: unreachable since {time.strftime('%H:%M:%S', time.localtime(docker['since']))}"
+                     f" ({docker.get('error') or 'no answer'}); routes keep serving, re-adopting when it answers")
     for app in report["apps"]:
         hosts = ",".join(app["hosts"]) or "(no routes)"
         prefix = "" if app["path_prefix"] == "/" else app["path_prefix"]

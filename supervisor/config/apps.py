@@ -96,6 +96,7 @@ def parse_app(t: Table, name: str, base: Path, scheduler: Scheduler = defaults.S
         deploy_branch=t.string("deploy_branch", check=validators.git_branch),
         canary=_canary(t),
         policy=app_policy(t, base, path_prefix),
+        keep_releases=t.integer("keep_releases", 0, minimum=1, maximum=defaults.MAX_KEEP) or None,
         **app_tls(t, base, hosts),
     )
     if spec.scheduler == "swarm" and spec.network == "host":

@@ -121,6 +121,8 @@ def _server(t: Table, base: Path) -> ServerSpec:
     dashboard_listen = (t.string("dashboard_listen", check=validators.listen_address)
                         or defaults.DASHBOARD_LISTEN)
     scheduler = t.choice("scheduler", defaults.SCHEDULER, SCHEDULERS)
+    keep_releases = t.integer("keep_releases", defaults.KEEP_RELEASES, minimum=1, maximum=defaults.MAX_KEEP)
+    keep_cron_runs = t.integer("keep_cron_runs", defaults.KEEP_CRON_RUNS, minimum=1, maximum=defaults.MAX_KEEP)
     tls = server_tls(t)
     site = dashboard_site(t, base, tls.get("tls_listen"))
     _check_listeners(t, {"listen": listen, "metrics_listen": metrics_listen,
@@ -131,7 +133,8 @@ def _server(t: Table, base: Path) -> ServerSpec:
     return ServerSpec(listen=listen, state_dir=state_dir, control_socket=socket, timezone=timezone,
                       instance=instance, metrics_listen=metrics_listen,
                       dashboard_listen=dashboard_listen, dashboard_site=site, scheduler=scheduler,
-                      max_build_context=max_context, **tls)
+                      max_build_context=max_context, keep_releases=keep_releases,
+                      keep_cron_runs=keep_cron_runs, **tls)
 
 
 def _check_listeners(t: Table, listeners: dict[str, Any]) -> None:

@@ -35,10 +35,12 @@ from supervisor.base.address import split_listen
 from supervisor.config.loader import load_config
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
+from supervisor.deploy.engine import EngineMonitor
 from supervisor.deploy.supervisor import Supervisor
 from supervisor.deploy.watch import Watcher
+from supervisor.git import buildcontext
 from supervisor.git import repo as gitrepo
-from supervisor.model.errors import ConfigError, DockyardError
+from supervisor.model.errors import ConfigError, DockyardError, RuntimeFailure
 from supervisor.model.spec import Config
 from supervisor.ops import logs
 from supervisor.runtime.docker import DockerRuntime
@@ -120,7 +122,12 @@ class Daemon:
         host, port = split_listen(server.listen)
         try:
             await asyncio.to_thread(gitrepo.ensure_repos, self.config)
-            await sup.adopt()  # the route table is complete before the first accept
+            stale = await asyncio.to_thread(buildcontext.sweep, server.state_dir)
+            if stale:  # a daemon killed mid-build left its context behind
+                log.info("removed stale build directories count=%d", len(stale))
+            adopted = await self._adopt(sup)  # the route table is complete before the first accept
+            if not adopted and handoff is not None:  # it would take the listeners with no routes
+                raise DockyardError("takeover refused: Docker does not answer; the old daemon keeps serving")
             await proxy.start(host, port, sock=inherited[0] if inherited else None)
             # TLS listener (the second inherited socket, if any), manual certs, ACME: docs/tls.md
             self.acme = await start_tls(
@@ -130,6 +137,8 @@ class Daemon:
                 await proxy.launch()  # every worker accepts with the current table
             await retire_orphans(orphans, SHUTDOWN_GRACE)
             watcher.start()
+            engine = EngineMonitor(sup.ctx, adopted=adopted)  # Docker away and back: deploy/engine.py
+            engine.start()
         except BaseException:
             if handoff is not None:
                 handoff.abandon()  # the old daemon keeps serving
@@ -180,6 +189,7 @@ class Daemon:
             await takeovers.close(unlink=False)
             await sched.stop()
             await watcher.close()
+            await engine.close()
             await sup.retirer.close()
             self.should_exit.set()
 
@@ -195,7 +205,7 @@ class Daemon:
             os.getpid(), compiled.describe(), ",".join(map(str, proxy.pids)) if isinstance(proxy, WorkerPool) else 0,
         )
         await sched.start()
-        starting = asyncio.ensure_future(sup.start_apps())
+        starting = asyncio.ensure_future(sup.start_apps() if adopted else asyncio.sleep(0))
         reloads = asyncio.ensure_future(self._reload_on_signal())
         try:
             await self.should_exit.wait()
@@ -206,6 +216,7 @@ class Daemon:
                 with suppress(BaseException):
                     await task
             await watcher.close()
+            await engine.close()
             await sched.stop()
             sched.close()
             await runner.cleanup()
@@ -223,6 +234,18 @@ class Daemon:
                 with suppress(FileNotFoundError):
                     server.control_socket.unlink()
             log.info("stopped pid=%d handed_over=%s", os.getpid(), self.handed_over)
+
+    @staticmethod
+    async def _adopt(sup: Supervisor) -> bool:
+        """Adopt what runs; False when Docker does not answer (then the daemon serves anyway,
+        says so in `status`, and the engine monitor adopts when Docker answers)."""
+        try:
+            await sup.adopt()
+        except RuntimeFailure as exc:
+            sup.ctx.engine.down(str(exc))
+            log.error("docker unreachable at start error=%s: serving, adopting when it answers", exc)
+            return False
+        return True
 
     async def _reload_on_signal(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.policy import Policy
-from proxy.routes import Maintenance
+from proxy.routes import Maintenance, Route
 from supervisor.model import defaults
 from supervisor.model.spec import AppSpec
 from supervisor.runtime.containers import target_of
@@ -46,6 +46,8 @@ class RouteSink(Protocol):
     def release_stats(self, app: str) -> dict[str, dict[str, Any]]: ...
 
     def remove_app(self, app: str) -> None: ...
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None: ...
 
     async def drain(self, targets: Iterable[str], timeout: float) -> int: ...
 
@@ -141,8 +143,17 @@ class Fleet:
         A canary of the app ends here (promoted: its containers are `new`)."""
         old = self._serving.get(app.name)
         self._serving[app.name] = Serving(release, tuple(new))
-        self._canary.pop(app.name, None)
-        self.install(app)
+        canary = self._canary.pop(app.name, None)
+        try:
+            self.install(app)
+        except BaseException:  # the proxy refused the routes: nothing changed
+            if old is None:
+                self._serving.pop(app.name, None)
+            else:
+                self._serving[app.name] = old
+            if canary is not None:
+                self._canary[app.name] = canary
+            raise
         return list(old.containers) if old else []
 
     def canary(self, app: str) -> Canary | None:
@@ -164,25 +175,34 @@ class Fleet:
     def install(self, app: AppSpec) -> None:
         """Give the proxy the app's current targets (one route-table assignment), labelled with
         the serving release, and a canary's targets and share while one runs."""
-        if app.hosts:
-            serving = self._serving.get(app.name)
-            canary = self._canary.get(app.name) if serving is not None else None
+        r = self.route(app)
+        if r is not None:
             self.routes.set_app(
-                app.name,
-                app.hosts,
-                self.targets(app),
-                path_prefix=app.path_prefix,
-                balance=app.balance,
-                tls_redirect=app.tls_redirect,
-                hsts=app.hsts,
-                release=str(serving.release) if serving is not None else "",
-                canary_release=str(canary.release) if canary is not None else "",
-                canary_targets=targets_of(app, canary.containers) if canary is not None else (),
-                canary_percent=canary.percent if canary is not None else 0.0,
-                maintenance=self._maintenance.get(app.name),
-                error_pages={status: html.encode() for status, html in app.error_pages.items()},
-                policy=app.policy,
-            )
+                app.name, r.hosts, r.targets, path_prefix=r.path_prefix, balance=r.balance,
+                tls_redirect=r.tls_redirect, hsts=r.hsts, release=r.release,
+                canary_release=r.canary_release, canary_targets=r.canary_targets,
+                canary_percent=r.canary_percent, maintenance=r.maintenance,
+                error_pages=r.error_pages, policy=r.policy)
+
+    def route(self, app: AppSpec) -> Route | None:
+        """The app's routes as the proxy takes them (None: it has no hosts): its current
+        targets, the serving release, a canary's targets and share while one runs, maintenance
+        mode, its error pages and edge policy."""
+        if not app.hosts:
+            return None
+        serving = self._serving.get(app.name)
+        canary = self._canary.get(app.name) if serving is not None else None
+        return Route(
+            tuple(app.hosts), tuple(self.targets(app)), app.path_prefix, app.balance,
+            app.tls_redirect, app.hsts,
+            release=str(serving.release) if serving is not None else "",
+            canary_release=str(canary.release) if canary is not None else "",
+            canary_targets=tuple(targets_of(app, canary.containers)) if canary is not None else (),
+            canary_percent=canary.percent if canary is not None else 0.0,
+            maintenance=self._maintenance.get(app.name),
+            error_pages={status: html.encode() for status, html in app.error_pages.items()},
+            policy=app.policy,
+        )
 
     def maintenance(self, app: str) -> Maintenance | None:
         return self._maintenance.get(app)
@@ -194,6 +214,20 @@ class Fleet:
         else:
             self._maintenance[app.name] = mode
         self.install(app)
+
+    def reroute(self, apps: Iterable[AppSpec], removed: Iterable[str] = (),
+                stopped: Iterable[str] = ()) -> None:
+        """A reload: every app in `apps` routed as it is defined now, the `removed` ones
+        unrouted, all in one route-table assignment, so a host can move from one app to
+        another. The proxy checks the whole table first: a conflict changes nothing. An app
+        that does not serve has no routes (404), unless `stopped` names it: then its hosts
+        stay routed to nothing (503), as `dockyard stop` left them."""
+        changes: dict[str, Route | None] = {name: None for name in removed}
+        keep = set(stopped)
+        for app in apps:
+            serves = app.name in self._serving or app.name in keep
+            changes[app.name] = self.route(app) if serves else None
+        self.routes.replace_routes(changes)
 
     def adopt(self, app: AppSpec, release: int, containers: Sequence[ContainerInfo],
               down: Iterable[str]) -> None:
@@ -209,10 +243,12 @@ class Fleet:
             self._serving[app.name] = Serving(serving.release, tuple(keep))
             self.install(app)
 
-    def withdraw(self, app: AppSpec) -> Serving | None:
-        """Stop: the app serves nothing (the proxy answers 503); return what served it."""
+    def withdraw(self, app: AppSpec, *, unrouted: bool = False) -> Serving | None:
+        """Stop: the app serves nothing (the proxy answers 503); return what served it.
+        `unrouted`: its routes are gone already (a reload removed the app): leave them so."""
         serving = self._serving.pop(app.name, None)
-        self.install(app)
+        if not unrouted:
+            self.install(app)
         return serving
 
     def forget(self, containers: Iterable[ContainerInfo]) -> None:

@@ -4,14 +4,17 @@ Read `deploy()` from top to bottom: everything before the swap can fail, and any
 (a check, a container that vanished, a timeout, a bug) leaves the old release serving, removes
 the new containers and marks the release failed with a reason and a final event on the stream.
 The swap is one synchronous route-table assignment (deploy/fleet.py); between the last passing
-check and it only the proxy's connections to the new containers are opened (warm); everything
-after it is cleanup.
+check and it only the proxy's connections to the new containers are opened (warm) and the
+release is committed to SQLite with the old containers' retire timers (so a failed write
+changes nothing, and a crash after the swap does not flip back); everything after it is
+cleanup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from typing import Literal
 
@@ -19,11 +22,13 @@ from supervisor.config.registries import credentials, registry_of
 from supervisor.deploy import canary as canaries
 from supervisor.deploy.checks import CheckContext, check_host, run_checks
 from supervisor.deploy.context import Context
+from supervisor.deploy.prune import prune
 from supervisor.deploy.report import DeployReport, Progress, snapshot
 from supervisor.model.errors import DeployError, DockyardError, RuntimeFailure
 from supervisor.model.release import ReleaseKind, RepoFiles
 from supervisor.model.spec import AppSpec, CanarySpec
 from supervisor.ops import metrics
+from supervisor.ops.faults import kill_point
 from supervisor.runtime.containers import oneoff_spec, process_spec, scales
 from supervisor.runtime.protocol import ContainerInfo
 
@@ -67,10 +72,13 @@ async def deploy_holding_lock(
     app = ctx.apps.with_env(app)  # the env file read now, the overlay's latest values
     env_problem = ctx.apps.env_problem(app.name)
     report = DeployReport(app.name, image=image, progress=progress, events=ctx.events)
-    release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
-    report.release = release.number
-    if files is not None:
-        ctx.state.set_repo_files(app.name, release.number, files)
+    try:
+        release = ctx.state.begin_release(app.name, image, snapshot(app), kind)
+        report.release = release.number
+        if files is not None:
+            ctx.state.set_repo_files(app.name, release.number, files)
+    except sqlite3.Error as exc:  # disk full: refused before anything started
+        raise DeployError(f"could not record the release, nothing changed: {exc}") from exc
     log.info("deploying app=%s release=%d image=%s kind=%s", app.name, release.number, image, kind)
     report.emit("deploying", image=image, kind=kind)
     started = time.monotonic()
@@ -99,22 +107,46 @@ async def deploy_holding_lock(
 
     if canary is not None and not await canaries.watch(ctx, app, report, release.number, new, canary):
         return report  # rolled back: the old release serves all traffic again
-    # The swap: one synchronous route-table assignment, nothing awaited before it.
-    old = ctx.fleet.swap(app, release.number, new)
+    # Commit, then swap: the release and the old containers' retire timers are in SQLite
+    # before traffic moves, so a failed write (disk full) leaves the old release serving and a
+    # crash after the swap never flips back at the next start (deploy/adopt.py).
+    serving = ctx.fleet.get(app.name)
+    old = list(serving.containers) if serving else []
+    timers = ctx.retire_timers(app, old)
+    previous = ctx.state.current(app.name)
+    report.steps.append({"step": "swap", "seconds": 0.0, "ok": True})
+    try:
+        ctx.state.activate(app.name, release.number, report.steps, list(timers.items()))
+    except Exception as exc:  # sqlite3.OperationalError "database or disk is full", ...
+        report.steps.pop()
+        ctx.fleet.end_canary(app)  # a promoted canary's share goes back before its containers go
+        await _fail(ctx, report, new, f"could not record the release, nothing changed: {exc}",
+                    started, kind)
+        return report
+    kill_point("after-commit")
+    try:  # The swap: one synchronous route-table assignment, nothing awaited before it.
+        ctx.fleet.swap(app, release.number, new)
+    except Exception as exc:  # the proxy refused the routes: back to the previous release
+        report.steps.pop()
+        _undo(ctx, app.name, release.number, previous.number if previous else None, timers)
+        ctx.fleet.end_canary(app)
+        await _fail(ctx, report, new, _reason(app, exc), started, kind)
+        return report
+    kill_point("after-swap")
     slowest = await ctx.fleet.routes.settled()  # every proxy worker serves the new table
-    report.steps.append({"step": "swap", "seconds": slowest, "ok": True, "slowest_ack": slowest})
-    ctx.state.activate(app.name, release.number, report.steps)
+    report.steps[-1].update(seconds=slowest, slowest_ack=slowest)
     ctx.apps.settle_repo(app.name, files)
     report.emit("step", step="swap", status="done", targets=ctx.fleet.targets(app))
 
     if old:
-        ctx.retire(app, old)
+        ctx.retire(app, old, timers=timers)
     if app.postdeploy:
         try:
             async with report.step("postdeploy"):
                 await run_script(ctx, app, image, release.number, "postdeploy", app.postdeploy)
         except DockyardError as exc:
             report.warnings.append(f"postdeploy failed: {exc}")
+    await prune(ctx, app)  # retention: releases and images older than keep_releases
     report.ok = True
     seconds = round(time.monotonic() - started, 3)
     metrics.deploy_finished(app.name, True, seconds, kind)
@@ -147,11 +179,24 @@ def _reason(app: AppSpec, exc: Exception) -> str:
     return f"internal error: {exc.__class__.__name__}: {exc}"
 
 
+def _undo(ctx: Context, app: str, release: int, previous: int | None,
+          timers: dict[str, float]) -> None:
+    try:
+        ctx.state.undo_activate(app, release, previous, list(timers))
+    except Exception as exc:  # the next start finds the new release active and no containers
+        log.error("could not undo the activation app=%s release=%d error=%r", app, release, exc)
+
+
 async def _fail(ctx: Context, report: DeployReport, new: list[ContainerInfo], reason: str,
                 started: float, kind: ReleaseKind) -> None:
     """Before the swap: record the failure first (a crash then leaves no pending release),
-    then remove the new containers, then tell the stream."""
-    ctx.state.fail(report.app, report.release, reason, report.steps)
+    then remove the new containers, then tell the stream. When even that write fails (disk
+    full), the release stays pending: the next daemon start marks it failed."""
+    try:
+        ctx.state.fail(report.app, report.release, reason, report.steps)
+    except Exception as exc:
+        log.error("could not record the failed release app=%s release=%d error=%r",
+                  report.app, report.release, exc)
     report.reason = reason
     metrics.deploy_finished(report.app, False, time.monotonic() - started, kind)
     log.warning("deploy failed app=%s release=%d reason=%s", report.app, report.release, reason)

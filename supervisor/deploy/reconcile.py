@@ -19,6 +19,7 @@ from typing import Any
 from supervisor.deploy.context import Context
 from supervisor.deploy.flow import deploy
 from supervisor.deploy.scale import scale, stop
+from supervisor.model.errors import ConfigError, Problem
 from supervisor.model.spec import AppSpec, Config, ProcessSpec
 
 log = logging.getLogger("dockyard.supervisor")
@@ -113,16 +114,20 @@ async def apply(ctx: Context, new_file: Config) -> dict[str, Any]:
     old_config = ctx.apps.config
     log.info("reloading plan=%s", the_plan.as_dict())
     results: dict[str, Any] = {"plan": the_plan.as_dict(), "deploys": {}}
-    for name in the_plan.removed:  # stopped while the current config still defines them
-        await stop(ctx, name)
-        ctx.fleet.routes.remove_app(name)
+    # The whole new route table first, in one assignment: every serving app with its new hosts,
+    # prefix and TLS settings on the containers it has now (a changed app's redeploy swaps them
+    # later), the removed apps gone. A host can move from one app to another; a conflict the
+    # validator let through is refused here before anything changed.
+    try:
+        stopped = [name for name in new.apps if ctx.state.is_stopped(name)]
+        ctx.fleet.reroute(new.apps.values(), the_plan.removed, stopped)
+    except ValueError as exc:  # proxy RouteConflictError / InvalidRouteError
+        problem = Problem(str(new_file.path), "apps", f"the new routes conflict, nothing changed: {exc}")
+        raise ConfigError([problem]) from exc
+    for name in the_plan.removed:  # out of the routes already: drain and stop them
+        await stop(ctx, name, unrouted=True)
         ctx.state.set_stopped(name, False)  # not `dockyard stop`: added back, it deploys
     ctx.apps.replace(new_file)
-    for name in the_plan.rerouted:
-        app = new.apps[name]
-        if old_config.apps[name].hosts != app.hosts or old_config.apps[name].path_prefix != app.path_prefix:
-            ctx.fleet.routes.remove_app(name)
-        ctx.fleet.install(app)
     for name in the_plan.scaled:
         await scale(ctx, name, _scale_of(new.apps[name]))
     for name in the_plan.added + the_plan.changed:

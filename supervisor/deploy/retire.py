@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from supervisor.ops.events import EventBus
@@ -35,6 +35,7 @@ class Retirer:
         self._drainer = drainer
         self._state = state
         self._tasks = TaskSet(on_error=lambda exc: log.error("retire failed: %r", exc))
+        self._active: set[str] = set()  # container ids a retire task of this daemon holds
 
     def retire_web(
         self,
@@ -45,26 +46,44 @@ class Retirer:
         drain_timeout: float,
         retire_after: float,
         stop_timeout: float,
+        stop_at: float | None = None,
     ) -> None:
+        """`stop_at`: the timer the caller wrote already (a deploy commits it with the release);
+        None: written here, `retire_after` from now."""
         items = list(containers)
         if not items:
             return
-        stop_at = time.time() + retire_after
-        self._state.add_retiring(app, [c.id for c in items], stop_at)
-        self._spawn(self._web(app, items, list(targets), drain_timeout, stop_at, stop_timeout))
+        if stop_at is None:
+            stop_at = time.time() + retire_after
+            self._state.add_retiring(app, [c.id for c in items], stop_at)
+        targets = list(targets)
+        self._spawn([c.id for c in items],
+                    lambda: self._web(app, items, targets, drain_timeout, stop_at, stop_timeout))
 
-    def retire_now(self, app: str, containers: Iterable[ContainerInfo], stop_timeout: float) -> None:
-        """SIGTERM now (workers at the switch); stop and remove after stop_timeout."""
+    def retire_now(self, app: str, containers: Iterable[ContainerInfo], stop_timeout: float,
+                   stop_at: float | None = None) -> None:
+        """SIGTERM now (workers at the switch); stop and remove after stop_timeout. `stop_at`:
+        as for retire_web."""
         items = list(containers)
         if not items:
             return
-        stop_at = time.time() + stop_timeout
-        self._state.add_retiring(app, [c.id for c in items], stop_at)
-        self._spawn(self._signal_then_stop(app, items, stop_at, stop_timeout))
+        if stop_at is None:
+            stop_at = time.time() + stop_timeout
+            self._state.add_retiring(app, [c.id for c in items], stop_at)
+        self._spawn([c.id for c in items],
+                    lambda: self._signal_then_stop(app, items, stop_at, stop_timeout))
 
     def resume(self, app: str, container_id: str, stop_at: float, stop_timeout: float) -> None:
         """After a daemon restart: finish a retire timer that was running."""
-        self._spawn(self._stop_at(app, [container_id], stop_at, stop_timeout))
+        self._spawn([container_id], lambda: self._stop_at(app, [container_id], stop_at, stop_timeout))
+
+    def resume_failed(self, stop_timeout: float) -> int:
+        """After a Docker outage: retire timers in SQLite that no task holds any more (their
+        task failed while the engine was away) run again; how many."""
+        again = [(cid, app, at) for cid, app, at in self._state.retiring() if cid not in self._active]
+        for cid, app, stop_at in again:
+            self.resume(app, cid, stop_at, stop_timeout)
+        return len(again)
 
     async def _web(
         self,
@@ -102,8 +121,12 @@ class Retirer:
         if self._events is not None:
             self._events.publish({"event": "retired", "app": app, "containers": len(ids)})
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks.spawn(coro)
+    def _spawn(self, ids: list[str], work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work()` in a task that holds `ids` (see resume_failed) until it ends."""
+        self._active.update(ids)
+        task = asyncio.ensure_future(work())
+        task.add_done_callback(lambda _: self._active.difference_update(ids))
+        self._tasks.track(task)
 
     async def close(self) -> None:
         """Daemon shutdown: stop the timers (they resume from SQLite on the next start)."""

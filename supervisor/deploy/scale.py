@@ -80,12 +80,13 @@ async def scale(ctx: Context, name: str, counts: Mapping[str, int]) -> dict[str,
         return scales(app, ctx.state.scale(name))
 
 
-async def stop(ctx: Context, name: str) -> int:
-    """Take the app out of the routes (503), drain and stop its containers; remember it."""
+async def stop(ctx: Context, name: str, *, unrouted: bool = False) -> int:
+    """Take the app out of the routes (503), drain and stop its containers; remember it.
+    `unrouted`: a reload removed its routes already (deploy/reconcile.py)."""
     app = ctx.apps.app(name)
     with ctx.locks.hold(name, "stop"):
         ctx.state.set_stopped(name, True)
-        serving = ctx.fleet.withdraw(app)
+        serving = ctx.fleet.withdraw(app, unrouted=unrouted)
         if serving is None:
             return 0
         ctx.retire(app, list(serving.containers), retire_after=0.0)

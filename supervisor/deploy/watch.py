@@ -166,6 +166,11 @@ class Watcher:
                 await self.probe_all()
 
     async def probe_all(self) -> None:
+        if not self.ctx.engine.reachable:
+            return  # exec checks would fail for Docker's sake, not the app's: hold them
+        live = {c.id for s in self.ctx.fleet.serving.values() for c in s.containers}
+        for key in [k for k in self._failures if k[0] not in live]:
+            del self._failures[key]  # retired containers: nothing kept about them
         jobs = []
         for name, serving in self.ctx.fleet.serving.items():
             app = self.ctx.apps.config.apps.get(name)

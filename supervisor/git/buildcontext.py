@@ -8,17 +8,26 @@ most MAX_REPO_FILE_BYTES each) and checks that a Dockerfile is there. When a .do
 excludes something, a second pass copies the members it keeps into a new tar, as `docker build`
 does on the client side. The tar file itself goes to `docker build` as its context stream, so
 the tarfile `data` filter's bypasses (fixed only in Python 3.11.13, 3.12.11, 3.13.4) do not apply.
+
+Each build's directory (`builds/ctx-*`) holds an exclusive `flock` on its `.lock` file for as
+long as the build uses it; the kernel drops the lock when the process dies, however it dies. At
+daemon start `sweep()` removes every directory whose lock nobody holds: what a daemon killed
+mid-build left behind. Making a directory and taking its lock happen under a shared lock of
+`builds/.lock`, which the sweep takes exclusively, so a sweep (a `--takeover` start while the
+old daemon builds) never sees a new directory before its lock is held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +37,8 @@ from supervisor.model import defaults
 from supervisor.model.errors import DeployError
 
 BUILDS_DIR_NAME = "builds"  # under state_dir: contexts of builds in progress
+WORKDIR_PREFIX = "ctx-"
+LOCK_NAME = ".lock"  # in builds/ and in each build's directory (see the module docstring)
 CHUNK = 1 << 16
 DOCKERFILE = "Dockerfile"
 IGNORE_FILE = ".dockerignore"
@@ -45,7 +56,7 @@ class Context:
     path: Path
     size: int
     texts: dict[str, str] = field(default_factory=dict)
-    _dir: Path | None = None
+    _dir: Workdir | None = None
 
     def open(self) -> BinaryIO:
         return open(self.path, "rb")
@@ -53,15 +64,76 @@ class Context:
     def close(self) -> None:
         """Remove the files (idempotent)."""
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir.remove()
             self._dir = None
 
 
-def workdir(state_dir: Path) -> Path:
-    """A fresh private directory under `<state_dir>/builds` (on disk: /tmp may be memory)."""
+@dataclass
+class Workdir:
+    """A build's private directory and the descriptor that holds its lock while it is used."""
+
+    path: Path
+    fd: int | None
+
+    def remove(self) -> None:
+        """Remove the directory, then drop the lock (idempotent)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@contextmanager
+def _locked(path: Path, how: int) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def workdir(state_dir: Path) -> Workdir:
+    """A fresh private directory under `<state_dir>/builds` (on disk: /tmp may be memory),
+    locked for this process until `remove()`."""
     base = state_dir / BUILDS_DIR_NAME
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(tempfile.mkdtemp(prefix="ctx-", dir=base))
+    with _locked(base / LOCK_NAME, fcntl.LOCK_SH):
+        path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base))
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return Workdir(path, fd)
+
+
+def sweep(state_dir: Path) -> list[Path]:
+    """Blocking, at daemon start: remove the build directories no live process holds (a build
+    killed mid-way, by SIGKILL or a power loss, leaves its context there); return them."""
+    base = state_dir / BUILDS_DIR_NAME
+    if not base.is_dir():
+        return []
+    removed = []
+    with _locked(base / LOCK_NAME, fcntl.LOCK_EX):
+        for entry in sorted(base.iterdir()):
+            if entry.name.startswith(WORKDIR_PREFIX) and entry.is_dir() and not entry.is_symlink() \
+                    and not _in_use(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+def _in_use(where: Path) -> bool:
+    """Does a live process hold `where`'s lock? (No lock file: an older dockyard's directory.)"""
+    try:
+        fd = os.open(where / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def too_large(limit: int) -> ContextError:
@@ -74,7 +146,7 @@ def too_large(limit: int) -> ContextError:
 async def from_stream(chunks: AsyncIterable[bytes], state_dir: Path, limit: int) -> Context:
     """Write an uploaded tar to disk, at most `limit` bytes; then scan and filter it."""
     where = workdir(state_dir)
-    path = where / "upload.tar"
+    path = where.path / "upload.tar"
     size = 0
     try:
         with open(path, "wb") as out:
@@ -85,7 +157,7 @@ async def from_stream(chunks: AsyncIterable[bytes], state_dir: Path, limit: int)
                 await asyncio.to_thread(out.write, chunk)
         return await asyncio.to_thread(finish, path, size, where, limit)
     except BaseException:
-        shutil.rmtree(where, ignore_errors=True)
+        where.remove()
         raise
 
 
@@ -97,7 +169,7 @@ async def from_git(args: list[str], env: dict[str, str], state_dir: Path, limit:
 def _from_git(args: list[str], env: dict[str, str], state_dir: Path, limit: int) -> Context:
     # Blocking, in a worker thread: a plain Popen, so no event loop child watcher is involved.
     where = workdir(state_dir)
-    path = where / "archive.tar"
+    path = where.path / "archive.tar"
     try:
         with tempfile.TemporaryFile() as err, open(path, "wb") as out:
             proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err)
@@ -120,7 +192,7 @@ def _from_git(args: list[str], env: dict[str, str], state_dir: Path, limit: int)
             raise ContextError(f"git archive failed: {message}")
         return finish(path, size, where, limit)
     except BaseException:
-        shutil.rmtree(where, ignore_errors=True)
+        where.remove()
         raise
 
 
@@ -133,7 +205,7 @@ def from_dir(root: Path, state_dir: Path, limit: int) -> Context:
     if not (root / DOCKERFILE).is_file():
         raise ContextError(f"no {DOCKERFILE} at the root of {str(root)!r}")
     where = workdir(state_dir)
-    path = where / "dir.tar"
+    path = where.path / "dir.tar"
     try:
         exclude = _patterns(_read_small(root / IGNORE_FILE))
         with open(path, "w+b") as out:
@@ -143,18 +215,18 @@ def from_dir(root: Path, state_dir: Path, limit: int) -> Context:
             raise too_large(limit)
         return finish(path, size, where, limit, filtered=True)
     except BaseException:
-        shutil.rmtree(where, ignore_errors=True)
+        where.remove()
         raise
 
 
-def finish(path: Path, size: int, where: Path, limit: int, *, filtered: bool = False) -> Context:
+def finish(path: Path, size: int, where: Workdir, limit: int, *, filtered: bool = False) -> Context:
     """Blocking: read the root files, check the Dockerfile, apply .dockerignore (unless done)."""
     texts, has_dockerfile = scan(path)
     if not has_dockerfile:
         raise ContextError(f"no {DOCKERFILE} at the root of the build context")
     patterns = [] if filtered else _patterns(texts.get(IGNORE_FILE))
     if patterns:
-        kept = where / "context.tar"
+        kept = where.path / "context.tar"
         size = keep_only(path, kept, patterns, limit)
         path.unlink()
         path = kept

@@ -32,6 +32,8 @@ ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"  # Let's Encry
 ACME_EMAIL = None
 ACME_RENEW_DAYS = 30  # renew this many days before the certificate expires
 SCHEDULER: Scheduler = "docker"  # [server] scheduler: what apps without their own use
+KEEP_RELEASES = 5  # releases kept per app (Kamal's retain_containers default); older ones and their images pruned
+KEEP_CRON_RUNS = 100  # run records kept per cron task (each up to CRON_OUTPUT_KB of output)
 CERTS_DIR_NAME = "certs"  # under state_dir: ACME account key, keys and certificates (mode 0600)
 
 # [apps.X]
@@ -91,6 +93,7 @@ MAX_CRON_CONCURRENT = 100  # the highest `max_concurrent` a task may set
 
 # ranges of numbers in the config (docs/config.md)
 MAX_SECONDS = 86400.0  # every duration key: at most a day
+MAX_KEEP = 1000  # keep_releases, keep_cron_runs: at most this many
 MAX_SCALE = 1000  # containers of one process type (config, app.json formation, `dockyard scale`)
 MAX_CHECK_ATTEMPTS = 1000
 MAX_CPUS = 1024.0

@@ -63,6 +63,8 @@ class ServerSpec:
     acme_renew_days: int = defaults.ACME_RENEW_DAYS
     scheduler: Scheduler = defaults.SCHEDULER  # the default of apps without `scheduler`
     max_build_context: int = defaults.MAX_BUILD_CONTEXT  # bytes; also git's receive.maxInputSize
+    keep_releases: int = defaults.KEEP_RELEASES  # per app, unless the app sets its own
+    keep_cron_runs: int = defaults.KEEP_CRON_RUNS  # per cron task
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,9 @@ class AppSpec:
     canary: CanarySpec | None = None  # every deploy of the app is a canary (docs/canary.md)
     error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> HTML
     policy: Policy = field(default_factory=Policy)  # edge policies (docs/config.md), given to the proxy
+    # Releases kept (deploy/prune.py); None: [server] keep_releases. Not compared: changing it
+    # redeploys nothing.
+    keep_releases: int | None = field(default=None, compare=False)
     # What the config set itself (the TOML, or the app.json its `app_json` names), which an
     # app.json merged in later (a pushed repository's, supervisor.config.merge) must not
     # override: the process types with a given scale (even 1), and whether `cron` was given

@@ -16,7 +16,10 @@ class TaskSet:
         self._on_error = on_error
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coro)
+        self.track(asyncio.ensure_future(coro))
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep (and on close, cancel) a task started elsewhere."""
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -293,6 +293,22 @@ class DockerRuntime(EngineClient):
             raise RuntimeFailure(str(exc.explanation or exc)) from exc
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(str(exc)) from exc
+    async def remove_image(self, image: str) -> bool:
+        """Kept when any container was created under this name. Otherwise the tag is removed,
+        never forced: Docker itself refuses (409) to delete an image a container (of another
+        tag of the same image, say) or a child image still needs; then only the tag goes."""
+        try:
+            users = await self._call(self.client.api.containers, all=True,
+                                     filters={"ancestor": image})
+            if any(u.get("Image") == image for u in users):
+                return False
+            await self._call(self.client.api.remove_image, image)
+        except docker.errors.NotFound:
+            return True
+        except RuntimeFailure as exc:  # a container took it meanwhile (409 conflict)
+            log.info("image kept image=%s reason=%s", image, exc)
+            return False
+        return True
 
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, until the consumer stops."""

@@ -51,6 +51,13 @@ def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, docker.errors.NotFound)
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the engine went away (dockerd stopped or restarting: docs/lifecycle.md)."""
+    import requests.exceptions
+
+    return isinstance(exc, requests.exceptions.ConnectionError)
+
+
 def message(exc: BaseException) -> str:
     """The engine's own words for a refusal (its `explanation`), else the error's text."""
     return str(getattr(exc, "explanation", None) or exc)
@@ -119,6 +126,8 @@ class EngineClient:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except Exception as exc:
+            if is_unreachable(exc):
+                raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
             if is_not_found(exc) or not is_sdk_error(exc):
                 raise
             raise RuntimeFailure(str(exc)) from exc

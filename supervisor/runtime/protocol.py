@@ -132,6 +132,11 @@ class Runtime(Protocol):
         change; RuntimeFailure carries the registry's error."""
         ...
 
+    async def remove_image(self, image: str) -> bool:
+        """Remove the image tag unless a container (any, running or not, dockyard's or not)
+        uses it; True when it is gone."""
+        ...
+
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...
 
     def follow_output(self, container_id: str) -> AsyncIterator[bytes]:

@@ -113,6 +113,10 @@ class SelectRuntime:
         async for chunk in self._for_id(container_id).follow_output(container_id):
             yield chunk
 
+    async def remove_image(self, image: str) -> bool:
+        """On this engine, where builds and pulls put images (Swarm nodes keep their own)."""
+        return await self.docker.remove_image(image)
+
     async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
         """Both streams merged; either one failing ends this one (the watcher reconnects)."""
         if self.swarm is None:

@@ -302,6 +302,10 @@ class SwarmRuntime(SwarmReader):
         """On this engine (the manager), as pull."""
         return await DockerRuntime(self.client).build(context, request)
 
+    async def remove_image(self, image: str) -> bool:
+        """On this engine (the manager), as a container app's; nodes keep their own copies."""
+        return await DockerRuntime(self.client).remove_image(image)
+
     async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
         """Swarm runs one-offs as jobs (run_oneoff: the output when the job ends); a slot's
         output is not followed."""

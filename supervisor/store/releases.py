@@ -119,9 +119,21 @@ class StateStore:
         assert release is not None
         return release
 
-    def activate(self, app: str, number: int, steps: Sequence[Mapping[str, Any]]) -> None:
-        """Mark `number` the one serving release of `app`; the previous one is superseded."""
+    def activate(
+        self,
+        app: str,
+        number: int,
+        steps: Sequence[Mapping[str, Any]],
+        retiring: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Mark `number` the one serving release of `app`; the previous one is superseded. The
+        retire timers of the containers it replaces (`retiring`: (container id, stop_at)) are
+        written in the same transaction: the deploy commits both before the swap."""
         with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO retiring (container_id, app, stop_at) VALUES (?, ?, ?)",
+                [(cid, app, stop_at) for cid, stop_at in retiring],
+            )
             db.execute(
                 "UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'active'",
                 (app,),
@@ -131,6 +143,18 @@ class StateStore:
                 " WHERE app = ? AND number = ?",
                 (orjson.dumps(steps).decode(), time.time(), app, number),
             )
+
+    def undo_activate(
+        self, app: str, number: int, previous: int | None, retiring: Sequence[str] = ()
+    ) -> None:
+        """The swap after `activate()` failed: `previous` serves again, the timers are gone."""
+        with self._tx() as db:
+            db.execute("UPDATE releases SET status = 'pending' WHERE app = ? AND number = ?",
+                       (app, number))
+            if previous is not None:
+                db.execute("UPDATE releases SET status = 'active' WHERE app = ? AND number = ?",
+                           (app, previous))
+            db.executemany("DELETE FROM retiring WHERE container_id = ?", [(c,) for c in retiring])
 
     def fail(self, app: str, number: int, reason: str, steps: Sequence[Mapping[str, Any]]) -> None:
         with self._tx() as db:
@@ -210,6 +234,27 @@ class StateStore:
                 if current is None or rel.image != current.image:
                     return rel
         return None
+
+    def prune_releases(self, app: str, keep: int) -> list[Release]:
+        """Delete `app`'s releases older than its `keep` newest, with their repository files;
+        the serving release, the rollback target and a deploy in progress always stay. Returns
+        what was deleted (supervisor/deploy/prune.py removes their images)."""
+        current = self.current(app)
+        previous = self.previous_good(app)
+        spared = {r.number for r in (current, previous) if r is not None}
+        doomed = [r for i, r in enumerate(self.releases(app))
+                  if i >= keep and r.number not in spared and r.status != "pending"]
+        if doomed:
+            with self._tx() as db:
+                numbers = [(app, r.number) for r in doomed]
+                db.executemany("DELETE FROM releases WHERE app = ? AND number = ?", numbers)
+                db.executemany("DELETE FROM repo_files WHERE app = ? AND number = ?", numbers)
+                db.executemany("DELETE FROM canaries WHERE app = ? AND number = ?", numbers)
+        return doomed
+
+    def images(self) -> set[str]:
+        """Every image a release of any app still names (never pruned from disk)."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT image FROM releases")}
 
     # canaries (deploy/canary.py) ---------------------------------------------------
 

@@ -50,7 +50,8 @@ async def make_scheduler(
 
 def cron_containers(docker_client: Any, config: Config) -> list[Any]:
     filters = {"label": [f"{defaults.LABEL_INSTANCE}={config.server.instance}", LABEL_CRON]}
-    return list(docker_client.containers.list(all=True, filters=filters))
+    # sparse: one list call, no inspect of each (a run's container removed meanwhile would 404)
+    return list(docker_client.containers.list(all=True, filters=filters, sparse=True))
 
 
 def at(seconds: int) -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -82,7 +83,8 @@ async def test_git_export_streams_to_a_file_with_a_byte_cap(tmp_path: Path, no_e
     state = tmp_path / "state"
     with pytest.raises(gitrepo.GitError, match="larger than max_build_context"):
         await gitrepo.export(work / ".git", rev, state_dir=state, limit=2 * MiB)
-    assert list((state / buildcontext.BUILDS_DIR_NAME).iterdir()) == []  # the partial file is gone
+    left = [p.name for p in (state / buildcontext.BUILDS_DIR_NAME).iterdir()]
+    assert left == [buildcontext.LOCK_NAME]  # the partial file is gone (the lock file stays)
     context = await gitrepo.export(work / ".git", rev, state_dir=state, limit=16 * MiB)
     try:
         assert context.path.is_file() and context.size == context.path.stat().st_size > 8 * MiB
@@ -188,3 +190,37 @@ async def test_a_hung_build_times_out_and_frees_the_app(
             context.path, builds.BuildRequest(app="hung", tag=tag, labels=TEST_LABELS))
     finally:
         context.close()
+
+
+KILLED_MID_BUILD = """\
+import sys
+from pathlib import Path
+from supervisor.git import buildcontext
+where = buildcontext.workdir(Path(sys.argv[1]))
+(where.path / "archive.tar").write_bytes(b"half a context")
+print(where.path, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_sweep_removes_what_a_killed_build_left_and_keeps_live_ones(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_BUILD, str(state)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    assert child.stdout is not None
+    killed = Path(child.stdout.readline().strip())
+    try:
+        assert buildcontext.sweep(state) == []  # held by a live process: kept
+        assert (killed / "archive.tar").is_file()
+    finally:
+        child.kill()
+        child.wait()
+    old = state / buildcontext.BUILDS_DIR_NAME / "ctx-older"  # an older dockyard's: no lock file
+    old.mkdir()
+    live = buildcontext.workdir(state)  # this process's build in progress
+    try:
+        assert sorted(buildcontext.sweep(state)) == sorted([killed, old])
+        assert not killed.exists() and not old.exists() and live.path.is_dir()
+    finally:
+        live.remove()
+    assert not live.path.exists() and buildcontext.sweep(state) == []

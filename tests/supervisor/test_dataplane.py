@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from proxy import Proxy, ProxyOptions, route_message
+from proxy.errors import RouteConflictError
 from proxy.policy import BasicAuth, Policy, Redirect
-from proxy.routes import Maintenance, Rollout, Service
+from proxy.routes import Maintenance, Rollout, Route, Service
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
 from tests.proxy.utils import backend, free_port
 
@@ -86,6 +88,24 @@ async def test_workers_run_at_worker_priority(tmp_path: Path) -> None:
     can_raise = os.geteuid() == 0
     assert nices == ({OPTIONS.worker_priority} if can_raise else {ours}), (nices, ours)
     assert OPTIONS.worker_priority == -5
+
+
+async def test_a_host_moves_between_apps_in_one_table_message(tmp_path: Path) -> None:
+    """A reload's replace_routes (issue #18 item 4) through the workers: one message, no 404 in
+    between; a conflict raises before any worker is sent anything."""
+    async with backend(named("one")) as one, backend(named("two")) as two, pool(tmp_path) as workers:
+        workers.set_app("a", ["h", "old"], [one])
+        workers.set_app("b", ["other"], [two])
+        await workers.settled()
+        seq = workers._seq
+        workers.replace_routes({"a": Route(("old",), (one,)), "b": Route(("other", "h"), (two,))})
+        assert workers._seq == seq + 1  # one table message for both apps
+        await workers.settled()
+        assert {body for _, body in await fetch(workers.port, 20)} == {"two"}
+        with pytest.raises(RouteConflictError):
+            workers.replace_routes({"a": Route(("h",), (one,))})  # b still holds h
+        assert workers._seq == seq + 1
+        assert {body for _, body in await fetch(workers.port, 10)} == {"two"}
 
 
 async def test_drain_waits_for_requests_in_both_workers_and_figures_are_summed(tmp_path: Path) -> None:

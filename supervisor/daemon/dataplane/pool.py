@@ -28,7 +28,7 @@ import orjson
 
 from proxy import ProxyOptions, RouteTable, route_message
 from proxy.policy import Policy
-from proxy.routes import Maintenance, Service, make_service
+from proxy.routes import Maintenance, Route, Service, make_service
 from supervisor.daemon.dataplane.feeds import CertFeed, EdgeFeed
 from supervisor.daemon.dataplane.handle import WorkerGone, WorkerHandle
 from supervisor.ops.paths import PACKAGE_ROOT
@@ -98,6 +98,22 @@ class WorkerPool:
         self._routes[app] = route_message.entry(service)  # each worker builds the same Service
         log.info("Routed app=%s hosts=%s prefix=%s targets=%s seq=%d", app, ",".join(service.hosts),
                  service.path_prefix, ",".join(service.targets), self._seq + 1)
+        self._send_table()
+
+    def replace_routes(self, routes: Mapping[str, Route | None]) -> None:
+        """Several apps' routes in one table message (a reload moving a host between apps): the
+        whole table is built and checked first, so a conflict changes nothing, in no worker."""
+        changes = {app: None if r is None else r.service(app) for app, r in routes.items()}
+        services = {app: s for app, s in {**self._services, **changes}.items() if s is not None}
+        self._table = RouteTable.build(services)  # a conflict raises here, before anything changes
+        self._services = services
+        for app, service in changes.items():
+            if service is None:
+                self._routes.pop(app, None)
+            else:
+                self._routes[app] = route_message.entry(service)
+        log.info("Routed apps=%s removed=%s seq=%d", ",".join(a for a, s in changes.items() if s),
+                 ",".join(a for a, s in changes.items() if s is None), self._seq + 1)
         self._send_table()
 
     def remove_app(self, app: str) -> None:
