@@ -140,6 +140,7 @@ async def watch(ctx: Context, app: AppSpec, report: DeployReport, release: int,
     ctx.state.begin_canary(app.name, release, serving.release, spec_dict(spec))
     decision = ctx.canaries.open(app.name)
     ctx.fleet.start_canary(app, release, new, spec.percent)
+    await routes.settled()  # the window starts when every proxy worker routes the share
     log.info("canary app=%s release=%d serving=%d percent=%g for=%g", app.name, release, serving.release,
              spec.percent, spec.window)
     report.emit("canary", status="start", serving=serving.release, percent=spec.percent, seconds=spec.window,
@@ -216,6 +217,7 @@ async def _roll_back(ctx: Context, app: AppSpec, report: DeployReport, release: 
     ctx.fleet.end_canary(app)
     ctx.state.end_canary(app.name, release, "rolled_back", detail)
     ctx.state.fail(app.name, release, detail, report.steps)
+    await ctx.fleet.routes.settled()  # no worker sends a new client to the canary any more
     ctx.retire(app, new, retire_after=0)
     report.reason = detail
     seconds = round(time.monotonic() - started, 3)

@@ -79,6 +79,7 @@ async def test_canary_answering_500_is_rolled_back_and_its_clients_return_to_the
             async with Load(s.base + "/", HOST, rate=150) as load:
                 task = asyncio.ensure_future(deploy(s.sup.ctx, bad, app_images["v2"], canary=spec))
                 await _until(lambda: s.proxy.table.lookup(HOST, "/").rollout.canary is not None)  # type: ignore[union-attr]
+                await s.proxy.settled()  # every proxy worker routes the canary's share
                 await s.proxy.settled()  # every worker routes the canary
                 first = [await c.version() for c in sticky]  # each client drawn once, then sticky
                 on_canary = [c for c, v in zip(sticky, first, strict=True) if v != "v1"]

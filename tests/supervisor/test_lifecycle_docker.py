@@ -273,7 +273,7 @@ async def test_kill_9_during_checks_leaves_no_orphans_and_one_release(
     config = write_config(tmp_path, port, app_toml("web", app_images["v1"], delay=3))
     with Daemon(config, docker_client) as daemon:
         daemon.start()
-        await wait_serving(daemon.client(), "web", 2)
+        await wait_serving(daemon.client(), "web", 2, timeout=60)  # 3 s checks; slow under load
         v1_ids = {r["id"] for r in daemon.client().get("/v1/ps")}
         deploy = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
