@@ -25,6 +25,7 @@ from supervisor.deploy.checks import CheckContext, attempt_once, check_host, run
 from supervisor.deploy.context import Context
 from supervisor.deploy.passive import PassiveHealth
 from supervisor.model import defaults
+from supervisor.model.errors import EngineUnreachable
 from supervisor.model.spec import AppSpec
 from supervisor.ops import metrics
 from supervisor.ops.tasks import TaskSet
@@ -104,8 +105,15 @@ class Watcher:
                     delay = BACKOFF_FIRST
                     if event.action == "die":
                         self.on_die(event.container_id, event.exit_code)
+                # The engine closed the stream: it is stopping (a dockerd restart). An outage
+                # shorter than the engine monitor's period would otherwise go unseen, and the
+                # containers the engine stopped would never be started again (deploy/engine.py).
+                self.ctx.engine.down("the Docker event stream ended")
             except asyncio.CancelledError:
                 raise
+            except EngineUnreachable as exc:
+                self.ctx.engine.down(str(exc))
+                log.warning("docker events failed error=%r retry_in=%.1f", exc, delay)
             except Exception as exc:  # the engine went away: reconnect
                 log.warning("docker events failed error=%r retry_in=%.1f", exc, delay)
             await asyncio.sleep(delay)

@@ -35,6 +35,10 @@ class RuntimeFailure(DockyardError):
     """The container runtime (Docker) failed to do what was asked."""
 
 
+class EngineUnreachable(RuntimeFailure):
+    """The Docker engine does not answer at all (dockerd stopped or restarting)."""
+
+
 class ContainerGone(RuntimeFailure):
     """The container was removed (or never existed) while dockyard worked with it."""
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from supervisor.model.errors import RuntimeFailure
+from supervisor.model.errors import EngineUnreachable, RuntimeFailure
 
 API_TIMEOUT = 60.0  # seconds one engine API call may take (the daemon's runtimes, builds)
 PROBE_TIMEOUT = 10.0  # `dockyard validate` asking whether the engine is a Swarm manager
@@ -127,7 +127,7 @@ class EngineClient:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except Exception as exc:
             if is_unreachable(exc):
-                raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
+                raise EngineUnreachable(f"cannot reach the Docker engine: {exc}") from exc
             if is_not_found(exc) or not is_sdk_error(exc):
                 raise
             raise RuntimeFailure(str(exc)) from exc

@@ -172,3 +172,26 @@ async def test_a_container_found_dead_at_adoption_is_restarted_by_the_policy(tmp
             assert r.runtime.containers[cid].status == "running"
         finally:
             await watcher.close()
+
+
+async def test_an_event_stream_the_engine_closes_marks_the_engine_down(tmp_path: Path) -> None:
+    """A dockerd restart shorter than the engine monitor's period: the closed event stream is
+    the only sign, and the monitor's next answer then re-adopts (deploy/engine.py)."""
+    async with rig(tmp_path, {"shop": fast_app()}) as r:
+        ended = asyncio.Event()
+
+        async def closed_by_the_engine(labels: Any) -> AsyncIterator[Any]:
+            ended.set()
+            return
+            yield  # an async generator that ends at once
+
+        r.runtime.events = closed_by_the_engine  # type: ignore[method-assign]
+        w = Watcher(r.ctx, period=60)
+        w.start()
+        try:
+            await asyncio.wait_for(ended.wait(), 5)
+            await eventually(lambda: not r.ctx.engine.reachable)
+            assert r.ctx.engine.outages == 1 and "event stream ended" in r.ctx.engine.error
+            assert r.ctx.engine.up()  # what the monitor's next answer does, then it recovers
+        finally:
+            await w.close()
