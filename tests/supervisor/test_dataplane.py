@@ -24,7 +24,7 @@ from proxy.errors import RouteConflictError
 from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.routes import Maintenance, Rollout, Route, Service
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
-from tests.proxy.utils import backend, free_port
+from tests.proxy.utils import TEARDOWN_GRACE, backend, free_port
 
 
 def free_target() -> str:
@@ -41,7 +41,7 @@ async def pool(tmp_path: Path, count: int = 2) -> AsyncIterator[WorkerPool]:
         await workers.launch()
         yield workers
     finally:
-        await workers.stop(1.0)
+        await workers.stop(TEARDOWN_GRACE)
 
 
 async def fetch(port: int, n: int, host: str = "h", path: str = "/") -> list[tuple[int, str]]:

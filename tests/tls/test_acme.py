@@ -14,6 +14,7 @@ import pytest
 from proxy import Proxy, ProxyOptions
 from proxy.tls import CertStore
 from supervisor.tls.acme import AcmeManager
+from tests.proxy.utils import TEARDOWN_GRACE
 
 from .pebble import pebble, require_pebble
 from .utils import request, sans
@@ -29,7 +30,7 @@ async def proxy() -> AsyncIterator[tuple[Proxy, CertStore]]:
     store = CertStore()
     await p.start_tls("127.0.0.1", 0, store)
     yield p, store
-    await p.stop(0.5)
+    await p.stop(TEARDOWN_GRACE)
 
 
 def manager(p: Proxy, store: CertStore, directory: str, ca: str, tmp: Path, **kw: Any) -> AcmeManager:
