@@ -18,6 +18,12 @@ Handler = Callable[[web.Request], Any]
 # flight that matters; Proxy.stop lingers half of it for idle keep-alive connections.
 TEARDOWN_GRACE = 0.1
 
+# Body, send, tunnel and per-app timeouts fire at the proxy's deadline sweep, which runs every
+# tenth of the shortest header/idle/response timeout (proxy/deadlines.py): 0.5 s with the
+# defaults here. A test of a 0.2 s timeout passes FINE_SWEEP to see it fire near 0.2 s; its
+# header timeout (1 s) never matters to such a test, whose request head goes out in one write.
+FINE_SWEEP = {"client_header_timeout": 1.0}
+
 
 @asynccontextmanager
 async def backend(routes: list[tuple[str, str, Handler]] | None = None, name: str = "b") -> AsyncIterator[str]:
