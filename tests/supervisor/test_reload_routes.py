@@ -124,7 +124,7 @@ async def test_the_one_step_reload_keeps_maintenance_pages_policy_and_canary(tmp
     sup = Supervisor(config, runtime, proxy, state)
     try:
         assert (await sup.deploy("shop")).ok and (await sup.deploy("blog")).ok
-        sup.set_maintenance("blog", Maintenance("back at noon", 60))
+        await sup.set_maintenance("blog", Maintenance("back at noon", 60))
         shop_app = sup.ctx.apps.app("shop")
         serving = sup.ctx.fleet.get("shop")
         assert serving is not None
