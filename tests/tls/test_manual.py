@@ -201,6 +201,6 @@ def test_sni_and_refusal_under_uvloop(pairs, ca) -> None:
             b = await request(p.tls_port, "b.test", tls=tls)
             assert sans(b.peer) == ["b.test", "www.b.test"] and b.status == 404
         finally:
-            await p.stop(0.5)
+            await p.stop(TEARDOWN_GRACE)
 
     uvloop.run(main())
