@@ -17,6 +17,7 @@ from proxy.options import MAX_PIPELINED
 
 from .test_websocket import ws_handler
 from .utils import (
+    FINE_SWEEP,
     backend,
     parse_response,
     raw_request,
@@ -115,7 +116,7 @@ async def test_slow_bodies_get_408_at_the_body_timeout_and_free_the_backend() ->
             writer.close()
 
     async with backend([("POST", "/slow", slow)]) as target, \
-            running_proxy(client_body_timeout=0.2, upstream_connect_timeout=3.0) as proxy:
+            running_proxy(client_body_timeout=0.2, upstream_connect_timeout=3.0, **FINE_SWEEP) as proxy:
         proxy.set_app("a", ["h"], [target])
         answers = await asyncio.gather(*(client(proxy.port) for _ in range(200)))
         assert all(parse_response(a)[0] == 408 for a in answers)
@@ -133,7 +134,7 @@ async def test_a_client_that_never_reads_is_closed_at_the_send_timeout() -> None
             await resp.write(chunk)
         return resp
 
-    async with backend([("GET", "/big", big)]) as target, running_proxy(send_timeout=0.2) as proxy:
+    async with backend([("GET", "/big", big)]) as target, running_proxy(send_timeout=0.2, **FINE_SWEEP) as proxy:
         proxy.set_app("a", ["h"], [target])
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -143,7 +144,7 @@ async def test_a_client_that_never_reads_is_closed_at_the_send_timeout() -> None
 
 
 async def test_an_idle_websocket_is_closed_at_the_tunnel_idle_timeout() -> None:
-    async with backend([("GET", "/ws", ws_handler("b"))]) as target, running_proxy(tunnel_idle_timeout=0.2) as proxy:
+    async with backend([("GET", "/ws", ws_handler("b"))]) as target, running_proxy(tunnel_idle_timeout=0.2, **FINE_SWEEP) as proxy:
         proxy.set_app("a", ["h"], [target])
         async with aiohttp.ClientSession() as s:
             async with s.ws_connect(f"http://127.0.0.1:{proxy.port}/ws", headers={"Host": "h"}) as ws:

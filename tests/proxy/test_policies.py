@@ -20,6 +20,7 @@ from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.policy_auth import read_htpasswd
 
 from .utils import (
+    FINE_SWEEP,
     backend,
     free_port,
     parse_response,
@@ -212,7 +213,7 @@ async def test_per_app_max_body_size_below_and_above_the_proxys(chunked: bool, b
 
 
 async def test_per_app_upstream_response_timeout() -> None:
-    async with silent_backend() as (target, _, _), running_proxy() as proxy:
+    async with silent_backend() as (target, _, _), running_proxy(**FINE_SWEEP) as proxy:
         proxy.set_app("a", ["h"], [target], policy=Policy(upstream_response_timeout=0.3))
         t0 = time.monotonic()
         assert (await get(proxy.port))[0] == 504
@@ -220,7 +221,7 @@ async def test_per_app_upstream_response_timeout() -> None:
 
 
 async def test_per_app_client_body_timeout_while_buffering() -> None:
-    async with backend() as target, running_proxy() as proxy:
+    async with backend() as target, running_proxy(**FINE_SWEEP) as proxy:
         proxy.set_app("a", ["h"], [target], policy=Policy(client_body_timeout=0.3))
         t0 = time.monotonic()
         raw = await raw_request(proxy.port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
@@ -399,16 +400,16 @@ class OneWorkerApp:
 
 
 async def slow_body_blocks_others(buffer: bool) -> bool:
-    """A client sends its body one byte a second; does another client still get answered?"""
+    """A client sends its body slowly (a pause between bytes); does another client still get answered?"""
     async with OneWorkerApp() as target, running_proxy() as proxy:
         proxy.set_app("a", ["h"], [target], policy=Policy(buffer_requests=buffer))
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         writer.write(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n")
         writer.write(b"a")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.2)  # the app (unbuffered) is now in the middle of reading this body
         writer.write(b"b")
         try:
-            async with asyncio.timeout(1.5):
+            async with asyncio.timeout(1.0):  # a free app answers in milliseconds
                 status = (await get(proxy.port))[0]
             blocked = status != 200
         except TimeoutError:
@@ -634,7 +635,10 @@ async def app_freed_before_the_client_reads(buffer: bool, content_type: str = "a
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
         writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
         try:
-            async with asyncio.timeout(2):
+            # Buffered, the app is done within ~0.05 s here; unbuffered, it stays stuck after
+            # ~9 MiB (what the sockets on the way hold), so 48 MiB is far past either. 1 s is
+            # twenty times what buffering needs.
+            async with asyncio.timeout(1.0):
                 await finished.wait()
             freed = True
         except TimeoutError:

@@ -209,7 +209,7 @@ async def test_a_connection_handed_over_closed_is_not_used() -> None:
 
 
 async def test_a_request_waits_at_most_the_connect_timeout_for_a_connection() -> None:
-    async with scene(60.0, upstream_connect_timeout=0.3) as sc:
+    async with scene(60.0, upstream_connect_timeout=0.15) as sc:
         b, proxy, limit = sc.b, sc.proxy, sc.limit
         held = sc.send(limit)
         await until(lambda: b.heads == limit)

@@ -46,7 +46,7 @@ async def test_smuggling_shape_rejected(name: str) -> None:
 
 
 async def _serve_after_garbage(data: bytes) -> None:
-    proxy = Proxy(ProxyOptions(client_header_timeout=0.2, client_idle_timeout=0.2))
+    proxy = Proxy(ProxyOptions(client_header_timeout=0.05, client_idle_timeout=0.05))
     async with backend() as target:
         proxy.set_app("a", ["h"], [target])
         await proxy.start("127.0.0.1", 0)
@@ -63,7 +63,7 @@ async def _serve_after_garbage(data: bytes) -> None:
             raw = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
             assert parse_response(raw)[0] == 200
         finally:
-            await proxy.stop(0.2)
+            await proxy.stop(0.05)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -14,6 +14,16 @@ from proxy import Proxy, ProxyOptions
 
 Handler = Callable[[web.Request], Any]
 
+# The grace a test's proxy gets when the test is over: its assertions have run, so nothing is in
+# flight that matters; Proxy.stop lingers half of it for idle keep-alive connections.
+TEARDOWN_GRACE = 0.1
+
+# Body, send, tunnel and per-app timeouts fire at the proxy's deadline sweep, which runs every
+# tenth of the shortest header/idle/response timeout (proxy/deadlines.py): 0.5 s with the
+# defaults here. A test of a 0.2 s timeout passes FINE_SWEEP to see it fire near 0.2 s; its
+# header timeout (1 s) never matters to such a test, whose request head goes out in one write.
+FINE_SWEEP = {"client_header_timeout": 1.0}
+
 
 @asynccontextmanager
 async def backend(routes: list[tuple[str, str, Handler]] | None = None, name: str = "b") -> AsyncIterator[str]:
@@ -33,7 +43,9 @@ async def backend(routes: list[tuple[str, str, Handler]] | None = None, name: st
     for method, path, handler in routes or []:
         app.router.add_route(method, path, handler)
     app.router.add_route("*", "/{tail:.*}", info)
-    runner = web.AppRunner(app, access_log=None)
+    # Teardown cancels handlers still running after 0.1 s (aiohttp waits 60 s by default): a test's
+    # stuck or slow handler must not hold the suite once its assertions have run.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -53,7 +65,7 @@ async def running_proxy(**options: Any) -> AsyncIterator[Proxy]:
     try:
         yield proxy
     finally:
-        await proxy.stop(0.5)
+        await proxy.stop(TEARDOWN_GRACE)
 
 
 def free_port() -> int:

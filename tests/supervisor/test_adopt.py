@@ -132,10 +132,11 @@ async def test_an_adopted_container_whose_probe_only_times_out_stays_in_rotation
     """A takeover on a busy machine: the quick probe times out, but the container served until
     the old daemon stopped; out of rotation it would answer 503 for every client."""
     slow: set[str] = set()
+    answer = asyncio.Event()
 
     async def sluggish(c: FakeContainer, request: web.BaseRequest) -> web.StreamResponse:
         if c.name in slow:
-            await asyncio.sleep(2.0)  # past the check's 0.5 s timeout
+            await answer.wait()  # until the test is over: past the check's 0.5 s timeout
         return web.Response(status=200)
 
     async with rig(tmp_path, {"shop": fast_app(processes={"web": {"scale": 2}}, healthchecks=HEALTH)}) as r:
@@ -143,7 +144,10 @@ async def test_an_adopted_container_whose_probe_only_times_out_stays_in_rotation
         assert (await r.deploy("shop")).ok
         slow.add("fake.shop.web.2.r1")
         r2 = r.restarted()
-        await r2.sup.adopt()
+        try:
+            await r2.sup.adopt()
+        finally:
+            answer.set()  # the probe has timed out by now; the fake app's server can close at once
         both = [r.runtime.named(f"fake.shop.web.{n}.r1") for n in (1, 2)]
         assert not any(r2.ctx.fleet.is_down(c.id) for c in both)
         assert set(r2.routes.table["shop"]) == {f"127.0.0.1:{c.ports[5000]}" for c in both}

@@ -78,19 +78,19 @@ def only_config_errors(call: Any) -> None:
         assert isinstance(result, Config)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs)
 def test_shaped_garbage_only_raises_config_error(data: dict[str, Any]) -> None:
     only_config_errors(lambda: parse_config(data, Path("/nonexistent/dockyard.toml")))
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), toml_values, max_size=5))
 def test_any_dict_only_raises_config_error(data: dict[str, Any]) -> None:
     only_config_errors(lambda: parse_config(data, Path("x.toml")))
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_any_file_only_raises_config_error(raw: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +110,7 @@ TOMLISH = st.lists(
 ).map(lambda lines: "\n".join(lines).encode())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(TOMLISH)
 def test_tomlish_text_only_raises_config_error(raw: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:

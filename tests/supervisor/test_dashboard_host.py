@@ -31,6 +31,7 @@ from supervisor.ops.series import Sampler
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
 from supervisor.tls.sites import sites
+from tests.proxy.utils import TEARDOWN_GRACE
 from tests.supervisor.test_dashboard import Runtime, apps
 from tests.tls.utils import client_context, write_pair
 from tests.utils import make_config
@@ -150,7 +151,7 @@ async def dashboard(config: Config, listen: str | None = None) -> AsyncIterator[
         await board.close()
         if tls is not None:
             await tls.close()
-        await proxy.stop(1.0)
+        await proxy.stop(TEARDOWN_GRACE)
         state.close()
 
 

@@ -24,7 +24,7 @@ from proxy.errors import RouteConflictError
 from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.routes import Maintenance, Rollout, Route, Service
 from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
-from tests.proxy.utils import backend, free_port
+from tests.proxy.utils import TEARDOWN_GRACE, backend, free_port
 
 
 def free_target() -> str:
@@ -41,7 +41,7 @@ async def pool(tmp_path: Path, count: int = 2) -> AsyncIterator[WorkerPool]:
         await workers.launch()
         yield workers
     finally:
-        await workers.stop(1.0)
+        await workers.stop(TEARDOWN_GRACE)
 
 
 async def fetch(port: int, n: int, host: str = "h", path: str = "/") -> list[tuple[int, str]]:
@@ -230,7 +230,7 @@ async def test_workers_outlive_a_killed_supervisor_and_a_new_one_replaces_them(t
                 await asyncio.sleep(0.05)
             assert not any(_alive(p) for p in pids)
             assert {r for r in await fetch(port, 20)} == {(200, "one")}
-            await workers.stop(1.0)
+            await workers.stop(TEARDOWN_GRACE)  # the test is over: nothing in flight
         finally:
             for pid in pids:
                 if _alive(pid):
@@ -330,7 +330,7 @@ async def test_certificates_and_acme_challenges_reach_every_worker(tmp_path: Pat
                 assert (reply.status, reply.body) == (200, b"one")
         finally:
             await tls.close()
-            await workers.stop(1.0)
+            await workers.stop(TEARDOWN_GRACE)  # the test is over: nothing in flight
 
 
 async def test_a_canary_route_reaches_every_worker_and_release_counters_are_summed(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from supervisor.model.errors import ConfigError, ControlError, DockyardError
 from supervisor.ops import metrics
 from supervisor.runtime import applogs
 from supervisor.runtime.containers import container_name
+from tests.proxy.utils import TEARDOWN_GRACE
 from tests.utils import make_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ async def test_metrics_counters_move_after_requests_through_a_real_proxy() -> No
                 after = samples(await resp.text())
     finally:
         await runner.cleanup()
-        await proxy.stop(1.0)
+        await proxy.stop(TEARDOWN_GRACE)
 
     assert value(during, "dockyard_http_requests_total", app="shop", code="2xx") == 3
     assert value(during, "dockyard_http_requests_total", app="shop", code="4xx") == 1

@@ -26,6 +26,7 @@ from supervisor.model.errors import ConfigError
 from supervisor.model.spec import Config
 from supervisor.store.releases import StateStore
 from tests.fakes import Behaviour, FakeRuntime, Journal, fast_app, make_config, rig
+from tests.proxy.utils import TEARDOWN_GRACE
 
 
 def moved(tmp_path: Path) -> Config:
@@ -197,7 +198,7 @@ async def test_a_host_moves_under_load_through_the_real_proxy(tmp_path: Path) ->
             async with http.get(f"http://127.0.0.1:{port}/", headers={"Host": "new-shop.test"}) as resp:
                 assert (resp.status, await resp.text()) == (200, "shop")
     finally:
-        await proxy.stop(0.5)
+        await proxy.stop(TEARDOWN_GRACE)
         await sup.retirer.close()
         state.close()
         await runtime.close()

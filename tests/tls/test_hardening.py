@@ -12,6 +12,7 @@ import trustme
 
 from proxy import Proxy, ProxyOptions
 from proxy.tls import CertStore
+from tests.proxy.utils import TEARDOWN_GRACE
 
 from .utils import client_context, request, write_pair
 
@@ -29,7 +30,7 @@ async def proxy(ca: trustme.CA, tmp_path: Path) -> AsyncIterator[Proxy]:
     store.install("a", ["a.test"], *write_pair(ca, tmp_path, "a", "a.test"))
     await p.start_tls("127.0.0.1", 0, store)
     yield p
-    await p.stop(0.5)
+    await p.stop(TEARDOWN_GRACE)
 
 
 def tls12(ca: trustme.CA, ciphers: str) -> ssl.SSLContext:

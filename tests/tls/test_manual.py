@@ -13,7 +13,7 @@ import trustme
 
 from proxy import Proxy, ProxyOptions
 from proxy.tls import CertStore
-from tests.proxy.utils import backend
+from tests.proxy.utils import TEARDOWN_GRACE, backend
 
 from .utils import client_context, request, sans, write_pair
 
@@ -38,7 +38,7 @@ async def proxy() -> AsyncIterator[Proxy]:
     p = Proxy(ProxyOptions(upstream_connect_timeout=0.5, upstream_response_timeout=5.0))
     await p.start("127.0.0.1", 0)
     yield p
-    await p.stop(0.5)
+    await p.stop(TEARDOWN_GRACE)
 
 
 async def start(proxy: Proxy, pairs: dict[str, tuple[str, str]], default: str | None = None) -> CertStore:
@@ -201,6 +201,6 @@ def test_sni_and_refusal_under_uvloop(pairs, ca) -> None:
             b = await request(p.tls_port, "b.test", tls=tls)
             assert sans(b.peer) == ["b.test", "www.b.test"] and b.status == 404
         finally:
-            await p.stop(0.5)
+            await p.stop(TEARDOWN_GRACE)
 
     uvloop.run(main())

@@ -11,7 +11,7 @@ import trustme
 from proxy import Proxy, ProxyOptions
 from proxy.policy import Policy
 from proxy.tls import CertStore
-from tests.proxy.utils import backend
+from tests.proxy.utils import TEARDOWN_GRACE, backend
 
 from .utils import client_context, request, write_pair
 
@@ -29,7 +29,7 @@ async def proxy(ca: trustme.CA, tmp_path: Path) -> AsyncIterator[Proxy]:
     store.install("a", ["a.test", "b.test"], *write_pair(ca, tmp_path, "a", "a.test", "b.test"))
     await p.start_tls("127.0.0.1", 0, store)
     yield p
-    await p.stop(0.5)
+    await p.stop(TEARDOWN_GRACE)
 
 
 async def test_security_headers_add_hsts_on_tls_only(proxy: Proxy, ca: trustme.CA) -> None:

@@ -14,6 +14,7 @@ from proxy import Proxy, ProxyOptions
 from supervisor.config.loader import parse_config
 from supervisor.deploy.reconcile import plan
 from supervisor.tls.acme import start_tls
+from tests.proxy.utils import TEARDOWN_GRACE
 
 from .utils import client_context, write_pair
 
@@ -70,4 +71,4 @@ async def test_reload_swaps_rotated_and_removed_certificates(tmp_path: Path) -> 
         assert await serial(port, "a.test", ca) == second
     finally:
         await tls.close()
-        await proxy.stop(1.0)
+        await proxy.stop(TEARDOWN_GRACE)

@@ -22,6 +22,7 @@ from supervisor.config.certs import check_pair
 from supervisor.config.loader import parse_config
 from supervisor.model.errors import ConfigError
 from supervisor.tls.acme import start_tls
+from tests.proxy.utils import TEARDOWN_GRACE
 from tests.tls.utils import client_context, request, write_pair
 
 
@@ -79,7 +80,7 @@ async def proxy() -> AsyncIterator[Proxy]:
     p = Proxy()
     await p.start("127.0.0.1", 0)
     yield p
-    await p.stop(0.5)
+    await p.stop(TEARDOWN_GRACE)
 
 
 @pytest.mark.parametrize("bits,sha1", [(1024, False), (2048, True)])
