@@ -98,7 +98,10 @@ stop_timeout = 2
         for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "noisy build"]):
             subprocess.run(["git", *cmd], cwd=work, env=env, check=True, capture_output=True)
         remote = repo_path(load_config(config), PUSHED)
-        proc = subprocess.run(["git", "push", str(remote), "HEAD:main"], cwd=work, env=env, capture_output=True)
+        # Forced: each `--workers` run pushes a new history to the same repository (`git push -f`).
+        proc = subprocess.run(["git", "push", str(remote), "+HEAD:main"], cwd=work, env=env, capture_output=True)
+        if proc.returncode:
+            log(f"git push failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
         return proc.returncode, len(proc.stdout) + len(proc.stderr)
 
     def run_one(self, workers: int) -> dict[str, Any]:
