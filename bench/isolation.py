@@ -92,7 +92,9 @@ stop_timeout = 2
         work = self.tmp / f"push-w{workers}"
         work.mkdir(parents=True, exist_ok=True)
         size = self.args.push_mib << 20
-        (work / "Dockerfile").write_text(f"FROM {self.tags[0]}\nRUN yes {LINE} | head -c {size}\n")
+        # A line of its own per push: Docker's build cache would otherwise replay the step silently.
+        line = f"{LINE[:80]}-{os.getpid()}-{workers}-{time.time_ns()}"
+        (work / "Dockerfile").write_text(f"FROM {self.tags[0]}\nRUN yes {line} | head -c {size}\n")
         env = {"PATH": os.environ["PATH"], "HOME": str(work), "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
                "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
         for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "noisy build"]):
