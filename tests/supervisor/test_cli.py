@@ -288,3 +288,19 @@ def test_exit_codes_of_errors_and_interrupts(capsys: pytest.CaptureFixture[str])
     assert run(lambda _args: 7, args) == 7
     with pytest.raises(ZeroDivisionError):  # a bug in dockyard stays a traceback
         run(failing(ZeroDivisionError()), args)
+
+
+def test_the_command_leaves_without_teardown_but_with_its_output_and_exit_code(tmp_path: Path) -> None:
+    """`entry()` ends with os._exit (no module teardown after a deploy's swap): what the command
+    printed must still reach a pipe, and its exit code the caller."""
+    config = tmp_path / "dockyard.toml"
+    config.write_text(f"[server]\nstate_dir = \"{tmp_path}\"\n[apps.web]\nimage = \"x:1\"\n")
+    ok = subprocess.run([sys.executable, "-m", "supervisor.cli", "validate", "-c", str(config)],
+                        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert ok.returncode == 0 and "OK, 1 app" in ok.stdout and "app web" in ok.stdout, ok
+    usage = subprocess.run([sys.executable, "-m", "supervisor.cli", "nosuch"],
+                           capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert usage.returncode == 2 and "invalid choice: 'nosuch'" in usage.stderr
+    down = subprocess.run([sys.executable, "-m", "supervisor.cli", "status", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert down.returncode != 0 and "no dockyard daemon answers" in down.stderr
