@@ -1,5 +1,5 @@
 """`python -m supervisor.cli ...`: the same as the `dockyard` command."""
 
-from supervisor.cli.main import entry
+from supervisor.cli.entry import entry
 
 entry()

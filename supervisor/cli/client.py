@@ -1,35 +1,25 @@
-"""The CLI's side of the control API: HTTP/1.1 over the daemon's unix socket (stdlib only).
+"""The CLI's side of the control API: HTTP/1.1 over the daemon's unix socket (cli/wire.py),
+JSON by the standard library (orjson's import alone cost ~14 ms of a command's CPU).
 
 Every failure to talk to the daemon, or an error answer from it, is a ControlError."""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import socket
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from supervisor.cli.wire import Answer, Connection
 from supervisor.model.errors import ControlError
 
 JSON = "application/json"
 TAR = "application/x-tar"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(str(self._path))
-        self.sock = sock
+def _json(body: Any) -> bytes:
+    return json.dumps(body if body is not None else {}).encode()
 
 
 class ControlClient:
@@ -39,52 +29,51 @@ class ControlClient:
 
     def _request(
         self, method: str, path: str, payload: bytes | None = None, content_type: str = JSON,
-        *, stream: bool = False, conn: _UnixConnection | None = None,
-    ) -> http.client.HTTPResponse:
+        *, stream: bool = False, conn: Connection | None = None,
+    ) -> Answer:
         # a streamed answer (a deploy, a build) may take long; the daemon sends progress
-        conn = conn or _UnixConnection(self.socket_path, None if stream else self.timeout)
+        conn = conn or Connection(self.socket_path, None if stream else self.timeout)
         headers = {"Content-Type": content_type} if payload is not None else {}
         try:
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
+            resp = conn.request(method, path, payload, headers)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ControlError(
                 f"no dockyard daemon answers on {self.socket_path}: start one with "
                 "`dockyard serve -c FILE`"
             ) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:  # WireError too
             raise ControlError(f"talking to the daemon on {self.socket_path}: {exc}") from exc
         self._check(resp)
         return resp
 
     @staticmethod
-    def _check(resp: http.client.HTTPResponse) -> None:
+    def _check(resp: Answer) -> None:
         if resp.status >= 400:
             raw = resp.read()
             try:
-                data = orjson.loads(raw)
+                data = json.loads(raw)
                 message = data.get("error", raw.decode())
                 problems = data.get("problems") or []
                 if problems:
                     message += "\n" + "\n".join(problems)
-            except (orjson.JSONDecodeError, AttributeError):
+            except (ValueError, AttributeError):  # json.JSONDecodeError, bad UTF-8
                 message = raw.decode(errors="replace").strip()
             raise ControlError(message)
 
-    def _read(self, resp: http.client.HTTPResponse) -> Any:
+    def _read(self, resp: Answer) -> Any:
         try:
-            return orjson.loads(resp.read())
-        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+            return json.loads(resp.read())
+        except (OSError, ValueError) as exc:  # WireError, json.JSONDecodeError
             raise ControlError(f"reading the daemon's answer on {self.socket_path}: {exc}") from exc
 
-    def _lines(self, resp: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    def _lines(self, resp: Answer) -> Iterator[dict[str, Any]]:
         """Each NDJSON line of `resp` as it arrives."""
         try:
             while line := resp.readline():
                 line = line.strip()
                 if line:
-                    yield orjson.loads(line)
-        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+                    yield json.loads(line)
+        except (OSError, ValueError) as exc:  # WireError, json.JSONDecodeError
             raise ControlError(
                 f"the daemon's stream on {self.socket_path} broke off: {exc or type(exc).__name__}"
             ) from exc
@@ -93,11 +82,11 @@ class ControlClient:
         return self._read(self._request("GET", path))
 
     def post(self, path: str, body: Any = None) -> Any:
-        return self._read(self._request("POST", path, orjson.dumps(body if body is not None else {})))
+        return self._read(self._request("POST", path, _json(body)))
 
     def stream(self, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
         """POST `body` as JSON and yield each NDJSON line of the answer as it arrives."""
-        payload = orjson.dumps(body if body is not None else {})
+        payload = _json(body)
         yield from self._lines(self._request("POST", path, payload, stream=True))
 
     def upload(self, path: str, data: bytes, content_type: str = TAR) -> Iterator[dict[str, Any]]:
@@ -108,9 +97,9 @@ class ControlClient:
     def hold(self, path: str, body: Any = None) -> Iterator[Iterator[dict[str, Any]]]:
         """POST `body` and yield the answer's NDJSON lines; the connection stays open until the
         block ends, however it ends (`dockyard run`: the daemon removes the container then)."""
-        conn = _UnixConnection(self.socket_path, None)
+        conn = Connection(self.socket_path, None)
         try:
-            resp = self._request("POST", path, orjson.dumps(body if body is not None else {}),
+            resp = self._request("POST", path, _json(body),
                                  stream=True, conn=conn)
             yield self._lines(resp)
         finally:

@@ -7,16 +7,19 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor.cli.client import ControlClient
 from supervisor.cli.exits import Command
-from supervisor.config.loader import load_config
+from supervisor.config.control import control_socket
 from supervisor.model.errors import DockyardError
-from supervisor.model.spec import Config
+
+if TYPE_CHECKING:
+    from supervisor.model.spec import Config
 
 DEFAULT_CONFIGS = ("dockyard.toml", "/etc/dockyard/dockyard.toml")
 
-LoadConfig = Callable[[argparse.Namespace], Config]
+LoadConfig = Callable[[argparse.Namespace], "Config"]
 ClientFactory = Callable[[argparse.Namespace], ControlClient]
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -36,12 +39,17 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def load(args: argparse.Namespace) -> Config:
+    """The whole config, checked (lazy import: the commands that only talk to the daemon do not
+    pay for the loader)."""
+    from supervisor.config.loader import load_config
+
     return load_config(config_path(args))
 
 
 def client(args: argparse.Namespace) -> ControlClient:
-    """The control client for the daemon of the config that `args` name."""
-    return ControlClient(load(args).server.control_socket)
+    """The control client for the daemon of the config that `args` name: only the socket's path
+    is read from the file (supervisor/config/control.py)."""
+    return ControlClient(control_socket(config_path(args)))
 
 
 def add_command(

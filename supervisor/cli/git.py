@@ -23,9 +23,10 @@ from supervisor.cli.client import ControlClient
 from supervisor.cli.common import LoadConfig, SubParsers, load
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK, report
 from supervisor.cli.stream import follow_build
-from supervisor.git import repo as gitrepo
 from supervisor.model.errors import DockyardError
-from supervisor.runtime.builds import context_tar
+
+# supervisor.git.repo and supervisor.runtime.builds are imported where used: every `dockyard`
+# command declares these on its parser, and only these pay for them (~35 ms).
 
 # the hook ---------------------------------------------------------------------------------
 
@@ -65,6 +66,8 @@ def pre_receive(app: str, socket: str, stdin: Iterable[str] | None = None) -> in
 
 def deploy_build(args: argparse.Namespace, load_config: LoadConfig = load) -> int:
     """`dockyard deploy APP --build PATH`: tar PATH here, upload it, follow build and deploy."""
+    from supervisor.runtime.builds import context_tar
+
     config = load_config(args)
     data = context_tar(Path(args.build).resolve())
     client = ControlClient(config.server.control_socket)
@@ -77,6 +80,8 @@ def add_commands(
     """Add `dockyard git init` and `dockyard git-receive-pack` to `sub`."""
 
     def cmd_git_init(args: argparse.Namespace) -> int:
+        from supervisor.git import repo as gitrepo
+
         config = load_config(args)
         app = config.apps.get(args.app)
         if app is None:
@@ -89,6 +94,8 @@ def add_commands(
         return EXIT_OK
 
     def cmd_receive_pack(args: argparse.Namespace) -> int:
+        from supervisor.git import repo as gitrepo
+
         original = os.environ.get("SSH_ORIGINAL_COMMAND")
         asked = gitrepo.app_from_ssh_command(original) if original else None
         if args.app and asked and asked != args.app:

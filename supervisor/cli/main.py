@@ -5,17 +5,13 @@ them into messages and exit codes."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
+import importlib
 import sys
 from collections.abc import Sequence
 
-from supervisor.cli import apps, canary, cron, env, git, maintenance, oneoff, ops
 from supervisor.cli.common import add_command, client, load
+from supervisor.cli.entry import command_of
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
-from supervisor.cli.loadtest import command as loadtest
-from supervisor.cli.summary import summarize
 from supervisor.model.errors import RuntimeFailure
 
 
@@ -27,6 +23,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from supervisor.cli.summary import summarize  # lazy: the model's types, for this command only
+
     if args.file:
         args.config = args.file
     config = load(args)
@@ -42,7 +40,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Where each command is declared: `dockyard COMMAND` imports only that module (each module's
+# imports are CPU a `dockyard deploy` spends on the server it is swapping; issue #19), every
+# other word (none, --help, a typo) gets the whole parser. The modules' functions are the
+# definitions; tests/supervisor/test_cli.py checks this index against them.
+REGISTRARS: dict[str, tuple[str, str, str]] = {  # key: (module, function, what it is given)
+    "apps": ("supervisor.cli.apps", "add_commands", "client"),
+    "cron": ("supervisor.cli.cron", "add_commands", "client"),
+    "canary": ("supervisor.cli.canary", "add_commands", "client"),
+    "git": ("supervisor.cli.git", "add_commands", "load"),
+    "ops": ("supervisor.cli.ops", "add_commands", "client"),
+    "loadtest": ("supervisor.cli.loadtest.command", "add_command", "load"),
+    "env": ("supervisor.cli.env", "add_commands", "client"),
+    "oneoff": ("supervisor.cli.oneoff", "add_commands", "client"),
+    "maintenance": ("supervisor.cli.maintenance", "add_commands", "client"),
+    "views": ("supervisor.cli.apps", "add_views", "client"),
+}
+DECLARED_IN: dict[str, str] = {
+    **dict.fromkeys(("deploy", "rollback", "restart", "stop", "start", "scale", "reload", "plan"), "apps"),
+    "cron": "cron", "canary": "canary", "git": "git", "git-receive-pack": "git",
+    **dict.fromkeys(("logs", "status", "install"), "ops"),
+    "loadtest": "loadtest", "env": "env", "run": "oneoff", "enter": "oneoff",
+    "maintenance": "maintenance",
+    **dict.fromkeys(("ps", "nodes", "routes", "releases"), "views"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: for `command` alone when it is one of DECLARED_IN's, else for them all."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c", "--config", default=argparse.SUPPRESS,
@@ -62,22 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add_command(sub, common, "validate", cmd_validate, "check a config file and print a summary")
     p.add_argument("file", nargs="?", help="the config file (same as -c FILE)")
-    apps.add_commands(sub, common, client)
-    cron.add_commands(sub, common, client)
-    canary.add_commands(sub, common, client)
-    git.add_commands(sub, common, load)
-    ops.add_commands(sub, common, client)
-    loadtest.add_command(sub, common, load)
-    env.add_commands(sub, common, client)
-    oneoff.add_commands(sub, common, client)
-    maintenance.add_commands(sub, common, client)
-    apps.add_views(sub, common, client)
+    keys = [DECLARED_IN[command]] if command in DECLARED_IN else list(REGISTRARS)
+    for key in keys:
+        module, function, given = REGISTRARS[key]
+        register = getattr(importlib.import_module(module), function)
+        register(sub, common, client if given == "client" else load)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_of(words))
     args = None
     if "--" in words:  # `run APP [OPTIONS] -- CMD ...`: the command's words are its own
         cut = words.index("--")
@@ -93,27 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(args.func, args)
 
 
-def entry() -> None:
-    """The `dockyard` command: `main()`, then out without the interpreter's teardown.
-
-    Tearing down the CLI's few hundred modules costs 20-30 ms of CPU, and for `dockyard deploy`
-    it lands right after the swap, on the server whose proxy workers are taking the new
-    release's first requests: they were measured waiting on the run queue then (issue #19,
-    bench/RESULTS.md). Output is flushed first; nothing in the CLI needs atexit."""
-    try:
-        code = main()
-    except SystemExit as exc:  # argparse (--help, a usage error) has printed its message
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if "serve" in sys.argv[1:]:  # the daemon: its ordered shutdown is done; exit as usual
-        sys.exit(code)
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
-            stream.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
+    from supervisor.cli.entry import entry
+
     entry()

@@ -6,21 +6,20 @@ already-parsed dict (tests, reload). Only `ConfigError` ever leaves either funct
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from proxy.options import ProxyOptions
 from supervisor.base.address import split_listen
-from supervisor.config import validators
+from supervisor.config import control, validators
 from supervisor.config.apps import parse_app
 from supervisor.config.dashboard import check_dashboard_host, dashboard_site
 from supervisor.config.fields import Collector, Table, is_int, is_number
 from supervisor.config.registries import parse_registries
 from supervisor.config.tls import check_tls_listen, server_tls
 from supervisor.model import defaults
-from supervisor.model.errors import ConfigError, Problem
+from supervisor.model.errors import ConfigError
 from supervisor.model.kinds import SCHEDULERS
 from supervisor.model.spec import AppSpec, Config, ServerSpec
 
@@ -28,25 +27,7 @@ _UNIX_SOCKET_MAX = 107  # bytes of sun_path, less the terminating NUL
 
 
 def load_config(path: str | Path) -> Config:
-    name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise ConfigError([Problem(name, "", f"cannot read config file: {e.strerror or e}")]) from e
-    except ValueError as e:  # e.g. a NUL byte in the path
-        raise ConfigError([Problem(name, "", f"cannot read config file: {e}")]) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError([Problem(name, "", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        # tomllib's message carries "(at line L, column C)"
-        raise ConfigError([Problem(name, "", f"invalid TOML: {e}")]) from e
-    except RecursionError as e:
-        raise ConfigError([Problem(name, "", "invalid TOML: nested too deeply")]) from e
-    return parse_config(data, Path(path))
+    return parse_config(control.read_toml(path), Path(path))
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
@@ -106,9 +87,10 @@ def _parse(data: dict[str, Any], path: Path, out: Collector) -> Config:
 
 def _server(t: Table, base: Path) -> ServerSpec:
     listen = t.string("listen", defaults.LISTEN, check=validators.listen_address) or defaults.LISTEN
-    state_dir = base / (t.string("state_dir", defaults.STATE_DIR) or defaults.STATE_DIR)
+    state_text = t.string("state_dir", defaults.STATE_DIR)
+    state_dir = control.state_dir(base, state_text)
     socket_text = t.string("control_socket")
-    socket = base / socket_text if socket_text else state_dir / defaults.CONTROL_SOCKET_NAME
+    socket = control.socket_path(base, state_text, socket_text)
     if len(str(socket).encode()) > _UNIX_SOCKET_MAX:
         key = "control_socket" if socket_text else "state_dir"
         t.out.warn(t.key(key), f"the control socket path {str(socket)!r} is longer than {_UNIX_SOCKET_MAX} bytes; Unix sockets cannot bind it")

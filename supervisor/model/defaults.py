@@ -5,16 +5,19 @@ Dokku's own defaults are named after the Dokku setting they mirror.
 
 from __future__ import annotations
 
-from supervisor.model.kinds import (
-    Balance,
-    CheckScheme,
-    CheckType,
-    ConcurrencyPolicy,
-    Network,
-    PullPolicy,
-    Scheduler,
-    TlsMode,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the CLI reads STATE_DIR without loading the proxy's types
+    from supervisor.model.kinds import (
+        Balance,
+        CheckScheme,
+        CheckType,
+        ConcurrencyPolicy,
+        Network,
+        PullPolicy,
+        Scheduler,
+        TlsMode,
+    )
 
 # [server]
 LISTEN = "127.0.0.1:8080"
@@ -126,3 +129,4 @@ PASSIVE_CONFIRM_TIMEOUT = 1.0  # dockyard: the supervisor's own connection confi
 PASSIVE_QUIET = 1.0  # dockyard: seconds one target's further reports are ignored after a confirmation
 ONEOFF_CPU_SHARES = 256  # dockyard: CPU weight of one-off containers (cron, predeploy, run); apps: 1024
 BUILD_CPU_SHARES = 256  # dockyard: CPU weight of image builds' RUN steps; apps: 1024
+CLI_NICE = 10  # dockyard: nice increment of a `dockyard` command (not serve, not loadtest)

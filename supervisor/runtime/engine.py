@@ -13,7 +13,6 @@ errors turned into RuntimeFailure (NotFound stays itself, for the callers that t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -83,6 +82,8 @@ async def stream_in_thread(items: Iterable[T], name: str) -> AsyncIterator[T]:
     loop's shutdown up. Ends when the stream ends or fails (a closed stream, a vanished
     container); the stream is closed when the consumer leaves.
     """
+    import asyncio  # here, not at the top: the CLI imports this module and never streams
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue()
 
@@ -123,6 +124,8 @@ class EngineClient:
         return self._client
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import asyncio  # see stream_in_thread()
+
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except Exception as exc:

@@ -22,16 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from supervisor.cli.client import ControlClient
-from supervisor.cli.loadtest import report, target
+from supervisor.cli.loadtest import DEFAULT_TIMEOUT
 from supervisor.cli.loadtest.errors import LoadTestError
-from supervisor.cli.loadtest.generator import DEFAULT_TIMEOUT, ERROR_KINDS, LoadRun
-from supervisor.cli.loadtest.swaps import RETIRE_WAIT_MAX, Driver
-from supervisor.model.spec import Config
+from supervisor.cli.render import print_json
+
+if TYPE_CHECKING:
+    from supervisor.model.spec import Config
 
 DEFAULT_RATE = 100.0  # req/s
 DEFAULT_MAX_RATE = 2000.0  # req/s: above it, --max-rate must be raised on purpose
@@ -39,7 +38,7 @@ DEFAULT_DURATION = 60.0  # s
 DEFAULT_SWAPS = 3
 DEFAULT_OUT = Path("loadtest")  # ./loadtest/<app>-<stamp>/
 EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
-ConfigLoader = Callable[[argparse.Namespace], Config]
+ConfigLoader = Callable[[argparse.Namespace], "Config"]
 
 DESCRIPTION = """\
 Send open-loop GET load at --rate req/s to APP through the local proxy listener (the
@@ -132,6 +131,11 @@ class Interrupt:
 
 
 def run(args: argparse.Namespace, config: Config, argv: Sequence[str] | None = None) -> int:
+    # here, not at the top: every `dockyard` command declares `loadtest`, only this pays for it
+    from supervisor.cli.loadtest import report, target
+    from supervisor.cli.loadtest.generator import ERROR_KINDS, LoadRun
+    from supervisor.cli.loadtest.swaps import RETIRE_WAIT_MAX, Driver
+
     count = check_options(args)
     tgt = target.resolve(config, args.app, host=args.host, paths=args.path,
                          paths_file=args.paths_file, headers=args.header)
@@ -191,7 +195,7 @@ def run(args: argparse.Namespace, config: Config, argv: Sequence[str] | None = N
     summary = report.summarize(result, swaps, planned_swaps=count, interrupted=interrupted, meta=meta)
     text = report.write(summary, result, swaps, out)
     if args.json:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(summary)
     else:
         sys.stdout.write(text)
     failed = summary["failed"]

@@ -41,12 +41,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
+from supervisor.cli.loadtest import DEFAULT_TIMEOUT
+
 Outcome = Literal["ok", "connect", "5xx", "timeout", "other"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "connect", "5xx", "timeout", "other")
 ERROR_KINDS: tuple[Outcome, ...] = OUTCOMES[1:]
 _CODE = {name: i for i, name in enumerate(OUTCOMES)}
 
-DEFAULT_TIMEOUT = 5.0
 PER_WORKER_RATE = 600.0  # req/s one worker process is asked to carry (auto worker count)
 START_MARGIN = 0.5  # seconds between the workers being ready and the first send
 MAX_CONNECTIONS = 512  # per worker; beyond it requests wait for a connection (timed from due)

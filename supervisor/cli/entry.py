@@ -1,0 +1,66 @@
+"""The `dockyard` command's entry point: yield the CPU, run the command, leave without teardown.
+
+A `dockyard deploy` runs on the server whose proxy workers are about to take the new release's
+first requests, and everything it does there is waiting on the daemon. Its own CPU (starting
+Python, importing the parser's modules, printing) was measured landing in the swap's window
+(issue #19, bench/RESULTS.md), so the command lowers its priority (`defaults.CLI_NICE`) before
+it imports anything else, and leaves with `os._exit` after flushing: tearing its modules down
+cost another 20-30 ms of CPU right after the swap. Two commands keep their priority: `serve`
+(the daemon, which also exits as usual after its ordered shutdown) and `loadtest` (its load
+generator measures latency, and must not wait behind the work it measures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from supervisor.model import defaults
+
+KEEP_PRIORITY = frozenset({"serve", "loadtest"})
+_VALUED = frozenset({"-c", "--config"})  # the top-level options that take a value
+
+
+def command_of(words: Sequence[str]) -> str | None:
+    """The command word of `dockyard WORDS`: the first word that is not an option or the
+    value of -c/--config."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in _VALUED:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def yield_cpu(command: str | None) -> None:
+    if command in KEEP_PRIORITY:
+        return
+    with contextlib.suppress(OSError):
+        os.nice(defaults.CLI_NICE)
+
+
+def entry() -> None:
+    """The `dockyard` command."""
+    command = command_of(sys.argv[1:])
+    yield_cpu(command)
+    from supervisor.cli.main import main
+
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse (--help, a usage error) has printed its message
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if command == "serve":  # the daemon: its ordered shutdown is done; exit as usual
+        sys.exit(code)
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
