@@ -13,7 +13,7 @@
   connect; other containers get made-up port numbers nothing listens on.
 - `RecordingRoutes` implements `RouteSink` (deploy/fleet.py) and records every call.
 - Both write to one `Journal`, so a test can assert the order of route changes and container
-  operations (warm, then set_app, then drain, then SIGTERM, then stop).
+  operations (warm, then set_app, then drain, then stop).
 - `rig()` builds a real `Supervisor` (real SQLite in a tmp dir) on the two fakes.
 """
 

@@ -1,10 +1,15 @@
-"""Retiring old containers after a swap: drain, SIGTERM, `docker stop` after retire_after, remove.
+"""Retiring old containers after a swap: drain, `docker stop` after retire_after, remove.
 
 Web containers first leave the route table (the swap did that), then their in-flight requests
-are drained (up to drain_timeout), then they get SIGTERM, and `retire_after` seconds after the
-swap (Dokku's wait-to-retire) they are stopped and removed. Other process types get SIGTERM at
-the switch and are stopped after stop_timeout, so two generations of workers never overlap
-longer than that. Every timer is written to SQLite first, so a restarted daemon resumes it.
+are drained (up to drain_timeout); they keep running, without traffic, until `retire_after`
+seconds after the swap (Dokku's wait-to-retire: "the old container is kept running"), when they
+are stopped (`docker stop`: SIGTERM, SIGKILL after stop_timeout) and removed. Signalling them at
+the drain instead put the old container's shutdown (the engine's `runc update`, `runc kill`
+and the exit's cleanup, ~50 ms of CPU) on top of the new container's start, in the first
+100 ms after the switch, where it was measured delaying requests (issue #19, bench/RESULTS.md).
+Other process types get SIGTERM at the switch and are stopped after stop_timeout, so two
+generations of workers never overlap longer than that. Every timer is written to SQLite
+first, so a restarted daemon resumes it.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class Retirer:
     ) -> None:
         cancelled = await self._drainer.drain(targets, drain_timeout)
         log.info("drained app=%s targets=%s cancelled=%d", app, ",".join(targets), cancelled)
-        await self._signal_then_stop(app, items, stop_at, stop_timeout)
+        await self._stop_at(app, [c.id for c in items], stop_at, stop_timeout)
 
     async def _signal_then_stop(
         self, app: str, items: list[ContainerInfo], stop_at: float, stop_timeout: float

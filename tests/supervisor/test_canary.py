@@ -124,7 +124,7 @@ async def test_canary_with_5xx_is_rolled_back_by_itself(tmp_path: Path) -> None:
         failed = r.state.release("shop", 2)
         assert failed is not None and failed.status == "failed" and "100 requests" in failed.reason
         drain = r.journal.first("drain")
-        assert 0 <= drain < r.journal.first("kill", canary_ids[0])  # drained, then stopped
+        assert 0 <= drain < r.journal.first("stop", canary_ids[0])  # drained, then stopped
         await r.sup.retirer.wait_idle()
         assert not any(cid in r.runtime.containers for cid in canary_ids)
         assert [e for e in r.events if e["event"] == "failed"]
