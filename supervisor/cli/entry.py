@@ -15,26 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
 
+from supervisor.cli.argv import command_of
 from supervisor.model import defaults
 
 KEEP_PRIORITY = frozenset({"serve", "loadtest"})
-_VALUED = frozenset({"-c", "--config"})  # the top-level options that take a value
-
-
-def command_of(words: Sequence[str]) -> str | None:
-    """The command word of `dockyard WORDS`: the first word that is not an option or the
-    value of -c/--config."""
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word in _VALUED:
-            skip = True
-        elif not word.startswith("-"):
-            return word
-    return None
 
 
 def yield_cpu(command: str | None) -> None:

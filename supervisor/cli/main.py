@@ -9,8 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from supervisor.cli.argv import command_of
 from supervisor.cli.common import add_command, client, load
-from supervisor.cli.entry import command_of
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.model.errors import RuntimeFailure
 
@@ -114,6 +114,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from supervisor.cli.entry import entry
-
-    entry()
+    sys.exit(main())

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from supervisor.cli.entry import command_of
+from supervisor.cli.argv import command_of
 from supervisor.cli.exits import EXIT_FAIL, EXIT_INTERRUPTED, run
 from supervisor.cli.main import DECLARED_IN, REGISTRARS, build_parser, main
 from supervisor.config.control import control_socket
