@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, help="seconds between swaps (default 2; quick 1.5)")
     p.add_argument("--scheduler", choices=("docker", "swarm"), default="docker",
                    help="swarm: add the \"swarm\" system, dockyard with the app on a one-node Swarm")
+    p.add_argument("--deploy-via", choices=("cli", "api"), default="cli",
+                   help="how dockyard's swaps start: the `dockyard deploy` command (the default, as a "
+                   "user would), or a POST to the control socket from the bench's own process (no "
+                   "command started: the daemon's share of a swap's cost alone)")
     common(p)
     r = sub.add_parser("restart", help="latency while dockyard restarts itself (--takeover) / nginx -s reload")
     r.add_argument("--quick", action="store_true", help="smoke test: 200 req/s, 3 restarts, busybox app")
@@ -54,10 +58,6 @@ def common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-keepalive", action="store_true", help="a new client connection per request")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
     p.add_argument("--proxy-workers", type=int, help="dockyard's [proxy] workers (default: auto; 0: in-process)")
-    p.add_argument("--deploy-via", choices=("cli", "api"), default="cli",
-                   help="how dockyard's swaps start: the `dockyard deploy` command (the default, as a "
-                   "user would), or a POST to the control socket from the bench's own process (no "
-                   "command started: the daemon's share of a swap's cost alone)")
     p.add_argument("--keep-images", action="store_true", help="keep the dockyard-bench images")
     p.add_argument("--out", type=Path, help="output directory (default bench/out/<stamp>)")
 
@@ -80,7 +80,7 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
         raise SystemExit(f"python -m bench: unknown systems {sorted(unknown)}")
     overrides.update(
         saturation=getattr(args, "saturation", False), keepalive=not args.no_keepalive, systems=systems,
-        keep_images=args.keep_images, out=args.out, scheduler=scheduler, deploy_via=args.deploy_via,
+        keep_images=args.keep_images, out=args.out, scheduler=scheduler, deploy_via=getattr(args, "deploy_via", "cli"),
         command=shlex.join(["python", "-m", "bench", *argv]),
     )
     if args.command == "restart":
