@@ -289,5 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def leave(code: int) -> None:
+    """Exit without the interpreter's teardown, after flushing the logs: the worker is done,
+    and tearing its modules down is ~13 ms of CPU that lands in a takeover's or a stop's
+    window, on the machine whose other workers are serving (issue #19)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

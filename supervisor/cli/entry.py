@@ -5,9 +5,11 @@ first requests, and everything it does there is waiting on the daemon. Its own C
 Python, importing the parser's modules, printing) was measured landing in the swap's window
 (issue #19, bench/RESULTS.md), so the command lowers its priority (`defaults.CLI_NICE`) before
 it imports anything else, and leaves with `os._exit` after flushing: tearing its modules down
-cost another 20-30 ms of CPU right after the swap. Two commands keep their priority: `serve`
-(the daemon, which also exits as usual after its ordered shutdown) and `loadtest` (its load
-generator measures latency, and must not wait behind the work it measures).
+cost another 20-30 ms of CPU right after the swap. `serve` leaves the same way once its
+ordered shutdown is done (the daemon's teardown, 55-100 ms of CPU, landed in a takeover's
+window while the new daemon's workers served). Two commands keep their priority: `serve` (the
+daemon) and `loadtest` (its load generator measures latency, and must not wait behind the
+work it measures).
 """
 
 from __future__ import annotations
@@ -41,8 +43,6 @@ def entry() -> None:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if command == "serve":  # the daemon: its ordered shutdown is done; exit as usual
-        sys.exit(code)
     if "logging" in sys.modules:
         sys.modules["logging"].shutdown()
     for stream in (sys.stdout, sys.stderr):
