@@ -9,7 +9,7 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 | request (supervisor -> worker)                   | answer                                  |
 | ------------------------------------------------ | --------------------------------------- |
 | `attach` (this connection is the supervisor's)   | `pid`, `seq`, `serving`                 |
-| `hello` (a look, e.g. by a restarted supervisor) | `pid`, `seq`, `serving`, `attached`     |
+| `hello` (a look, e.g. by a restarted supervisor) | `pid`, `seq`, `serving`, `attached`, `options`, `code` |
 | `routes` (a look at the installed table)         | `routes`: every Service field, plain    |
 | `table` `seq` `apps` (the whole route table)     | `ack` = seq, once installed (one assignment) |
 | `certs` `entries` `default`                      | `ok` (TLS certificates by SNI; a new `version` re-reads the files) |
@@ -22,8 +22,9 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 | `listeners`                                      | `count`, with the listening sockets attached (SCM_RIGHTS) |
 
 The worker accepts no connection before its first table. When the supervisor's connection
-closes (the supervisor died), the worker keeps serving the last table and waits for a new
-supervisor; SIGTERM is `stop` with a 10 s grace; SIGINT is ignored (Ctrl-C is the supervisor's).
+closes (the supervisor died, or handed its workers to a new one in `serve --takeover`), the
+worker keeps serving the last table and waits for a new supervisor, which adopts it when the
+worker's `options` (the JSON it was started with) and `code` (`code_fingerprint`) are its own; SIGTERM is `stop` with a 10 s grace; SIGINT is ignored (Ctrl-C is the supervisor's).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -53,9 +55,24 @@ STOP_GRACE = 10.0  # seconds in-flight requests get on SIGTERM
 REPORT_EVERY = 0.5  # seconds between two passive-health reports of one target
 
 
+def code_fingerprint() -> str:
+    """What a worker runs: the interpreter, and the proxy package's files (name, size, mtime).
+    A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
+    dockyard starts workers of its own version instead)."""
+    digest = hashlib.sha256(sys.executable.encode())
+    for path in sorted(Path(__file__).resolve().parent.iterdir()):
+        if path.suffix in (".py", ".so"):
+            st = path.stat()
+            digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
 class Worker:
-    def __init__(self, proxy: Proxy, control: Path, listen: socket.socket, tls: socket.socket | None) -> None:
+    def __init__(self, proxy: Proxy, control: Path, listen: socket.socket, tls: socket.socket | None,
+                 options_json: str = "{}") -> None:
         self.proxy = proxy
+        self.options_json = options_json
+        self.code = code_fingerprint()
         self.control = control
         self.listen = listen
         self.tls = tls
@@ -142,7 +159,7 @@ class Worker:
 
     def _status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "seq": self.seq, "serving": self.serving,
-                "attached": self.attached is not None}
+                "attached": self.attached is not None, "options": self.options_json, "code": self.code}
 
     async def _dispatch(self, msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         op, rid = msg.get("op"), msg.get("id")
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy = Proxy(options)
     listen = socket.socket(fileno=args.listen_fd)
     tls = socket.socket(fileno=args.tls_fd) if args.tls_fd is not None else None
-    worker = Worker(proxy, args.control_dir / f"{os.getpid()}.sock", listen, tls)
+    worker = Worker(proxy, args.control_dir / f"{os.getpid()}.sock", listen, tls, args.options)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too

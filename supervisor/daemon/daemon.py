@@ -33,7 +33,13 @@ from supervisor.api.control import (
 from supervisor.api.cron import add_routes as add_cron_routes
 from supervisor.base.address import split_listen
 from supervisor.config.loader import load_config
-from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
+from supervisor.daemon.dataplane import (
+    WorkerPool,
+    adopt_workers,
+    find_orphans,
+    retire_orphans,
+    take_listeners,
+)
 from supervisor.daemon.takeover import TakeoverServer, request_handoff, systemd_sockets
 from supervisor.deploy.engine import EngineMonitor
 from supervisor.deploy.supervisor import Supervisor
@@ -113,7 +119,7 @@ class Daemon:
         if self.takeover and handoff is None:
             log.info("takeover: no running daemon answers on %s; starting normally", takeover_path)
         inherited = handoff.sockets if handoff else systemd_sockets()
-        # Workers of a supervisor killed with -9 still serve: take their sockets, replace them.
+        # Workers of a supervisor killed with -9 still serve: take their sockets, adopt or replace them.
         orphans = [] if handoff else await find_orphans(server.state_dir / "workers")
         if orphans and not inherited:
             inherited = await take_listeners(orphans)
@@ -134,16 +140,22 @@ class Daemon:
                 self.config, proxy, sock=inherited[1] if len(inherited) > 1 else None
             )
             if isinstance(proxy, WorkerPool):
-                await proxy.launch()  # every worker accepts with the current table
+                if handoff is not None and handoff.workers:  # the data plane is not restarted:
+                    await handoff.release(handover=True)  # the old workers serve on, unattached
+                    log.info("takeover: the old daemon released its listeners and workers pid=%d",
+                             os.getpid())
+                    orphans = await find_orphans(server.state_dir / "workers", handed_over=True)
+                orphans = await adopt_workers(proxy, orphans)  # the rest are replaced
+                await proxy.launch()  # every worker (adopted or new) accepts with the current table
             await retire_orphans(orphans, SHUTDOWN_GRACE)
             watcher.start()
             engine = EngineMonitor(sup.ctx, adopted=adopted)  # Docker away and back: deploy/engine.py
             engine.start()
         except BaseException:
-            if handoff is not None:
+            if handoff is not None and not handoff.released:
                 handoff.abandon()  # the old daemon keeps serving
             raise
-        if handoff is not None:
+        if handoff is not None and not handoff.released:
             await handoff.release()  # the old daemon stops accepting only now
             log.info("takeover: the old daemon released its listeners pid=%d", os.getpid())
 
@@ -174,11 +186,15 @@ class Daemon:
             os.umask(old_umask)
         os.chmod(server.control_socket, 0o600)
 
-        async def release() -> None:
-            """A new daemon took the listeners: stop accepting and hand everything over."""
+        async def release(handover: bool) -> None:
+            """A new daemon took the listeners: stop accepting (or let go of the proxy workers,
+            which it adopts) and hand everything over."""
             nonlocal metrics_runner, board
             self.handed_over = True
-            proxy.stop_accepting()
+            if handover and isinstance(proxy, WorkerPool):
+                proxy.detach()
+            else:
+                proxy.stop_accepting()
             await site.stop()
             if metrics_runner is not None:  # the new daemon binds metrics_listen next
                 await metrics_runner.cleanup()
@@ -198,7 +214,8 @@ class Daemon:
             return ", ".join(f"a {what} of {app}" for app, what in sorted(running.items())) + \
                 " is running" if running else None
 
-        takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release)
+        takeovers = TakeoverServer(takeover_path, lambda: proxy.listeners, busy, release,
+                                   lambda: len(proxy.pids) if isinstance(proxy, WorkerPool) else 0)
         await takeovers.start()
         log.info(
             "serving listen=%s control=%s pid=%d proxy=%s workers=%s", server.listen, server.control_socket,

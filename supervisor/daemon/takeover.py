@@ -7,8 +7,14 @@ does it send RELEASE, and the old process stops accepting, answers RELEASED, dra
 in-flight requests (WebSockets included) up to its grace time and exits. The kernel's accept
 queue belongs to the socket, not to a process, so no connection is refused or reset meanwhile.
 
-Protocol (one line each way): new -> `HELLO`; old -> `FDS <n>` with n descriptors attached
-(or `BUSY <reason>`); new -> `RELEASE`; old -> `RELEASED`.
+Protocol (one line each way): new -> `HELLO`; old -> `FDS <n> workers=<k>` with n descriptors
+attached (or `BUSY <reason>`); new -> `RELEASE`; old -> `RELEASED`.
+
+With proxy worker processes on both sides (k > 0 and a new daemon with `[proxy] workers`), the
+data plane is not restarted: once the new daemon is ready, it sends `HANDOVER` instead of
+`RELEASE`; the old daemon lets go of its workers without stopping them (they serve on with the
+last table) and answers `RELEASED`; the new daemon adopts them (dataplane/orphans.py: same
+options, same code; any other is replaced without a gap) and the old one exits.
 
 systemd: with `LISTEN_PID`/`LISTEN_FDS` set (socket activation, sd_listen_fds(3)), the
 listener is inherited as fd 3 and `systemctl restart` queues connections in the backlog.
@@ -55,20 +61,27 @@ def systemd_sockets() -> list[socket.socket]:
 class Handoff:
     """The new daemon's side: sockets received, RELEASE to send once it accepts."""
 
-    def __init__(self, conn: socket.socket, sockets: list[socket.socket]) -> None:
+    def __init__(self, conn: socket.socket, sockets: list[socket.socket], workers: int = 0) -> None:
         self._conn = conn
         self.sockets = sockets
+        self.workers = workers  # the old daemon's proxy worker processes (0: in-process proxy)
+        self.released = False
 
-    async def release(self) -> None:
+    async def release(self, handover: bool = False) -> None:
+        """RELEASE: the old daemon stops accepting and exits. HANDOVER: it lets go of its
+        workers, serving, for this daemon to adopt, and exits."""
+        word = "HANDOVER" if handover else "RELEASE"
+
         def exchange() -> None:
-            self._conn.sendall(b"RELEASE\n")
+            self._conn.sendall(f"{word}\n".encode())
             answer = _readline(self._conn)
             if answer != "RELEASED":
-                raise TakeoverError(f"the old daemon answered {answer!r} to RELEASE")
+                raise TakeoverError(f"the old daemon answered {answer!r} to {word}")
 
         try:
             await asyncio.to_thread(exchange)
         finally:
+            self.released = True
             self._conn.close()
 
     def abandon(self) -> None:
@@ -105,23 +118,28 @@ async def request_handoff(path: Path) -> Handoff | None:
                 os.close(fd)
             conn.close()
             raise TakeoverError(f"the running daemon refused the takeover: {line}")
-        return Handoff(conn, [socket.socket(fileno=fd) for fd in fds])
+        words = dict(w.split("=", 1) for w in line.split()[2:] if "=" in w)
+        workers = int(words["workers"]) if words.get("workers", "").isdigit() else 0
+        return Handoff(conn, [socket.socket(fileno=fd) for fd in fds], workers)
 
     return await asyncio.to_thread(connect)
 
 
 class TakeoverServer:
-    """The running daemon's side. `on_release` stops accepting everywhere, then returns."""
+    """The running daemon's side. `on_release(handover)` stops accepting everywhere (or, for a
+    handover, lets go of the proxy workers), then returns."""
 
     def __init__(
         self,
         path: Path,
         listeners: Callable[[], list[socket.socket]],
         busy: Callable[[], str | None],
-        on_release: Callable[[], Awaitable[None]],
+        on_release: Callable[[bool], Awaitable[None]],
+        workers: Callable[[], int] = lambda: 0,
     ) -> None:
         self.path = path
         self._listeners = listeners
+        self._workers = workers
         self._busy = busy
         self._on_release = on_release
         self._server: asyncio.AbstractServer | None = None
@@ -158,15 +176,15 @@ class TakeoverServer:
             dup = socket.socket(fileno=os.dup(raw.fileno()))
             try:
                 dup.setblocking(True)
-                socket.send_fds(dup, [f"FDS {len(fds)}\n".encode()], fds)
+                socket.send_fds(dup, [f"FDS {len(fds)} workers={self._workers()}\n".encode()], fds)
             finally:
                 dup.close()
             log.info("takeover: listeners sent fds=%d; waiting for the new daemon", len(fds))
-            line = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT * 4)
-            if line.strip() != b"RELEASE":
+            line = (await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT * 4)).strip()
+            if line not in (b"RELEASE", b"HANDOVER"):
                 log.warning("takeover abandoned by the new daemon; still serving")
                 return
-            await self._on_release()
+            await self._on_release(line == b"HANDOVER")
             writer.write(b"RELEASED\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, OSError) as exc:

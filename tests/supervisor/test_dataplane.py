@@ -23,7 +23,13 @@ from proxy import Proxy, ProxyOptions, route_message
 from proxy.errors import RouteConflictError
 from proxy.policy import BasicAuth, Policy, Redirect
 from proxy.routes import Maintenance, Rollout, Route, Service
-from supervisor.daemon.dataplane import WorkerPool, find_orphans, retire_orphans, take_listeners
+from supervisor.daemon.dataplane import (
+    WorkerPool,
+    adopt_workers,
+    find_orphans,
+    retire_orphans,
+    take_listeners,
+)
 from tests.proxy.utils import TEARDOWN_GRACE, backend, free_port
 
 
@@ -231,6 +237,46 @@ async def test_workers_outlive_a_killed_supervisor_and_a_new_one_replaces_them(t
             assert not any(_alive(p) for p in pids)
             assert {r for r in await fetch(port, 20)} == {(200, "one")}
             await workers.stop(TEARDOWN_GRACE)  # the test is over: nothing in flight
+        finally:
+            for pid in pids:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_new_supervisor_adopts_the_workers_of_a_killed_one_when_they_match(tmp_path: Path) -> None:
+    """Same options, same code: the new supervisor attaches to the running workers and sends its
+    table (no process started, none stopped); other options: every orphan is to be replaced."""
+    async with backend(named("one")) as one, backend(named("two")) as two:
+        sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "workers"), one],
+                               stdout=subprocess.PIPE)
+        assert sup.stdout is not None
+        line = await asyncio.to_thread(sup.stdout.readline)
+        port, *pids = map(int, line.split())
+        try:
+            sup.kill()  # kill -9
+            sup.wait()
+            orphans = await find_orphans(tmp_path / "workers")
+            assert len(orphans) == 2
+            listeners = await take_listeners(orphans)
+            other = WorkerPool(OPTIONS, 2, tmp_path / "workers")  # other timeouts: not adoptable
+            assert await adopt_workers(other, orphans) == orphans and other.pids == []
+            workers = WorkerPool(ProxyOptions(), 2, tmp_path / "workers")
+            await workers.start("127.0.0.1", 0, sock=listeners[0])
+            workers.set_app("a", ["h"], [two])
+            load = asyncio.ensure_future(fetch(port, 50))
+            assert await adopt_workers(workers, orphans) == []
+            await workers.launch()  # nothing to start
+            assert sorted(workers.pids) == sorted(pids) and workers.respawned == 0
+            assert {r for r in await load} <= {(200, "one"), (200, "two")}
+            assert {r for r in await fetch(port, 20)} == {(200, "two")}  # our table, their processes
+            victim = pids[0]
+            os.kill(victim, signal.SIGKILL)  # an adopted worker that dies is replaced as ours are
+            deadline = time.monotonic() + 5
+            while (victim in workers.pids or len(workers.pids) < 2) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert victim not in workers.pids and len(workers.pids) == 2 and workers.respawned == 1
+            await workers.stop(TEARDOWN_GRACE)
+            assert not any(_alive(p) for p in pids)
         finally:
             for pid in pids:
                 if _alive(pid):

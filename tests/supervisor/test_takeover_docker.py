@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.config.loader import load_config
 from tests.supervisor.test_lifecycle_docker import (
     Daemon,
     app_toml,
@@ -41,6 +42,10 @@ class TakeoverDaemon(Daemon):
         return self.proc
 
 
+def worker_pids(config: Path) -> set[int]:
+    return {int(p.stem) for p in (load_config(config).server.state_dir / "workers").glob("*.sock")}
+
+
 async def test_ten_takeovers_under_load_fail_no_request(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
@@ -51,6 +56,7 @@ async def test_ten_takeovers_under_load_fail_no_request(
         await wait_serving(daemon.client(), "web", 2)
         ids = {r["id"] for r in daemon.client().get("/v1/ps")}
         pids = {daemon.proc.pid} if daemon.proc else set()
+        workers = worker_pids(config)  # the data plane is handed over, not restarted
         async with Load(f"http://127.0.0.1:{port}/", "web.test", rate=200) as load:
             await asyncio.sleep(0.3)
             for _ in range(10):
@@ -59,6 +65,7 @@ async def test_ten_takeovers_under_load_fail_no_request(
                 await asyncio.sleep(0.2)
             await asyncio.sleep(0.3)
         assert len(pids) == 11
+        assert worker_pids(config) == workers and workers
         assert load.failures == [], load.failures[:5]
         assert len(load.results) > 200
         assert all(status == 200 for _, _, status, _ in load.results)

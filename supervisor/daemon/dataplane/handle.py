@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from proxy.channel import encode, read_message
 
@@ -20,8 +23,47 @@ class WorkerGone(Exception):
     """The worker exited or its channel closed before it answered."""
 
 
+class Process(Protocol):
+    """What the pool needs of a worker's process: ours (asyncio's), or an adopted one."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    async def wait(self) -> int: ...
+    def kill(self) -> None: ...
+
+
+class AdoptedProcess:
+    """A worker another supervisor started (a takeover, or a supervisor that died): not our
+    child, so its end is seen through a pidfd (Linux >= 5.3) and its exit status is unknown
+    (-1)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._fd = os.pidfd_open(pid)
+        self._ended = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(self._fd, self._exited)
+
+    def _exited(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._fd)
+        os.close(self._fd)
+        self.returncode = -1
+        if not self._ended.done():
+            self._ended.set_result(-1)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._ended)
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
 class WorkerHandle:
-    def __init__(self, proc: asyncio.subprocess.Process, path: Path) -> None:
+    def __init__(self, proc: Process, path: Path) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.path = path

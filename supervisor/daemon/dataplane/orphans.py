@@ -1,13 +1,16 @@
-"""Workers left by a supervisor that died (kill -9): found by their control sockets, then replaced.
+"""Workers without a supervisor: found by their control sockets, then adopted or replaced.
 
-A restarted supervisor looks at `<state_dir>/workers/*.sock` before it binds anything. A worker
-that answers `hello` with `attached: false` has lost its supervisor and still serves the last
-table on the listening sockets. The new supervisor takes those sockets back from it
-(`listeners`, by SCM_RIGHTS: the same accept queue, so nothing is refused), starts its own
-workers with the current table, then tells the orphans to `stop`: they close their listeners,
-finish their in-flight requests and exit. No gap: the orphans accept until the new workers do.
-Stale socket files (nobody listens) are removed. A worker attached to a live supervisor (the
-old daemon during `serve --takeover`) is not an orphan and is left alone.
+A starting supervisor looks at `<state_dir>/workers/*.sock` before it binds anything. A worker
+that answers `hello` with `attached: false` has lost its supervisor (killed with -9, or one
+that handed its workers over in `serve --takeover`) and still serves the last table on the
+listening sockets. The new supervisor takes those sockets back from it (`listeners`, by
+SCM_RIGHTS: the same accept queue, so nothing is refused). A worker started with the options
+the new supervisor would give it and running the same code (`adoptable`) is adopted: attached
+and sent the current table, no process started and none stopped. Any other is replaced: the
+supervisor starts its own workers with the current table, then tells those orphans to `stop`:
+they close their listeners, finish their in-flight requests and exit. No gap either way.
+Stale socket files (nobody listens) are removed. A worker attached to a live supervisor is not
+an orphan and is left alone.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from proxy.channel import HEADER, encode
+from proxy.worker import code_fingerprint
+
+if TYPE_CHECKING:
+    from supervisor.daemon.dataplane.pool import WorkerPool
 
 log = logging.getLogger("dockyard.supervisor")
 TIMEOUT = 3.0
@@ -33,6 +40,20 @@ TIMEOUT = 3.0
 class Orphan:
     pid: int
     conn: socket.socket
+    options: str = ""  # the options JSON it was started with
+    code: str = ""  # proxy.worker.code_fingerprint() of its code
+
+
+def adoptable(orphans: list[Orphan], options: str, code: str) -> tuple[list[Orphan], list[Orphan]]:
+    """(the orphans a supervisor with `options` and `code` can adopt, the others)."""
+    same = [o for o in orphans if o.options == options and o.code == code]
+    return same, [o for o in orphans if o not in same]
+
+
+def let_go(orphans: list[Orphan]) -> None:
+    """Close our looks at adopted orphans (the pool has its own channel to each)."""
+    for orphan in orphans:
+        orphan.conn.close()
 
 
 def _read(conn: socket.socket) -> dict[str, Any]:
@@ -57,7 +78,7 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _find(directory: Path) -> list[Orphan]:
+def _find(directory: Path, handed_over: bool) -> list[Orphan]:
     found = []
     for path in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,18 +93,24 @@ def _find(directory: Path) -> list[Orphan]:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()  # nobody listens: a worker that died with its supervisor
             continue
-        if status.get("attached") or not status.get("serving"):
+        if (status.get("attached") and not handed_over) or not status.get("serving"):
             conn.close()
             continue
-        found.append(Orphan(int(status["pid"]), conn))
+        found.append(Orphan(int(status["pid"]), conn, str(status.get("options", "")),
+                            str(status.get("code", ""))))
     return found
 
 
-async def find_orphans(directory: Path) -> list[Orphan]:
-    orphans = await asyncio.to_thread(_find, directory)
-    if orphans:
-        log.warning("found workers of a supervisor that is gone pids=%s: they serve until ours start",
-                    ",".join(str(o.pid) for o in orphans))
+async def find_orphans(directory: Path, handed_over: bool = False) -> list[Orphan]:
+    """The serving workers no supervisor holds; `handed_over`: also those still attached (the
+    old daemon of a takeover has let go of them, and they may not have seen their channel close
+    yet; our `attach` replaces its channel)."""
+    orphans = await asyncio.to_thread(_find, directory, handed_over)
+    if orphans and handed_over:
+        log.info("takeover: workers handed over pids=%s", ",".join(str(o.pid) for o in orphans))
+    elif orphans:
+        log.warning("found workers of a supervisor that is gone pids=%s: they serve on until adopted "
+                    "or replaced", ",".join(str(o.pid) for o in orphans))
     return orphans
 
 
@@ -114,3 +141,13 @@ async def retire_orphans(orphans: list[Orphan], timeout: float) -> None:
             orphan.conn.sendall(encode({"op": "stop", "id": 3, "timeout": timeout}))
         orphan.conn.close()
         log.info("retiring worker of the previous supervisor pid=%d", orphan.pid)
+
+
+async def adopt_workers(pool: WorkerPool, orphans: list[Orphan]) -> list[Orphan]:
+    """Adopt the orphans the pool can (same options, same code); the others, to be retired."""
+    same, others = adoptable(orphans, pool.options_json(), code_fingerprint())
+    if not same:
+        return others
+    taken = set(await pool.adopt([o.pid for o in same]))
+    let_go([o for o in same if o.pid in taken])
+    return others + [o for o in same if o.pid not in taken]

@@ -30,7 +30,7 @@ from proxy import ProxyOptions, RouteTable, route_message
 from proxy.policy import Policy
 from proxy.routes import Maintenance, Route, Service, make_service
 from supervisor.daemon.dataplane.feeds import CertFeed, EdgeFeed
-from supervisor.daemon.dataplane.handle import WorkerGone, WorkerHandle
+from supervisor.daemon.dataplane.handle import AdoptedProcess, WorkerGone, WorkerHandle
 from supervisor.ops.paths import PACKAGE_ROOT
 
 log = logging.getLogger("dockyard.supervisor")
@@ -292,10 +292,12 @@ class WorkerPool:
         return [s for s in (self._listen, self._tls) if s is not None]
 
     async def launch(self) -> None:
-        """Start the workers; return once every one accepts with the current table."""
+        """Start the workers (those not adopted); return once every one accepts with the
+        current table."""
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        await asyncio.gather(*(self._start_worker() for _ in range(self.count)))
+        missing = self.count - len(self._workers)  # one that failed to start is respawned by its watch
+        await asyncio.gather(*(self._start_worker() for _ in range(max(0, missing))))
         self._keep(self._poll())
         log.info("Started workers count=%d pids=%s", len(self._workers), ",".join(map(str, self.pids)))
 
@@ -304,18 +306,41 @@ class WorkerPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def options_json(self) -> str:
+        """The options every worker is started with (and an adopted one must have been)."""
+        options = {k: getattr(self.options, k) for k in self.options.__dataclass_fields__ if k != "workers"}
+        return orjson.dumps(options).decode()
+
     async def _start_worker(self) -> WorkerHandle:
         assert self._listen is not None
         fds = [self._listen.fileno()] + ([self._tls.fileno()] if self._tls is not None else [])
-        options = {k: getattr(self.options, k) for k in self.options.__dataclass_fields__ if k != "workers"}
         cmd = [sys.executable, "-m", "proxy.worker", "--control-dir", str(self.dir),
-               "--listen-fd", str(fds[0]), "--options", orjson.dumps(options).decode()]
+               "--listen-fd", str(fds[0]), "--options", self.options_json()]
         if self._tls is not None:
             cmd += ["--tls-fd", str(fds[1])]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=fds, env=env, stdin=asyncio.subprocess.DEVNULL)
-        w = WorkerHandle(proc, self.dir / f"{proc.pid}.sock")
+        return await self._take(WorkerHandle(proc, self.dir / f"{proc.pid}.sock"))
+
+    async def adopt(self, pids: Sequence[int]) -> list[int]:
+        """Make running workers ours (serve --takeover, a restarted supervisor): attach, send the
+        certificates and the current table. Up to `count`; the pids adopted."""
+        adopted = []
+        for pid in list(pids)[:self.count]:
+            try:
+                proc = AdoptedProcess(pid)
+            except OSError:  # gone meanwhile
+                continue
+            w = await self._take(WorkerHandle(proc, self.dir / f"{pid}.sock"))
+            if w.serving:
+                adopted.append(pid)
+        if adopted:
+            log.info("Adopted workers count=%d pids=%s", len(adopted), ",".join(map(str, adopted)))
+        return adopted
+
+    async def _take(self, w: WorkerHandle) -> WorkerHandle:
+        """Channel, attach, certificates, challenges, then the current table: it serves."""
         w.on_event = self._event
         self._workers[w.pid] = w
         self._keep(self._watch(w))
@@ -370,6 +395,17 @@ class WorkerPool:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - figures are best effort
                 log.warning("collecting worker figures failed error=%r", exc)
+
+    def detach(self) -> None:
+        """`serve --takeover` handing the workers over: let go of them without a word. Each
+        sees its channel close, serves on with the last table, and waits for the new daemon."""
+        self._respawn = False
+        for task in list(self._tasks):
+            task.cancel()
+        for w in self._workers.values():
+            w.close()
+        log.info("Handed over workers count=%d pids=%s", len(self._workers), ",".join(map(str, self.pids)))
+        self._workers.clear()
 
     def stop_accepting(self) -> None:
         """A new daemon took the listeners: our workers close theirs and serve what they have."""
