@@ -207,16 +207,23 @@ asyncio.run(main())
 """
 
 
+async def orphaned(tmp_path: Path, target: str) -> tuple[int, list[int]]:
+    """A supervisor (SUPERVISOR, 2 workers routing to `target`) killed with -9: its port and
+    its workers' pids (they serve on; the caller kills them at the end)."""
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "workers"), target],
+                           stdout=subprocess.PIPE)
+    assert sup.stdout is not None
+    line = await asyncio.to_thread(sup.stdout.readline)
+    sup.kill()
+    sup.wait()
+    port, *pids = map(int, line.split())
+    return port, pids
+
+
 async def test_workers_outlive_a_killed_supervisor_and_a_new_one_replaces_them(tmp_path: Path) -> None:
     async with backend(named("one")) as one:
-        sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "workers"), one],
-                               stdout=subprocess.PIPE)
-        assert sup.stdout is not None
-        line = await asyncio.to_thread(sup.stdout.readline)
-        port, *pids = map(int, line.split())
+        port, pids = await orphaned(tmp_path, one)
         try:
-            sup.kill()  # kill -9
-            sup.wait()
             await asyncio.sleep(0.2)
             assert {r for r in await fetch(port, 20)} == {(200, "one")}  # the last table serves on
             orphans = await find_orphans(tmp_path / "workers")
@@ -247,14 +254,8 @@ async def test_a_new_supervisor_adopts_the_workers_of_a_killed_one_when_they_mat
     """Same options, same code: the new supervisor attaches to the running workers and sends its
     table (no process started, none stopped); other options: every orphan is to be replaced."""
     async with backend(named("one")) as one, backend(named("two")) as two:
-        sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "workers"), one],
-                               stdout=subprocess.PIPE)
-        assert sup.stdout is not None
-        line = await asyncio.to_thread(sup.stdout.readline)
-        port, *pids = map(int, line.split())
+        port, pids = await orphaned(tmp_path, one)
         try:
-            sup.kill()  # kill -9
-            sup.wait()
             orphans = await find_orphans(tmp_path / "workers")
             assert len(orphans) == 2
             listeners = await take_listeners(orphans)
