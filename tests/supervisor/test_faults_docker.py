@@ -184,68 +184,72 @@ def status_text(config: Path) -> str:
     return done.stdout + done.stderr
 
 
+@contextlib.contextmanager
+def relayed(tmp_path: Path, docker_client: Any, image: str, *,
+            on: bool = True) -> Iterator[tuple[RelayedDaemon, DockerRelay, int, Path]]:
+    """`dockyard serve` (started) serving `web` on `image` and talking to Docker through a relay,
+    on (or off: Docker unreachable from the start); the relay is cut at the end, however it ends.
+    Yields the daemon, the relay, the proxy's port and the config."""
+    port = free_port()
+    config = write_config(tmp_path, port, app_toml("web", image))
+    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))
+    if on:
+        relay.on()
+    with RelayedDaemon(config, docker_client, relay) as daemon:
+        try:
+            daemon.start()
+            yield daemon, relay, port, config
+        finally:
+            relay.off()
+
+
 async def test_serve_starts_without_docker_says_so_and_adopts_when_it_answers(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))
-    with RelayedDaemon(config, docker_client, relay) as daemon:
-        try:
-            daemon.start()  # relay off: Docker unreachable
-            client = daemon.client()
-            docker = await docker_status(client)
-            assert docker["reachable"] is False and docker["error"], docker
-            assert "docker: unreachable" in status_text(config)
-            status, _ = await get(f"http://127.0.0.1:{port}/", "web.test")
-            assert status in (404, 503)  # serving, nothing adopted yet
-            relay.on()
-            await wait_docker(client, True)
-            await wait_serving(client, "web", 2, timeout=60)
-            status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
-            assert status == 200 and body.startswith("v1 ")
-            assert "docker: unreachable" not in status_text(config)
-            daemon.signal(signal.SIGTERM)
-        finally:
-            relay.off()
+    with relayed(tmp_path, docker_client, app_images["v1"], on=False) as (daemon, relay, port, config):
+        client = daemon.client()  # relay off: Docker unreachable
+        docker = await docker_status(client)
+        assert docker["reachable"] is False and docker["error"], docker
+        assert "docker: unreachable" in status_text(config)
+        status, _ = await get(f"http://127.0.0.1:{port}/", "web.test")
+        assert status in (404, 503)  # serving, nothing adopted yet
+        relay.on()
+        await wait_docker(client, True)
+        await wait_serving(client, "web", 2, timeout=60)
+        status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
+        assert status == 200 and body.startswith("v1 ")
+        assert "docker: unreachable" not in status_text(config)
+        daemon.signal(signal.SIGTERM)
 
 
 async def test_docker_unreachable_under_load_routes_keep_serving_and_it_readopts(
     tmp_path: Path, docker_client: Any, app_images: dict[str, str]
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))
-    relay.on()
-    with RelayedDaemon(config, docker_client, relay) as daemon:
-        try:
-            daemon.start()
-            client = daemon.client()
-            targets = await wait_serving(client, "web", 2, timeout=60)
-            base = f"http://127.0.0.1:{port}/"
-            async with Load(base, "web.test", rate=100) as load:
-                await asyncio.sleep(0.5)
-                relay.off()
-                down = await wait_docker(client, False)
-                assert down["outages"] == 1
-                await asyncio.sleep(3)  # serving throughout, Docker away
-                relay.on()
-                await wait_docker(client, True)
-                await asyncio.sleep(1)
-            assert load.failures == [], load.failures[:3]
-            assert len(load.results) > 300
-            assert sorted(await wait_serving(client, "web", 2)) == sorted(targets)
-            # After the outage the daemon works with Docker again: a deploy goes through.
-            done = await asyncio.to_thread(subprocess.run, [
-                sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
-                "-c", str(config)], capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0, done.stdout + done.stderr
-            await wait_serving(client, "web", 2)
-            status, body = await get(base, "web.test")
-            assert status == 200 and body.startswith("v2 ")
-            daemon.signal(signal.SIGTERM)
-        finally:
+    with relayed(tmp_path, docker_client, app_images["v1"]) as (daemon, relay, port, config):
+        client = daemon.client()
+        targets = await wait_serving(client, "web", 2, timeout=60)
+        base = f"http://127.0.0.1:{port}/"
+        async with Load(base, "web.test", rate=100) as load:
+            await asyncio.sleep(0.5)
             relay.off()
+            down = await wait_docker(client, False)
+            assert down["outages"] == 1
+            await asyncio.sleep(3)  # serving throughout, Docker away
+            relay.on()
+            await wait_docker(client, True)
+            await asyncio.sleep(1)
+        assert load.failures == [], load.failures[:3]
+        assert len(load.results) > 300
+        assert sorted(await wait_serving(client, "web", 2)) == sorted(targets)
+        # After the outage the daemon works with Docker again: a deploy goes through.
+        done = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "supervisor.cli", "deploy", "web", "--image", app_images["v2"],
+            "-c", str(config)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        await wait_serving(client, "web", 2)
+        status, body = await get(base, "web.test")
+        assert status == 200 and body.startswith("v2 ")
+        daemon.signal(signal.SIGTERM)
 
 
 # kill -9 after the swap ----------------------------------------------------------------------------
@@ -369,32 +373,24 @@ async def test_containers_stopped_while_docker_was_unreachable_are_restarted_whe
     """What a dockerd restart does to the containers (they stop), without restarting the shared
     engine: the relay is cut, the containers are stopped behind the daemon's back (it sees no
     event), then Docker answers again and the daemon restarts them on new ports."""
-    port = free_port()
-    config = write_config(tmp_path, port, app_toml("web", app_images["v1"]))
-    relay = DockerRelay(Path(f"/tmp/dockyard-relay-{os.getpid()}-{port}.sock"))
-    relay.on()
-    with RelayedDaemon(config, docker_client, relay) as daemon:
-        try:
-            daemon.start()
-            client = daemon.client()
-            before = await wait_serving(client, "web", 2, timeout=60)
-            relay.off()
-            await wait_docker(client, False)
-            for c in docker_client.containers.list(filters=mine(config)):
-                c.stop(timeout=1)
-            relay.on()
-            await wait_docker(client, True)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                after = await wait_serving(client, "web", 2)
-                if not set(after) & set(before):
-                    break
-                await asyncio.sleep(0.2)
-            assert not set(after) & set(before), (before, after)  # restarted: new ports
-            status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
-            assert status == 200 and body.startswith("v1 ")
-            assert len(docker_client.containers.list(filters=mine(config))) == 2
-            assert "restarted after the outage" in daemon.log.read_text()
-            daemon.signal(signal.SIGTERM)
-        finally:
-            relay.off()
+    with relayed(tmp_path, docker_client, app_images["v1"]) as (daemon, relay, port, config):
+        client = daemon.client()
+        before = await wait_serving(client, "web", 2, timeout=60)
+        relay.off()
+        await wait_docker(client, False)
+        for c in docker_client.containers.list(filters=mine(config)):
+            c.stop(timeout=1)
+        relay.on()
+        await wait_docker(client, True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            after = await wait_serving(client, "web", 2)
+            if not set(after) & set(before):
+                break
+            await asyncio.sleep(0.2)
+        assert not set(after) & set(before), (before, after)  # restarted: new ports
+        status, body = await get(f"http://127.0.0.1:{port}/", "web.test")
+        assert status == 200 and body.startswith("v1 ")
+        assert len(docker_client.containers.list(filters=mine(config))) == 2
+        assert "restarted after the outage" in daemon.log.read_text()
+        daemon.signal(signal.SIGTERM)
