@@ -24,7 +24,8 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 The worker accepts no connection before its first table. When the supervisor's connection
 closes (the supervisor died, or handed its workers to a new one in `serve --takeover`), the
 worker keeps serving the last table and waits for a new supervisor, which adopts it when the
-worker's `options` (the JSON it was started with) and `code` (`code_fingerprint`) are its own; SIGTERM is `stop` with a 10 s grace; SIGINT is ignored (Ctrl-C is the supervisor's).
+worker's `options` (the JSON it was started with) and `code` (`code_fingerprint`) are its own.
+SIGTERM is `stop` with a 10 s grace; SIGINT is ignored (Ctrl-C is the supervisor's).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 See docs/architecture.md ("Two planes"). `WorkerPool` (pool.py) is the daemon's route sink;
 `handle.py` is one worker's process and channel; `feeds.py` carries certificates and ACME
-challenges to the workers; `orphans.py` finds the workers of a supervisor that died or handed them over, and adopts
-or replaces them.
+challenges to the workers; `orphans.py` finds the workers of a supervisor that died or handed
+them over, and adopts or replaces them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ that answers `hello` with `attached: false` has lost its supervisor (killed with
 that handed its workers over in `serve --takeover`) and still serves the last table on the
 listening sockets. The new supervisor takes those sockets back from it (`listeners`, by
 SCM_RIGHTS: the same accept queue, so nothing is refused). A worker started with the options
-the new supervisor would give it and running the same code (`adoptable`) is adopted: attached
+the new supervisor would give it and running the same code (`adopt_workers`) is adopted: attached
 and sent the current table, no process started and none stopped. Any other is replaced: the
 supervisor starts its own workers with the current table, then tells those orphans to `stop`:
 they close their listeners, finish their in-flight requests and exit. No gap either way.
@@ -42,18 +42,6 @@ class Orphan:
     conn: socket.socket
     options: str = ""  # the options JSON it was started with
     code: str = ""  # proxy.worker.code_fingerprint() of its code
-
-
-def adoptable(orphans: list[Orphan], options: str, code: str) -> tuple[list[Orphan], list[Orphan]]:
-    """(the orphans a supervisor with `options` and `code` can adopt, the others)."""
-    same = [o for o in orphans if o.options == options and o.code == code]
-    return same, [o for o in orphans if o not in same]
-
-
-def let_go(orphans: list[Orphan]) -> None:
-    """Close our looks at adopted orphans (the pool has its own channel to each)."""
-    for orphan in orphans:
-        orphan.conn.close()
 
 
 def _read(conn: socket.socket) -> dict[str, Any]:
@@ -144,10 +132,12 @@ async def retire_orphans(orphans: list[Orphan], timeout: float) -> None:
 
 
 async def adopt_workers(pool: WorkerPool, orphans: list[Orphan]) -> list[Orphan]:
-    """Adopt the orphans the pool can (same options, same code); the others, to be retired."""
-    same, others = adoptable(orphans, pool.options_json(), code_fingerprint())
-    if not same:
-        return others
-    taken = set(await pool.adopt([o.pid for o in same]))
-    let_go([o for o in same if o.pid in taken])
-    return others + [o for o in same if o.pid not in taken]
+    """Adopt the orphans the pool can: started with the options it would give them and running
+    the same code. The others, to be retired."""
+    options, code = pool.options_json(), code_fingerprint()
+    same = [o.pid for o in orphans if o.options == options and o.code == code]
+    taken = set(await pool.adopt(same)) if same else set()
+    for orphan in orphans:
+        if orphan.pid in taken:
+            orphan.conn.close()  # our look at it: the pool has its own channel
+    return [o for o in orphans if o.pid not in taken]

@@ -15,6 +15,7 @@ Prometheus counters never go back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -326,15 +327,12 @@ class WorkerPool:
     async def adopt(self, pids: Sequence[int]) -> list[int]:
         """Make running workers ours (serve --takeover, a restarted supervisor): attach, send the
         certificates and the current table. Up to `count`; the pids adopted."""
-        adopted = []
+        procs = []
         for pid in list(pids)[:self.count]:
-            try:
-                proc = AdoptedProcess(pid)
-            except OSError:  # gone meanwhile
-                continue
-            w = await self._take(WorkerHandle(proc, self.dir / f"{pid}.sock"))
-            if w.serving:
-                adopted.append(pid)
+            with contextlib.suppress(OSError):  # gone meanwhile
+                procs.append(AdoptedProcess(pid))
+        taken = await asyncio.gather(*(self._take(WorkerHandle(p, self.dir / f"{p.pid}.sock")) for p in procs))
+        adopted = [w.pid for w in taken if w.serving]
         if adopted:
             log.info("Adopted workers count=%d pids=%s", len(adopted), ",".join(map(str, adopted)))
         return adopted
