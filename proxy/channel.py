@@ -1,6 +1,6 @@
-"""The control channel between the supervisor and a proxy worker: length-prefixed orjson messages.
+"""The control channel between the supervisor and a proxy worker: length-prefixed JSON messages.
 
-A frame is a 4-byte big-endian length, then that many bytes of one orjson object. The supervisor
+A frame is a 4-byte big-endian length, then that many bytes of one JSON object. The supervisor
 sends requests (`{"op": ..., "id": N, ...}`) and the worker answers each with `{"id": N, ...}`,
 in the order it finishes them; the route table (`{"op": "table", "seq": N, "apps": [...]}`) is
 installed in the order it arrives and answered `{"id": N, "ack": seq}`. Worker -> supervisor
@@ -10,10 +10,9 @@ events carry `"event"` and no id. The message kinds are listed in proxy/worker.p
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from typing import Any
-
-import orjson
 
 HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 << 20  # a route table of thousands of apps is far below it
@@ -24,7 +23,7 @@ class ChannelError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    body = orjson.dumps(message)
+    body = json.dumps(message, separators=(",", ":")).encode()
     return HEADER.pack(len(body)) + body
 
 
@@ -38,7 +37,7 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         body = await reader.readexactly(size)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    message = orjson.loads(body)
+    message = json.loads(body)
     if not isinstance(message, dict):
         raise ChannelError("a message must be a JSON object")
     return message

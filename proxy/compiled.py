@@ -15,11 +15,11 @@ See docs/proxy.md ("Compiled proxy") for what it gains, measured by `python -m b
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import sys
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -88,8 +88,10 @@ def is_compiled() -> bool:
     return mod is not None and not (getattr(mod, "__file__", "") or "").endswith(".py")
 
 
-class _SourceFirst(importlib.abc.MetaPathFinder):
-    """Finds the proxy's modules as .py sources even where an extension sits beside them."""
+class _SourceFirst:
+    """Finds the proxy's modules as .py sources even where an extension sits beside them (a meta
+    path finder by its find_spec; not importlib.abc's subclass, whose import costs every proxy
+    worker ~2 MB: importlib.resources, tempfile, shutil, bz2, lzma)."""
 
     def __init__(self, names: frozenset[str]) -> None:
         self.names = names
@@ -113,3 +115,16 @@ def select() -> None:
 def describe() -> str:
     ok, why = use_extensions()
     return "compiled (mypyc)" if ok else f"pure Python ({why})"
+
+
+def code_fingerprint() -> str:
+    """What a worker runs: the interpreter, and the proxy package's files (name, size, mtime).
+    A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
+    dockyard starts workers of its own version instead). A change detector, not a security
+    check: two zlib checksums, so a worker never loads hashlib for it."""
+    text = sys.executable + "".join(
+        f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns};"
+        for p in sorted(PACKAGE_DIR.iterdir()) if p.suffix in (".py", ".so")
+    )
+    data = text.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
-
-import orjson
 
 MESSAGES: dict[int, str] = {
     400: "The request could not be understood.",
@@ -67,7 +66,7 @@ def error_page(
         doc: dict[str, object] = {"status": status, "error": phrase, "message": message}
         if request_id:
             doc["request_id"] = request_id.decode("latin-1")
-        return b"application/json", orjson.dumps(doc)
+        return b"application/json", json.dumps(doc, separators=(",", ":")).encode()
     if page is not None:
         return b"text/html; charset=utf-8", page
     message = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

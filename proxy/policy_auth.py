@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import os
 import time
 
@@ -74,6 +73,8 @@ class Authenticator:
         scheme, _, token = header.strip().partition(b" ")
         if scheme.lower() != b"basic":
             return False
+        import hashlib  # loaded by the first app with basic auth, not by every worker
+
         key = hashlib.sha256(_SALT + token.strip()).digest()
         now = time.monotonic()
         expiry = self._verified.get(key)

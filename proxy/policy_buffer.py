@@ -7,7 +7,6 @@ in `server.on_body` before a byte gets here)."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Iterator
 from typing import IO
 
@@ -31,6 +30,8 @@ class Spool:
             self.parts.append(data)
             return
         if f is None:
+            import tempfile  # on the first spill only: tempfile pulls in shutil, bz2, lzma (~1 MB)
+
             f = self.file = tempfile.TemporaryFile(prefix="dockyard-body-")
             for part in self.parts:
                 f.write(part)
@@ -89,6 +90,8 @@ class ResponseBuffer:
             return
         f = self.file
         if f is None:
+            import tempfile
+
             f = self.file = tempfile.TemporaryFile(prefix="dockyard-response-")
         f.seek(self.write_pos)
         f.write(data)

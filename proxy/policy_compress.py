@@ -18,6 +18,7 @@ no body.
 from __future__ import annotations
 
 import zlib
+from importlib.util import find_spec
 from typing import Any
 
 GZIP_LEVEL = 5
@@ -33,19 +34,9 @@ COMPRESSIBLE = frozenset({
 
 
 def _available() -> tuple[bytes, ...]:
-    found: list[bytes] = []
-    try:
-        import zstandard  # noqa: F401
-
-        found.append(b"zstd")
-    except ImportError:
-        pass
-    try:
-        import brotli  # noqa: F401
-
-        found.append(b"br")
-    except ImportError:
-        pass
+    """The encodings whose package is installed; looked up, not imported: a package loads on the
+    first response it compresses (a worker without compression never holds it, issue #19)."""
+    found = [name for name, package in ((b"zstd", "zstandard"), (b"br", "brotli")) if find_spec(package)]
     found.append(b"gzip")
     return tuple(found)
 

@@ -6,8 +6,6 @@ import logging
 from bisect import bisect_left
 from typing import Any
 
-import orjson
-
 access_log = logging.getLogger("dockyard.proxy.access")
 
 # Upper bounds in seconds of the latency histogram; a last bucket takes the rest ("+Inf").
@@ -71,6 +69,8 @@ def log_access(
     request_id: bytes | None,
     sent: int,
 ) -> None:
+    import orjson  # only where access logs are on (off by default): a worker's memory (issue #19)
+
     line = orjson.dumps(
         {
             "app": app,

@@ -24,16 +24,15 @@ socket `DIR/<pid>.sock` (mode 0600), where the supervisor connects; messages are
 The worker accepts no connection before its first table. When the supervisor's connection
 closes (the supervisor died, or handed its workers to a new one in `serve --takeover`), the
 worker keeps serving the last table and waits for a new supervisor, which adopts it when the
-worker's `options` (the JSON it was started with) and `code` (`code_fingerprint`) are its own.
+worker's `options` (the JSON it was started with) and `code` (`compiled.code_fingerprint`) are its own.
 SIGTERM is `stop` with a 10 s grace; SIGINT is ignored (Ctrl-C is the supervisor's).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import hashlib
+import json
 import logging
 import os
 import signal
@@ -43,10 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import route_message
 from .channel import encode, read_message
+from .compiled import code_fingerprint
 from .options import ProxyOptions
 from .proxy import Proxy
 from .tls import CertStore
@@ -54,18 +52,6 @@ from .tls import CertStore
 log = logging.getLogger("dockyard.proxy")
 STOP_GRACE = 10.0  # seconds in-flight requests get on SIGTERM
 REPORT_EVERY = 0.5  # seconds between two passive-health reports of one target
-
-
-def code_fingerprint() -> str:
-    """What a worker runs: the interpreter, and the proxy package's files (name, size, mtime).
-    A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
-    dockyard starts workers of its own version instead)."""
-    digest = hashlib.sha256(sys.executable.encode())
-    for path in sorted(Path(__file__).resolve().parent.iterdir()):
-        if path.suffix in (".py", ".so"):
-            st = path.stat()
-            digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
 
 
 class Worker:
@@ -278,26 +264,38 @@ def prioritise(nice: int) -> None:
                     os.getpid(), current, nice)
 
 
+USAGE = "usage: python -m proxy.worker --control-dir DIR --listen-fd N [--tls-fd M] [--options JSON]"
+FLAGS = ("--control-dir", "--listen-fd", "--tls-fd", "--options")
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """The flags the supervisor passes (no argparse: a worker's every MB counts, issue #19)."""
+    if len(argv) % 2 or any(flag not in FLAGS for flag in argv[::2]):
+        raise SystemExit(f"{USAGE}\nbad arguments: {' '.join(argv)}")
+    args = dict(zip(argv[::2], argv[1::2], strict=True))
+    if "--control-dir" not in args or not args.get("--listen-fd", "").isdigit():
+        raise SystemExit(f"{USAGE}\n--control-dir and a numeric --listen-fd are required")
+    if not args.get("--tls-fd", "0").isdigit():
+        raise SystemExit(f"{USAGE}\n--tls-fd must be a number")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proxy.worker")
-    parser.add_argument("--control-dir", required=True, type=Path)
-    parser.add_argument("--listen-fd", required=True, type=int)
-    parser.add_argument("--tls-fd", type=int)
-    parser.add_argument("--options", default="{}")
-    args = parser.parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KvFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    values = orjson.loads(args.options)
+    options_json = args.get("--options", "{}")
+    values = json.loads(options_json)
     values["trusted_proxies"] = tuple(values.get("trusted_proxies", ()))
     values["workers"] = 0
     options = ProxyOptions(**values)
     prioritise(options.worker_priority)
     proxy = Proxy(options)
-    listen = socket.socket(fileno=args.listen_fd)
-    tls = socket.socket(fileno=args.tls_fd) if args.tls_fd is not None else None
-    worker = Worker(proxy, args.control_dir / f"{os.getpid()}.sock", listen, tls, args.options)
+    listen = socket.socket(fileno=int(args["--listen-fd"]))
+    tls = socket.socket(fileno=int(args["--tls-fd"])) if "--tls-fd" in args else None
+    worker = Worker(proxy, Path(args["--control-dir"]) / f"{os.getpid()}.sock", listen, tls, options_json)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from proxy.channel import HEADER, encode
-from proxy.worker import code_fingerprint
+from proxy.compiled import code_fingerprint
 
 if TYPE_CHECKING:
     from supervisor.daemon.dataplane.pool import WorkerPool
@@ -41,7 +41,7 @@ class Orphan:
     pid: int
     conn: socket.socket
     options: str = ""  # the options JSON it was started with
-    code: str = ""  # proxy.worker.code_fingerprint() of its code
+    code: str = ""  # proxy.compiled.code_fingerprint() of its code
 
 
 def _read(conn: socket.socket) -> dict[str, Any]:
