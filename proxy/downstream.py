@@ -18,7 +18,7 @@ WRITE_HIGH_WATER = 256 * 1024
 class Downstream(asyncio.Protocol):
     """Transport state and the operations an exchange performs on its client connection."""
 
-    scheme = b"http"  # X-Forwarded-Proto; proxy.tls.TlsClientConnection says https
+    scheme = b"http"  # X-Forwarded-Proto; proxy.server.TlsClientConnection says https
 
     def __init__(self, state: ProxyState) -> None:
         self.state = state

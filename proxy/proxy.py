@@ -15,10 +15,10 @@ from .errors import ProxyStateError
 from .options import FD_RESERVE, ProxyOptions
 from .policy import Policy
 from .routes import Maintenance, Route, RouteTable, Service, make_service
-from .server import ClientConnection
+from .server import ClientConnection, TlsClientConnection
 from .state import ProxyState
 from .stats import AppStats
-from .tls import CertStore, TlsClientConnection
+from .tls import CertStore
 from .upstream import WARM_MAX
 
 log = logging.getLogger("dockyard.proxy")
@@ -111,7 +111,7 @@ class Proxy:
         where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port, "reuse_address": True}
         state = self.state
         self._tls_server = await loop.create_server(
-            lambda: TlsClientConnection(state), ssl=store.context, backlog=1024, ssl_handshake_timeout=10.0,
+            lambda: TlsClientConnection(state), ssl=store.listener_context(), backlog=1024, ssl_handshake_timeout=10.0,
             ssl_shutdown_timeout=5.0, **where
         )
         self.tls_port = bound_port(self._tls_server)

@@ -376,3 +376,9 @@ class ClientConnection(Downstream):
         if self.head_bytes or self.parsing is not None:
             self.write(error_response(408, None, keep_alive=False))
         self.close()
+
+
+class TlsClientConnection(ClientConnection):
+    """A client connection that arrived on the TLS listener (X-Forwarded-Proto: https)."""
+
+    scheme = b"https"

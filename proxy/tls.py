@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .routes import normalize_host
-from .server import ClientConnection
 
 log = logging.getLogger("dockyard.proxy")
 
@@ -37,12 +36,6 @@ def harden(ctx: ssl.SSLContext) -> None:
     ctx.set_ciphers(CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.set_alpn_protocols(ALPN)
-
-
-class TlsClientConnection(ClientConnection):
-    """A client connection that arrived on the TLS listener (X-Forwarded-Proto: https)."""
-
-    scheme = b"https"
 
 
 def make_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -64,16 +57,24 @@ class CertEntry:
 
 
 class CertStore:
-    """host -> SSLContext, swapped atomically; `context` is what the TLS listener is given."""
+    """host -> SSLContext, swapped atomically; `listener_context()` is what the TLS listener is given."""
 
     def __init__(self, *, default: str | None = None) -> None:
         self._entries: Mapping[str, CertEntry] = MappingProxyType({})
         self._hosts: Mapping[str, ssl.SSLContext] = MappingProxyType({})
         self.default = default  # name of the entry served to unknown/missing SNI; None: refuse
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        harden(self.context)
-        self.context.sni_callback = self._sni  # type: ignore[assignment]
+        self._context: ssl.SSLContext | None = None
         self.refused = 0  # handshakes refused for an unknown name
+
+    def listener_context(self) -> ssl.SSLContext:
+        """The TLS listener's context, whose SNI callback picks a certificate's; made on first use
+        (an OpenSSL context is ~1 MB: a proxy process without a TLS listener never makes one)."""
+        if self._context is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            harden(ctx)
+            ctx.sni_callback = self._sni  # type: ignore[assignment]
+            self._context = ctx
+        return self._context
 
     # -- changes: build, then one assignment -------------------------------------------------
     def install(self, name: str, hosts: Iterable[str], certfile: str, keyfile: str) -> None:

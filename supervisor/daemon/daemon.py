@@ -14,11 +14,11 @@ import os
 import signal
 import sqlite3
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxy import Proxy, compiled
+from proxy import compiled
 from proxy.options import ProxyOptions
 from scheduler import Scheduler
 from supervisor.api import dashboard
@@ -55,6 +55,9 @@ from supervisor.store import secrecy
 from supervisor.store.releases import StateStore
 from supervisor.tls.acme import start_tls
 
+if TYPE_CHECKING:
+    from proxy.proxy import Proxy
+
 log = logging.getLogger("dockyard.supervisor")
 SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon stops
 
@@ -62,7 +65,13 @@ SHUTDOWN_GRACE = 10.0  # seconds in-flight proxy requests get when the daemon st
 def make_proxy(options: ProxyOptions, state_dir: Any) -> Proxy | WorkerPool:
     """The data plane: worker processes, or the proxy on the supervisor's loop (workers = 0)."""
     count = options.worker_count()
-    return WorkerPool(options, count, state_dir / "workers") if count else Proxy(options)
+    if count:
+        return WorkerPool(options, count, state_dir / "workers")
+    from proxy.proxy import (
+        Proxy,  # only here: with workers the supervisor never loads the data plane
+    )
+
+    return Proxy(options)
 
 
 class Daemon:

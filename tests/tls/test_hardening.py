@@ -60,7 +60,7 @@ async def test_renegotiation_is_disabled_on_every_context(ca: trustme.CA, tmp_pa
     store.install("a", ["a.test"], *write_pair(ca, tmp_path, "a", "a.test"))
     entry = store.entry("a")
     assert entry is not None
-    for ctx in (store.context, entry.context):
+    for ctx in (store.listener_context(), entry.context):
         assert ctx.options & ssl.OP_NO_RENEGOTIATION
 
 

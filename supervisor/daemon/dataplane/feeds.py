@@ -9,7 +9,6 @@ Each install is numbered, so a worker reads a renewed or rotated file again unde
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,10 +21,6 @@ class CertFeed:
         self._files: dict[str, tuple[list[str], str, str, int]] = {}
         self._installs = 0  # numbers each install: a rotated file (same name) is read again
         self._changed = changed
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        return self._store.context
 
     @property
     def default(self) -> str | None:
