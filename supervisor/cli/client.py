@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ class ControlClient:
             raise ControlError(f"reading the daemon's answer on {self.socket_path}: {exc}") from exc
 
     def _lines(self, resp: Answer) -> Iterator[dict[str, Any]]:
-        """Each NDJSON line of `resp` as it arrives."""
+        """Each NDJSON line of `resp` as it arrives; what the caller printed meanwhile is flushed
+        whenever the daemon pauses (before each blocking read), not line by line."""
+        resp.before_wait = _flush_output
         try:
             while line := resp.readline():
                 line = line.strip()
@@ -104,3 +107,8 @@ class ControlClient:
             yield self._lines(resp)
         finally:
             conn.close()
+
+
+def _flush_output() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()

@@ -62,7 +62,7 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
         code = EXIT_FAIL
         for event in client_factory(args).stream(_task_path(args, "run")):
             if event.get("event") == "output":
-                print(event.get("line", ""), flush=True)
+                print(event.get("line", ""))  # flushed when the stream pauses (client._lines)
             elif event.get("event") == "result":
                 status, exit_code = event.get("status"), event.get("exit_code")
                 if event.get("error"):

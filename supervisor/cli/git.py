@@ -21,6 +21,7 @@ from pathlib import Path
 
 from supervisor.cli.client import ControlClient
 from supervisor.cli.common import LoadConfig, SubParsers, load
+from supervisor.cli.entry import yield_cpu
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK, report
 from supervisor.cli.stream import follow_build
 from supervisor.model.errors import DockyardError
@@ -42,9 +43,10 @@ def _git_config(key: str) -> str | None:
 
 
 def pre_receive(app: str, socket: str, stdin: Iterable[str] | None = None) -> int:
-    """The pre-receive hook: send the pushed refs to the daemon and print what it streams."""
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=True)
+    """The pre-receive hook: send the pushed refs to the daemon and print what it streams.
+    It yields the CPU as the `dockyard` command does (cli/entry.py): relaying a build's output
+    to git runs on the server whose proxy is serving (issue #19's isolation)."""
+    yield_cpu("pre-receive")
     socket = _git_config("dockyard.socket") or socket
     updates = []
     for line in stdin if stdin is not None else sys.stdin:

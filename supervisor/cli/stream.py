@@ -70,7 +70,7 @@ def show_builds(events: Iterable[Event]) -> Iterator[Event]:
         if kind == "build":
             status = event.get("status")
             if "line" in event:
-                print(f"       {event['line']}", flush=True)
+                print(f"       {event['line']}")  # flushed when the stream pauses (client._lines)
             elif status == "start":
                 print(f"-----> building {event.get('image')} ({event.get('context', '?')} context)", flush=True)
             elif status == "done":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.cli.client import ControlClient
+from supervisor.cli import wire
 from supervisor.cli.wire import MAX_HEAD, Connection, WireError
 from supervisor.model.errors import ControlError
 
@@ -88,6 +89,36 @@ def test_lines_arrive_across_chunks(canned: Canned) -> None:
     conn = Connection(canned.path, 5.0)
     answer = conn.request("GET", "/", None, {})
     assert [answer.readline() for _ in range(4)] == [b'{"a": 1}\n', b"{}\n", b"[]", b""]
+    conn.close()
+    thread.join(5)
+
+
+def test_a_burst_of_events_is_read_line_by_line_and_flushed_when_the_stream_waits(canned: Canned) -> None:
+    # a build's output: thousands of one-line chunks, all queued before the CLI reads them
+    events = [b'{"event": "build", "line": "%05d"}\n' % i for i in range(3000)]  # ~135 KB
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    thread = canned.start(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    conn = Connection(canned.path, 5.0)
+    answer = conn.request("GET", "/", None, {})
+    thread.join(5)  # the whole answer waits in the socket (it fits in a unix socket's buffer)
+    waits: list[int] = []
+    lines: list[bytes] = []
+    answer.before_wait = lambda: waits.append(len(lines))
+    while line := answer.readline():
+        lines.append(line)
+    conn.close()
+    assert lines == events
+    # one flush per 64 KiB read, not one per line
+    assert 0 < len(waits) <= len(body) // (wire._CHUNK // 2)
+
+
+def test_an_answer_line_is_bounded(canned: Canned, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "MAX_LINE", 1000)
+    thread = canned.start(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 3000)
+    conn = Connection(canned.path, 5.0)
+    answer = conn.request("GET", "/", None, {})
+    with pytest.raises(WireError, match="an answer line is longer than 1000 bytes"):
+        answer.readline()
     conn.close()
     thread.join(5)
 
