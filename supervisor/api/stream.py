@@ -1,7 +1,8 @@
 """The one NDJSON streamer of the control API: deploys, builds and cron runs.
 
 The work runs in its own task, so a client that goes away does not cancel a deploy or a build
-half-way: it goes on to the end and is recorded. Each event is one JSON line; the last line is
+half-way: it goes on to the end and is recorded. Each event is one JSON line (the events queued while a write was under way go out in one
+write, so a burst of output lines is one chunk, not thousands); the last line is
 `{"event": "result", ...}`, also when the work failed (the headers are gone by then, so a
 failure is reported in the stream, never as a status).
 """
@@ -20,6 +21,7 @@ from supervisor.model.errors import DockyardError
 
 log = logging.getLogger("dockyard.supervisor")
 Emit = Callable[[Mapping[str, Any]], None]
+BATCH = 512  # events at most in one write (a build's or a cron run's output comes in bursts)
 Work = Callable[[Emit], Awaitable[Mapping[str, Any]]]
 
 
@@ -39,8 +41,16 @@ async def stream(
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     try:
         await response.prepare(request)
-        while (event := await queue.get()) is not None:
-            await response.write(orjson.dumps(event) + b"\n")
+        ended = False
+        while not ended:  # one write per burst: the events queued meanwhile go with this one
+            events = [await queue.get()]
+            while not queue.empty() and len(events) < BATCH:
+                events.append(queue.get_nowait())
+            if events[-1] is None:  # the work's end is always the last thing queued
+                ended = True
+                events.pop()
+            if events:
+                await response.write(b"".join(orjson.dumps(event) + b"\n" for event in events))
         try:
             result = task.result()
         except (DockyardError, OSError) as exc:

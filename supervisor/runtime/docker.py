@@ -18,6 +18,7 @@ from supervisor.model.errors import RuntimeFailure
 from supervisor.runtime.builds import BuildRequest, build_image
 from supervisor.runtime.engine import EngineClient, stream_in_thread
 from supervisor.runtime.group import run_each
+from supervisor.runtime.logstream import follow_logs
 from supervisor.runtime.outputtail import tail_of
 from supervisor.runtime.protocol import ContainerInfo, ContainerSpec, OneOffResult, RuntimeEvent
 
@@ -330,9 +331,7 @@ class DockerRuntime(EngineClient):
     async def follow_output(self, container_id: str) -> AsyncIterator[bytes]:
         """The container's output (stdout and stderr) from its start, as it comes, until it stops."""
         try:
-            stream = await self._call(
-                self.client.api.logs, container_id, stream=True, follow=True, stdout=True, stderr=True
-            )
+            stream = await self._call(follow_logs, self.client.api, container_id)
         except (docker.errors.NotFound, RuntimeFailure):  # gone already: nothing to follow
             return
         async for chunk in stream_in_thread(stream, f"logs-{container_id[:12]}"):

@@ -80,16 +80,24 @@ async def stream_in_thread(items: Iterable[T], name: str) -> AsyncIterator[T]:
 
     A daemon thread, not the loop's executor: a stream left open at shutdown must not hold the
     loop's shutdown up. Ends when the stream ends or fails (a closed stream, a vanished
-    container); the stream is closed when the consumer leaves.
+    container); the stream is closed when the consumer leaves. The thread wakes the loop once
+    per batch, not per item: items that arrive while the loop is busy wait in one list (a
+    cron run's output came as thousands of items, each a wakeup of the loop, issue #19).
     """
     import asyncio  # here, not at the top: the CLI imports this module and never streams
 
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue()
+    ready = asyncio.Event()
+    pending: list[tuple[T] | None] = []  # None: the stream ended
+    lock = threading.Lock()
 
     def put(item: tuple[T] | None) -> None:
+        with lock:
+            pending.append(item)
+            if len(pending) > 1:
+                return  # a wakeup is on its way for this batch
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            loop.call_soon_threadsafe(ready.set)
 
     def pump() -> None:
         try:
@@ -102,8 +110,16 @@ async def stream_in_thread(items: Iterable[T], name: str) -> AsyncIterator[T]:
 
     threading.Thread(target=pump, name=name, daemon=True).start()
     try:
-        while (got := await queue.get()) is not None:
-            yield got[0]
+        while True:
+            await ready.wait()
+            ready.clear()
+            with lock:
+                batch = pending[:]
+                pending.clear()
+            for got in batch:
+                if got is None:
+                    return
+                yield got[0]
     finally:
         closer: Callable[[], object] | None = getattr(items, "close", None)
         if closer is not None:
