@@ -1,7 +1,7 @@
 """The isolation scenario (issue 19): does the supervisor's own work reach the requests?
 
     python -m bench isolation [--workers 0,2] [--rate 1000] [--deploys 10] [--cron-runs 20]
-                              [--cron-kib 1024] [--push-mib 20] [--app busybox|py] [--out DIR]
+                              [--cron-kib 1024] [--push-mib 20] [--app busybox|py|nginx] [--out DIR]
 
 For each `workers` value (0 = the proxy in the supervisor's process, as before issue 19), one
 `dockyard serve` with two apps: `bench` takes a fixed open-loop load (bench/load.py) the whole
@@ -12,6 +12,11 @@ streams the output through the daemon), and a `git push` of app `pushed` whose D
 RUN step prints `--push-mib` MiB (the build output streams through the daemon to the pusher),
 built and deployed by the daemon. The report compares the p99 (and max) of the requests sent
 during the work with those sent in the steady lead; errors are counted in both.
+
+A second, light load (`--probe-rate`, 100 req/s, one keep-alive connection) asks the proxy for a
+host it does not route: the proxy answers that 404 itself, so its latency is the data plane's
+own, without the app's container behind it ("proxy alone" columns). Where the two differ, the
+requests waited on the app (its container, docker-proxy), not on the proxy.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +49,47 @@ def percentile(values: list[float], q: float) -> float:
     return ok[min(len(ok) - 1, int(q / 100 * len(ok)))]
 
 
+class ProxyProbe(threading.Thread):
+    """Open-loop GETs for an unrouted host at `rate` on one keep-alive connection: the proxy's
+    own 404. Latency is timed from each request's due time (a stall delays the next ones, and
+    their lateness is counted in them)."""
+
+    def __init__(self, port: int, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.period = port, 1.0 / rate
+        self.samples: list[tuple[float, float]] = []  # (due, latency ms); NaN: failed
+        self.stop_at = float("inf")
+
+    def run(self) -> None:
+        request = b"GET / HTTP/1.1\r\nHost: no-app.invalid\r\n\r\n"
+        sock: socket.socket | None = None
+        due = time.monotonic()
+        while due < self.stop_at:
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                if sock is None:
+                    sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                sock.sendall(request)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise OSError("closed")
+                    head += chunk
+                top, _, body = head.partition(b"\r\n\r\n")
+                length = next(int(v) for k, _, v in (line.partition(b":") for line in top.split(b"\r\n"))
+                              if k.lower() == b"content-length")
+                while len(body) < length:
+                    body += sock.recv(65536)
+                self.samples.append((due, (time.monotonic() - due) * 1000))
+            except (OSError, StopIteration, ValueError):
+                self.samples.append((due, float("nan")))
+                if sock is not None:
+                    sock.close()
+                sock = None
+            due += self.period
+
+
 class IsolationBench(Bench):
     def __init__(self, opts: SwapOptions, args: argparse.Namespace) -> None:
         super().__init__(opts)
@@ -54,11 +101,13 @@ class IsolationBench(Bench):
         lines = self.args.cron_kib * 1024 // 100
         cron = f"i=0; while [ $i -lt {lines} ]; do echo {LINE}; i=$((i+1)); done"
         text = text.replace("[apps.bench]", f"[proxy]\nworkers = {workers}\n\n[apps.bench]", 1)
+        network = "host" if self.opts.app == "nginx" else "bridge"  # the nginx image listens on 127.0.0.1
         text += f"""
 [apps.{OTHER}]
 image = "{self.tags[0]}"
 hosts = ["{OTHER}.localhost"]
 port = 5000
+network = "{network}"
 retire_after = 0
 stop_timeout = 2
 {startup_check(OTHER)}
@@ -71,6 +120,7 @@ schedule = "@yearly"
 build = "git"
 hosts = ["{PUSHED}.localhost"]
 port = 5000
+network = "{network}"
 retire_after = 0
 stop_timeout = 2
 {startup_check(PUSHED)}"""
@@ -116,6 +166,8 @@ stop_timeout = 2
         wait_http(port, "/", HOST, 90, daemon=self.daemon)
         wait_http(port, "/", f"{OTHER}.localhost", 90, daemon=self.daemon)
         self.start_load(port, a.lead + 600)
+        probe = ProxyProbe(port, a.probe_rate)
+        probe.start()
         time.sleep(a.lead)
         work_start = time.monotonic()
         outcomes: dict[str, list[Any]] = {"deploys": [], "cron": [], "push": []}
@@ -141,15 +193,18 @@ stop_timeout = 2
         assert self.load is not None
         self.load.end_at(work_end + a.tail)
         result = self.finish_load()
+        probe.stop_at = work_end + a.tail
+        probe.join(30)
         self.daemon.terminate()
         self.daemon.wait(30)
         self.daemon = None
         for c in self.client.containers.list(all=True, filters={"label": f"dockyard.instance={self.instance}"}):
             c.remove(force=True)
-        return summarize(workers, result, work_start, work_end, outcomes)
+        return summarize(workers, result, work_start, work_end, outcomes, probe.samples)
 
 
-def summarize(workers: int, r: LoadResult, start: float, end: float, outcomes: dict[str, list[Any]]) -> dict[str, Any]:
+def summarize(workers: int, r: LoadResult, start: float, end: float, outcomes: dict[str, list[Any]],
+              probe: list[tuple[float, float]]) -> dict[str, Any]:
     steady = [lat for due, lat in zip(r.due, r.latency_ms, strict=True) if due < start]
     work = [lat for due, lat in zip(r.due, r.latency_ms, strict=True) if start <= due <= end]
     failed_steady = sum(1 for due, o in zip(r.due, r.outcome, strict=True) if due < start and o != "ok")
@@ -169,20 +224,35 @@ def summarize(workers: int, r: LoadResult, start: float, end: float, outcomes: d
         "push_output_mib": round(sum(n for _, n in outcomes["push"]) / (1 << 20), 1),
     }
     s["ratio_p99"] = s["work_p99"] / s["steady_p99"] if s["steady_p99"] else float("nan")
+    alone_steady = [lat for due, lat in probe if due < start]
+    alone_work = [lat for due, lat in probe if start <= due <= end]
+    s.update({
+        "alone_steady_p99": percentile(alone_steady, 99), "alone_work_p99": percentile(alone_work, 99),
+        "alone_work_max": max((v for v in alone_work if not math.isnan(v)), default=float("nan")),
+        "alone_failed": sum(1 for _, lat in probe if math.isnan(lat)),
+    })
     return s
+
+
+def alone_failed(s: dict[str, Any]) -> str:
+    return f" ({s['alone_failed']} failed)" if s["alone_failed"] else ""
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
     out = [f"Command: `{command}`", "",
            "| workers | steady p50 / p99 / max ms | work p50 / p99 / max ms | work p99 / steady p99 | "
-           "failed (steady / work) | deploys ok | cron runs ok (output) | git push ok (output) |",
-           "| --- | --- | --- | ---: | --- | --- | --- | --- |"]
+           "failed (steady / work) | proxy alone: steady p99 / work p99 / max ms | deploys ok "
+           "| cron runs ok (output) | git push ok (output) |",
+           "| --- | --- | --- | ---: | --- | --- | --- | --- | --- |"]
     for s in rows:
         out.append(
             f"| {s['workers']}{' (in-process)' if s['workers'] == 0 else ''} "
             f"| {s['steady_p50']:.2f} / {s['steady_p99']:.2f} / {s['steady_max']:.1f} "
             f"| {s['work_p50']:.2f} / {s['work_p99']:.2f} / {s['work_max']:.1f} | **{s['ratio_p99']:.2f}** "
-            f"| {s['failed_steady']} / {s['failed_work']} | {s['deploys_ok']}/{s['deploys']} "
+            f"| {s['failed_steady']} / {s['failed_work']} "
+            f"| {s['alone_steady_p99']:.2f} / {s['alone_work_p99']:.2f} / {s['alone_work_max']:.1f}"
+            f"{alone_failed(s)} "
+            f"| {s['deploys_ok']}/{s['deploys']} "
             f"| {s['cron_ok']}/{s['cron_runs']} ({s['cron_output_mib']} MiB) "
             f"| {s['push_ok']}/{s['pushes']} ({s['push_output_mib']} MiB) |")
     out.append(f"\nload: {rows[0]['rate']} req/s achieved; work lasted "
@@ -201,7 +271,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--push-mib", type=int, default=20, help="MiB the pushed build prints (0: no push)")
     p.add_argument("--lead", type=float, default=8.0, help="seconds of steady load before the work")
     p.add_argument("--tail", type=float, default=2.0)
-    p.add_argument("--app", choices=("busybox", "py"), default="busybox")
+    p.add_argument("--app", choices=("busybox", "py", "nginx"), default="busybox")
+    p.add_argument("--probe-rate", type=float, default=100.0, help="req/s of the proxy-alone probe")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     opts = SwapOptions(rate=args.rate, app=args.app, out=args.out, retire_after=0.0)
