@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli.client import ControlClient
 from supervisor.cli import wire
+from supervisor.cli.client import ControlClient
 from supervisor.cli.wire import MAX_HEAD, Connection, WireError
 from supervisor.model.errors import ControlError
 
