@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import cast
 
 import httptools
@@ -34,7 +33,8 @@ class ClientConnection(Downstream):
         self.headers: list[tuple[bytes, bytes]] = []
         self.parsing: Exchange | None = None  # request whose body is being read
         self.active: Exchange | None = None  # request being forwarded
-        self.queue: deque[Exchange] = deque()
+        # at most MAX_PIPELINED: a list (56 bytes empty) not a deque (~600: every idle connection has one)
+        self.queue: list[Exchange] = []
         self.in_head = True
         self.head_bytes = 0
         self.upgraded = False
@@ -258,7 +258,7 @@ class ClientConnection(Downstream):
             self.close()
             return
         if self.queue:
-            self._start(self.queue.popleft())
+            self._start(self.queue.pop(0))
             if not self.queue:
                 self.resume("pipeline")
             return
