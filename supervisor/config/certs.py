@@ -12,14 +12,13 @@ import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from typing import TYPE_CHECKING
 
 from supervisor.base.files import write_atomic
 
-SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+if TYPE_CHECKING:  # cryptography (~8 MB, ~25 ms) loads where a certificate is read, not at import
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 @dataclass
@@ -44,6 +43,8 @@ def _read(path: str, key: str, check: PairCheck) -> bytes | None:
 
 def load_cert(data: bytes) -> x509.Certificate:
     """The first (leaf) certificate of a PEM chain; ValueError when there is none."""
+    from cryptography import x509
+
     certs = x509.load_pem_x509_certificates(data)
     if not certs:
         raise ValueError("no certificate found")
@@ -51,6 +52,8 @@ def load_cert(data: bytes) -> x509.Certificate:
 
 
 def cert_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -84,6 +87,8 @@ def check_pair(cert_path: str, key_path: str, hosts: tuple[str, ...] = ()) -> Pa
             cert = load_cert(cert_data)
         except ValueError as e:
             check.errors.append(("tls_cert", f"{cert_path!r} is not a PEM certificate ({e})"))
+    from cryptography.hazmat.primitives import serialization
+
     if key_data is not None:
         try:
             key = serialization.load_pem_private_key(key_data, password=None)
@@ -93,7 +98,8 @@ def check_pair(cert_path: str, key_path: str, hosts: tuple[str, ...] = ()) -> Pa
             check.errors.append(("tls_key", f"{key_path!r} is not a PEM private key ({e})"))
     if cert is None or key is None:
         return check
-    if cert.public_key().public_bytes(*SPKI) != key.public_key().public_bytes(*SPKI):
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         check.errors.append(("tls_key", f"{key_path!r} does not match the certificate in {cert_path!r}"))
         return check
     refused = listener_refuses(cert_path, key_path)

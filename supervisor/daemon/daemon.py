@@ -53,7 +53,7 @@ from supervisor.runtime.docker import DockerRuntime
 from supervisor.runtime.select import build_runtime
 from supervisor.store import secrecy
 from supervisor.store.releases import StateStore
-from supervisor.tls.acme import start_tls
+from supervisor.tls.service import start_tls
 
 if TYPE_CHECKING:
     from proxy.proxy import Proxy

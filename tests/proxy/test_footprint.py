@@ -1,4 +1,4 @@
-"""What a proxy worker loads, and what a supervisor with workers does not (issue #19's memory goal).
+"""What a proxy worker loads (issue #19's memory goal; the supervisor's side: tests/supervisor/test_footprint.py).
 
 Each worker is a Python process: every module it imports is resident in each of them. These
 tests pin the imports `python -m bench.memory --workers 2` was cut by (docs/architecture.md,
@@ -21,7 +21,6 @@ from proxy.compiled import code_fingerprint
 # importlib.abc (importlib.resources, shutil, bz2, lzma come with both).
 NOT_IN_A_WORKER = ("argparse", "tempfile", "shutil", "hashlib", "zstandard", "brotli", "orjson",
                    "importlib.abc", "importlib.resources", "lzma", "bz2")
-DATA_PLANE = ("proxy.proxy", "proxy.server", "proxy.exchange", "proxy.upstream", "httptools")
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -34,12 +33,6 @@ def test_a_worker_does_not_load_what_it_does_not_use() -> None:
     loaded = loaded_after("import proxy.worker")
     assert "proxy.proxy" in loaded  # it did load the worker
     assert sorted(loaded & set(NOT_IN_A_WORKER)) == []
-
-
-def test_a_supervisor_with_workers_does_not_load_the_data_plane() -> None:
-    loaded = loaded_after("import supervisor.daemon.daemon")
-    assert "supervisor.daemon.dataplane.pool" in loaded
-    assert sorted(loaded & set(DATA_PLANE)) == []
 
 
 def test_the_worker_reads_the_flags_the_supervisor_passes() -> None:

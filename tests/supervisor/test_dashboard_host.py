@@ -29,7 +29,7 @@ from supervisor.model.errors import ConfigError
 from supervisor.model.spec import CanarySpec, Config
 from supervisor.ops.series import Sampler
 from supervisor.store.releases import StateStore
-from supervisor.tls.acme import start_tls
+from supervisor.tls.service import start_tls
 from supervisor.tls.sites import sites
 from tests.proxy.utils import TEARDOWN_GRACE
 from tests.supervisor.test_dashboard import Runtime, apps

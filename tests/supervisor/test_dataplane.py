@@ -330,7 +330,7 @@ async def test_worker_killed_under_load_fails_only_its_own_requests(tmp_path: Pa
 async def test_certificates_and_acme_challenges_reach_every_worker(tmp_path: Path) -> None:
     import trustme
 
-    from supervisor.tls.acme import start_tls
+    from supervisor.tls.service import start_tls
     from tests.tls.utils import client_context, request, write_pair
     from tests.utils import make_config
 

@@ -13,7 +13,7 @@ import trustme
 from proxy import Proxy, ProxyOptions
 from supervisor.config.loader import parse_config
 from supervisor.deploy.reconcile import plan
-from supervisor.tls.acme import start_tls
+from supervisor.tls.service import start_tls
 from tests.proxy.utils import TEARDOWN_GRACE
 
 from .utils import client_context, write_pair

@@ -21,7 +21,7 @@ from proxy import Proxy
 from supervisor.config.certs import check_pair
 from supervisor.config.loader import parse_config
 from supervisor.model.errors import ConfigError
-from supervisor.tls.acme import start_tls
+from supervisor.tls.service import start_tls
 from tests.proxy.utils import TEARDOWN_GRACE
 from tests.tls.utils import client_context, request, write_pair
 
