@@ -8,8 +8,8 @@ it imports anything else, and leaves with `os._exit` after flushing: tearing its
 cost another 20-30 ms of CPU right after the swap. `serve` leaves the same way once its
 ordered shutdown is done (the daemon's teardown, 55-100 ms of CPU, landed in a takeover's
 window while the new daemon's workers served). Two commands keep their priority: `serve` (the
-daemon) and `loadtest` (its load generator measures latency, and must not wait behind the
-work it measures).
+daemon, which yields only until it serves: supervisor/base/priority.py) and `loadtest` (its
+load generator measures latency, and must not wait behind the work it measures).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import os
 import sys
 
+from supervisor.base import priority
 from supervisor.cli.argv import command_of
 from supervisor.model import defaults
 
@@ -25,6 +26,9 @@ KEEP_PRIORITY = frozenset({"serve", "loadtest"})
 
 
 def yield_cpu(command: str | None) -> None:
+    if command == "serve":  # until it serves: the workers of the daemon it replaces are serving
+        priority.lower_for_start(defaults.START_NICE)
+        return
     if command in KEEP_PRIORITY:
         return
     with contextlib.suppress(OSError):

@@ -31,6 +31,7 @@ from supervisor.api.control import (
     prepare_socket_path,
 )
 from supervisor.api.cron import add_routes as add_cron_routes
+from supervisor.base import priority
 from supervisor.base.address import split_listen
 from supervisor.config.loader import load_config
 from supervisor.daemon.dataplane import (
@@ -230,6 +231,7 @@ class Daemon:
             "serving listen=%s control=%s pid=%d proxy=%s workers=%s", server.listen, server.control_socket,
             os.getpid(), compiled.describe(), ",".join(map(str, proxy.pids)) if isinstance(proxy, WorkerPool) else 0,
         )
+        priority.restore()  # started at a lower priority (cli/entry.py): now it serves
         await sched.start()
         starting = asyncio.ensure_future(sup.start_apps() if adopted else asyncio.sleep(0))
         reloads = asyncio.ensure_future(self._reload_on_signal())

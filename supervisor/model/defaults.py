@@ -130,3 +130,4 @@ PASSIVE_QUIET = 1.0  # dockyard: seconds one target's further reports are ignore
 ONEOFF_CPU_SHARES = 256  # dockyard: CPU weight of one-off containers (cron, predeploy, run); apps: 1024
 BUILD_CPU_SHARES = 256  # dockyard: CPU weight of image builds' RUN steps; apps: 1024
 CLI_NICE = 10  # dockyard: nice increment of a `dockyard` command (not serve, not loadtest)
+START_NICE = 10  # dockyard: nice increment of `serve` until it serves (as root only: base/priority.py)
