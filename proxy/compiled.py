@@ -122,9 +122,7 @@ def code_fingerprint() -> str:
     A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
     dockyard starts workers of its own version instead). A change detector, not a security
     check: two zlib checksums, so a worker never loads hashlib for it."""
-    text = sys.executable + "".join(
-        f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns};"
-        for p in sorted(PACKAGE_DIR.iterdir()) if p.suffix in (".py", ".so")
-    )
+    files = [(p.name, p.stat()) for p in sorted(PACKAGE_DIR.iterdir()) if p.suffix in (".py", ".so")]
+    text = sys.executable + "".join(f"{name}:{st.st_size}:{st.st_mtime_ns};" for name, st in files)
     data = text.encode()
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"

@@ -1,10 +1,10 @@
 """The one NDJSON streamer of the control API: deploys, builds and cron runs.
 
 The work runs in its own task, so a client that goes away does not cancel a deploy or a build
-half-way: it goes on to the end and is recorded. Each event is one JSON line (the events queued while a write was under way go out in one
-write, so a burst of output lines is one chunk, not thousands); the last line is
-`{"event": "result", ...}`, also when the work failed (the headers are gone by then, so a
-failure is reported in the stream, never as a status).
+half-way: it goes on to the end and is recorded. Each event is one JSON line (the events
+queued while a write was under way go out in one write, so a burst of output lines is one
+chunk, not thousands); the last line is `{"event": "result", ...}`, also when the work failed
+(the headers are gone by then, so a failure is reported in the stream, never as a status).
 """
 
 from __future__ import annotations

@@ -22,15 +22,18 @@ from supervisor.base import priority
 from supervisor.cli.argv import command_of
 from supervisor.model import defaults
 
-KEEP_PRIORITY = frozenset({"serve", "loadtest"})
+KEEP_PRIORITY = frozenset({"loadtest"})
 
 
 def yield_cpu(command: str | None) -> None:
     if command == "serve":  # until it serves: the workers of the daemon it replaces are serving
         priority.lower_for_start(defaults.START_NICE)
-        return
-    if command in KEEP_PRIORITY:
-        return
+    elif command not in KEEP_PRIORITY:
+        lower_priority()
+
+
+def lower_priority() -> None:
+    """A command's (and the git hook's) priority, below the proxy's and the daemon's."""
     with contextlib.suppress(OSError):
         os.nice(defaults.CLI_NICE)
 

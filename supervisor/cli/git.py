@@ -21,7 +21,7 @@ from pathlib import Path
 
 from supervisor.cli.client import ControlClient
 from supervisor.cli.common import LoadConfig, SubParsers, load
-from supervisor.cli.entry import yield_cpu
+from supervisor.cli.entry import lower_priority
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK, report
 from supervisor.cli.stream import follow_build
 from supervisor.model.errors import DockyardError
@@ -46,7 +46,7 @@ def pre_receive(app: str, socket: str, stdin: Iterable[str] | None = None) -> in
     """The pre-receive hook: send the pushed refs to the daemon and print what it streams.
     It yields the CPU as the `dockyard` command does (cli/entry.py): relaying a build's output
     to git runs on the server whose proxy is serving (issue #19's isolation)."""
-    yield_cpu("pre-receive")
+    lower_priority()
     socket = _git_config("dockyard.socket") or socket
     updates = []
     for line in stdin if stdin is not None else sys.stdin:

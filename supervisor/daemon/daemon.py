@@ -68,9 +68,8 @@ def make_proxy(options: ProxyOptions, state_dir: Any) -> Proxy | WorkerPool:
     count = options.worker_count()
     if count:
         return WorkerPool(options, count, state_dir / "workers")
-    from proxy.proxy import (
-        Proxy,  # only here: with workers the supervisor never loads the data plane
-    )
+    # imported only here: with workers, the supervisor never loads the data plane
+    from proxy.proxy import Proxy
 
     return Proxy(options)
 
