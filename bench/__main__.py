@@ -113,12 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, _interrupt)
 
-    if args.command == "restart":
-        from .restart import run_restart_bench
+    from .images import ImageBuildError
 
-        summary = run_restart_bench(options(args, argv))
-    else:
-        summary = run_swap_bench(options(args, argv))
+    try:
+        if args.command == "restart":
+            from .restart import run_restart_bench
+
+            summary = run_restart_bench(options(args, argv))
+        else:
+            summary = run_swap_bench(options(args, argv))
+    except ImageBuildError as exc:
+        raise SystemExit(f"python -m bench {args.command}: {exc}") from None
     print(report.markdown(summary), end="")
     print(f"\nwritten to {summary['meta']['out']}", file=sys.stderr)
     dockyard = [s for s in summary["systems"] if s["system"] == "dockyard"]

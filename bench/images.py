@@ -177,6 +177,9 @@ def build_nginx_app_image(tag: str, version: str = "v1", *, labels: Mapping[str,
     binary and its libraries (the issue's independent check: an app on host networking)."""
     import docker
 
+    if not os.path.exists(NGINX_BINARY):
+        raise ImageBuildError(f"{NGINX_BINARY} is missing (the nginx app is this machine's nginx): "
+                              "make test-deps, or apt-get install nginx-light")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", NGINX_DOCKERFILE.format(version=version).encode(), 0o644)

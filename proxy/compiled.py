@@ -83,9 +83,10 @@ def use_extensions() -> tuple[bool, str]:
 
 
 def is_compiled() -> bool:
-    """True when the running proxy is the compiled one."""
+    """True when the running proxy is the compiled one (not a source, nor the bytecode that
+    `make dist` puts beside each source in the archive)."""
     mod = sys.modules.get(f"{__package__}.exchange")
-    return mod is not None and not (getattr(mod, "__file__", "") or "").endswith(".py")
+    return mod is not None and not (getattr(mod, "__file__", "") or "").endswith((".py", ".pyc"))
 
 
 class _SourceFirst:

@@ -14,6 +14,7 @@ dockyard starts.
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import sys
 import tempfile
@@ -75,6 +76,16 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo", ".so"))}
 
 
+def compile_beside_sources(stage: Path) -> None:
+    """Write each module's bytecode next to its source (`x.pyc` beside `x.py`, the layout
+    zipimport reads; it never writes a cache of its own). Without it every run of the archive
+    compiles dockyard's modules from source: `dockyard --help` ~93 -> ~35 ms of CPU. A Python
+    whose version differs ignores them (their magic number does not match) and compiles from
+    source as before."""
+    if not compileall.compile_dir(stage, quiet=1, legacy=True):
+        raise RuntimeError(f"compiling the archive's modules failed in {stage}")
+
+
 def build(output: Path = DEFAULT_OUTPUT, repo: Path = REPO) -> Path:
     """Write the archive to `output` (atomically) and return its path."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +98,7 @@ def build(output: Path = DEFAULT_OUTPUT, repo: Path = REPO) -> Path:
         for name in CONFIGS:
             shutil.copyfile(repo / "configs" / name, stage / "configs" / name)
         (stage / "__main__.py").write_text(MAIN.format(deps=DEPENDENCIES, fail=EXIT_FAIL))
+        compile_beside_sources(stage)
         partial = output.with_name(output.name + ".tmp")
         zipapp.create_archive(stage, partial, interpreter=INTERPRETER, compressed=True)
         partial.replace(output)

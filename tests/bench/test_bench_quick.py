@@ -55,3 +55,16 @@ def test_quick_restart_bench_fails_no_request_and_keeps_the_containers(tmp_path:
     instance = summary["meta"]["instance"]
     for key in ("dockyard.bench", "dockyard.instance"):
         assert docker_client.containers.list(all=True, filters={"label": f"{key}={instance}"}) == []
+
+
+def test_a_missing_nginx_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`python -m bench swap --app nginx` on a machine without nginx (make bench installs it)."""
+    from bench import __main__ as bench_main
+    from bench import images
+
+    monkeypatch.setattr(images, "NGINX_BINARY", "/nonexistent/sbin/nginx")
+    with pytest.raises(SystemExit) as exc:
+        bench_main.main(["swap", "--app", "nginx", "--systems", "dockyard", "--swaps", "1", "--out", str(tmp_path)])
+    message = str(exc.value)
+    assert message.startswith("python -m bench swap: /nonexistent/sbin/nginx is missing")
+    assert "apt-get install nginx-light" in message and "\n" not in message

@@ -444,6 +444,37 @@ def test_pyz_build_runs_validate(tmp_path: Path) -> None:
     assert probe.stdout.splitlines()[1] == "# dockyard"
 
 
+def test_pyz_carries_bytecode_its_python_loads_and_another_ignores(tmp_path: Path) -> None:
+    """zipimport reads `x.pyc` beside `x.py` and writes no cache: without the bytecode every run
+    of the archive compiles dockyard's modules from source."""
+    import zipfile
+
+    from supervisor.cli import pyz
+
+    archive = pyz.build(tmp_path / "dockyard.pyz")
+    names = set(zipfile.ZipFile(archive).namelist())
+    sources = {n for n in names if n.endswith(".py")}
+    assert "supervisor/cli/main.py" in sources
+    assert {n for n in sources if n + "c" not in names} == set()
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.main as m;"
+         "import proxy.compiled as c, proxy.exchange; print(m.__file__); print(c.is_compiled())", str(archive)],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    # the bytecode was used, and it is not mistaken for the compiled (mypyc) proxy
+    assert loaded.stdout.split() == [f"{archive}/supervisor/cli/main.pyc", "False"]
+    # bytecode of another Python version (another magic number): zipimport compiles the source
+    stale = tmp_path / "stale.pyz"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(stale, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, b"\0\0\r\n" + data[4:] if info.filename.endswith(".pyc") else data)
+    result = subprocess.run([sys.executable, str(stale), "validate", "-c", str(REPO / "configs/demo.toml")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0 and "OK, 1 app" in result.stdout, result.stderr
+
+
 # Docker: logs -f, and metrics after a real deploy ---------------------------------------------
 
 
