@@ -9,7 +9,6 @@ from urllib.parse import quote
 from supervisor.cli import canary, render
 from supervisor.cli.common import ClientFactory, SubParsers, add_command, config_path
 from supervisor.cli.exits import EXIT_FAIL, EXIT_OK
-from supervisor.cli.git import deploy_build
 from supervisor.cli.stream import follow
 from supervisor.cli.views import PLAN_KEYS, render_explain, render_plan
 from supervisor.model.errors import DockyardError
@@ -21,7 +20,9 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser, client_factor
     """Add deploy, rollback, restart, stop, start, scale and reload to `sub`."""
 
     def cmd_deploy(args: argparse.Namespace) -> int:
-        if args.build:
+        if args.build:  # subprocess and the git helpers load for --build only
+            from supervisor.cli.git import deploy_build
+
             return deploy_build(args)
         body: dict[str, object] = {"image": args.image} if args.image else {}
         chosen = canary.canary_body(args)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from supervisor.cli.argv import command_of
-from supervisor.cli.common import add_command, client, load
+from supervisor.cli.common import Parser, add_command, client, load
 from supervisor.cli.exits import EXIT_OK, EXIT_USAGE, run
 from supervisor.model.errors import RuntimeFailure
 
@@ -68,12 +68,12 @@ DECLARED_IN: dict[str, str] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: for `command` alone when it is one of DECLARED_IN's, else for them all."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "-c", "--config", default=argparse.SUPPRESS,
         help="config file (default: $DOCKYARD_CONFIG, ./dockyard.toml, /etc/dockyard/dockyard.toml)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dockyard", parents=[common],
         description="Zero-downtime container supervisor with its own reverse proxy.",
     )

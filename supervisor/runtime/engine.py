@@ -31,9 +31,12 @@ def connect(timeout: float | None = API_TIMEOUT) -> Any:
     import docker
 
     try:
-        return docker.from_env(timeout=timeout)
+        client = docker.from_env(timeout=timeout)
     except docker.errors.DockerException as exc:
         raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
+    if client.api.base_url.startswith("http+docker://"):  # a unix socket: no proxy, netrc or CA applies
+        client.api.trust_env = False  # requests then skips reading them per call: ~0.1 of ~0.6 ms
+    return client
 
 
 def is_sdk_error(exc: BaseException) -> bool:
