@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml
 	bash scripts/ensure-python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=77'  # proxy.build's mypyc setup() reads pyproject.toml
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat \
 	  || $(PY) -m pip install -q -e '.[test]'
 	touch $@
