@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how dockyard's swaps start: the `dockyard deploy` command (the default, as a "
                    "user would), or a POST to the control socket from the bench's own process (no "
                    "command started: the daemon's share of a swap's cost alone)")
+    p.add_argument("--peer-via", choices=("cli", "sdk"), default="cli",
+                   help="how nginx's swaps start the new container and stop the old: the `docker` "
+                   "command, as Dokku does (the default), or the bench's own Docker client (no "
+                   "process started: cheaper than the Dokku way)")
     common(p)
     r = sub.add_parser("restart", help="latency while dockyard restarts itself (--takeover) / nginx -s reload")
     r.add_argument("--quick", action="store_true", help="smoke test: 200 req/s, 3 restarts, busybox app")
@@ -81,7 +85,7 @@ def options(args: argparse.Namespace, argv: list[str]) -> SwapOptions:
     overrides.update(
         saturation=getattr(args, "saturation", False), keepalive=not args.no_keepalive, systems=systems,
         keep_images=args.keep_images, out=args.out, scheduler=scheduler, deploy_via=getattr(args, "deploy_via", "cli"),
-        command=shlex.join(["python", "-m", "bench", *argv]),
+        peer_via=getattr(args, "peer_via", "cli"), command=shlex.join(["python", "-m", "bench", *argv]),
     )
     if args.command == "restart":
         from .restart import restart_options

@@ -139,7 +139,10 @@ def markdown(summary: dict[str, Any]) -> str:
     what = ("restarts (dockyard: `serve --takeover`; nginx: `nginx -s reload`, conf unchanged)"
             if scenario == "restart" else
             f"swaps each for dockyard and nginx every {meta['interval']:g} s, retire after "
-            f"{meta['retire_after']:g} s")
+            f"{meta['retire_after']:g} s; dockyard's swaps by "
+            f"{'`dockyard deploy`' if meta.get('deploy_via', 'cli') == 'cli' else 'a POST to its control socket'}, "
+            f"nginx's containers by "
+            f"{'the `docker` command' if meta.get('peer_via', 'sdk') == 'cli' else 'the bench process Docker client'}")
     lines = [
         f"### {scenario.capitalize()} bench {meta['stamp']}",
         "",

@@ -95,6 +95,7 @@ class SwapOptions:
     scheduler: str = "docker"  # "swarm": also run the "swarm" system (dockyard on Swarm)
     proxy_workers: int | None = None  # dockyard's [proxy] workers (None: the default, "auto")
     deploy_via: str = "cli"  # "api": POST the deploy to the control socket, no `dockyard` command
+    peer_via: str = "cli"  # nginx's swaps: the `docker` command as Dokku runs it; "sdk": the bench's own client
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (the tests add theirs)
 
     @classmethod
@@ -356,7 +357,8 @@ scale = 1
         def swap(i: int) -> Swap:
             started = time.monotonic()
             try:
-                new, new_port = self.run_container(self.tags[(i + 1) % 2])
+                tag = self.tags[(i + 1) % 2]
+                new, new_port = self.run_container_cli(tag) if self.opts.peer_via == "cli" else self.run_container(tag)
                 assert self.nginx is not None
                 swapped = self.nginx.swap(new_port)
             except Exception as exc:
@@ -374,13 +376,38 @@ scale = 1
         return result, swaps
 
     def retire(self, container: Any) -> None:
-        """Dokku's retire: wait, then stop (SIGTERM, SIGKILL after the timeout) and remove."""
+        """Dokku's retire: wait, then stop (SIGTERM, SIGKILL after the timeout) and remove; with
+        `docker stop` and `docker rm` for a container `run_container_cli` started."""
         time.sleep(self.opts.retire_after)
         try:
+            if isinstance(container, str):
+                docker_command("stop", "--time", "5", container)
+                docker_command("rm", "--force", container)
+                return
             container.stop(timeout=5)
             container.remove(force=True)
         except Exception as exc:
-            log(f"retiring {container.short_id}: {exc}")
+            log(f"retiring {container if isinstance(container, str) else container.short_id}: {exc}")
+
+    def run_container_cli(self, tag: str) -> tuple[str, int]:
+        """The Dokku way of starting the new container: `docker run` (a process of its own, as
+        the `dockyard deploy` it is compared with), on a port chosen here; (its id, the port)."""
+        port = free_port()
+        net = ["--network", "host", "--env", f"PORT={port}"] if self.opts.app == "nginx" else \
+            ["--publish", f"127.0.0.1:{port}:5000"]
+        labels = [f"--label={k}={v}" for k, v in self.labels.items()]
+        name = f"dockyard-bench-{self.stamp}-{time.monotonic_ns() % 10**9}"
+        cid = docker_command("run", "--detach", "--name", name, *labels, *net, tag)
+        wait_http(port, "/health", "127.0.0.1", 30)
+        return cid, port
+
+
+def docker_command(*args: str) -> str:
+    """Run the `docker` command (what Dokku's scripts do); its output, stripped."""
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"docker {args[0]} failed: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
 
 
 def drive_swaps(t0: float, opts: SwapOptions, swap: Callable[[int], Swap]) -> list[Swap]:
