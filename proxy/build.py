@@ -26,9 +26,9 @@ from .compiled import (
 def clean() -> None:
     for name in modules():
         for ext in extensions(name):
-            ext.unlink()
+            os.unlink(ext)
     for lib in runtime_libraries():
-        lib.unlink()
+        os.unlink(lib)
 
 
 def build() -> int:

@@ -21,11 +21,12 @@ import os
 import sys
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-ROOT = PACKAGE_DIR.parent
+# Paths as strings (os.path): pathlib, with fnmatch and urllib.parse, is ~0.6 MB in every proxy
+# worker, which loads this module first and has no other use for it (issue #19's memory goal).
+PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+ROOT = os.path.dirname(PACKAGE_DIR)
 GROUP = "proxy.native"  # mypyc puts the shared runtime library in the package: proxy/native__mypyc.*.so
 # Not compiled: the package's __init__, this module, build.py and errors.py (exceptions subclassing
 # builtins must stay Python classes under mypyc).
@@ -35,28 +36,30 @@ ENV_DISABLE = "DOCKYARD_NO_EXTENSIONS"
 
 def modules() -> list[str]:
     """Names of the modules that compile (sorted), e.g. `exchange`, `server`."""
-    return sorted(p.stem for p in PACKAGE_DIR.glob("*.py") if p.stem not in PURE)
+    stems = (name[:-3] for name in os.listdir(PACKAGE_DIR) if name.endswith(".py"))
+    return sorted(stem for stem in stems if stem not in PURE)
 
 
-def extensions(name: str) -> list[Path]:
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return [PACKAGE_DIR / f"{name}{s}" for s in suffixes if (PACKAGE_DIR / f"{name}{s}").exists()]
+def extensions(name: str) -> list[str]:
+    paths = (os.path.join(PACKAGE_DIR, name + s) for s in importlib.machinery.EXTENSION_SUFFIXES)
+    return [path for path in paths if os.path.exists(path)]
 
 
 def stale() -> list[str]:
     """Modules whose source is newer than their extension (only those that have one)."""
     out = []
     for name in modules():
-        source = PACKAGE_DIR / f"{name}.py"
+        source = os.path.join(PACKAGE_DIR, f"{name}.py")
         for ext in extensions(name):
-            if source.stat().st_mtime > ext.stat().st_mtime:
+            if os.stat(source).st_mtime > os.stat(ext).st_mtime:
                 out.append(name)
     return out
 
 
-def runtime_libraries() -> list[Path]:
+def runtime_libraries() -> list[str]:
     """The shared runtime library mypyc builds for the group (one file once built)."""
-    return list(PACKAGE_DIR.glob(f"{GROUP.rpartition('.')[2]}__mypyc.*"))
+    prefix = f"{GROUP.rpartition('.')[2]}__mypyc."
+    return [os.path.join(PACKAGE_DIR, n) for n in sorted(os.listdir(PACKAGE_DIR)) if n.startswith(prefix)]
 
 
 def built() -> bool:
@@ -102,7 +105,7 @@ class _SourceFirst:
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in self.names:
             return None
-        source = PACKAGE_DIR / f"{fullname.rpartition('.')[2]}.py"
+        source = os.path.join(PACKAGE_DIR, f"{fullname.rpartition('.')[2]}.py")
         return importlib.util.spec_from_file_location(fullname, source)
 
 
@@ -123,7 +126,8 @@ def code_fingerprint() -> str:
     A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
     dockyard starts workers of its own version instead). A change detector, not a security
     check: two zlib checksums, so a worker never loads hashlib for it."""
-    files = [(p.name, p.stat()) for p in sorted(PACKAGE_DIR.iterdir()) if p.suffix in (".py", ".so")]
+    files = [(n, os.stat(os.path.join(PACKAGE_DIR, n))) for n in sorted(os.listdir(PACKAGE_DIR))
+             if n.endswith((".py", ".so"))]
     text = sys.executable + "".join(f"{name}:{st.st_size}:{st.st_mtime_ns};" for name, st in files)
     data = text.encode()
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"

@@ -13,7 +13,6 @@ on the same live traffic (supervisor/deploy/canary.py) and label Prometheus metr
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from .routes import Rollout, Service
@@ -63,11 +62,24 @@ class Rollouts:
     """One proxy's draw (a seedable RNG, for tests) and its counters per (app, release)."""
 
     def __init__(self) -> None:
-        self.rng = random.Random()
+        self.rng: Any = None  # a random.Random, made by the first canary draw (see `draw`)
         self.stats: dict[str, dict[str, ReleaseStats]] = {}
 
     def seed(self, seed: int) -> None:
-        self.rng.seed(seed)
+        self.generator().seed(seed)
+
+    def draw(self) -> float:
+        """A number in [0, 1) for the weighted draw."""
+        return float(self.generator().random())
+
+    def generator(self) -> Any:
+        """`random` loads with the first canary: ~0.2 MB that a proxy worker without one does
+        not hold (issue #19's memory goal)."""
+        if self.rng is None:
+            import random
+
+            self.rng = random.Random()
+        return self.rng
 
     def counters(self, app: str, release: str) -> ReleaseStats:
         per_app = self.stats.get(app)
@@ -119,6 +131,6 @@ class Rollouts:
                 return canary, rollout.canary_release, b""
             if wanted == rollout.release.encode("latin-1"):
                 return rollout.stable, rollout.release, b""
-        if self.rng.random() * 100.0 < rollout.percent:
+        if self.draw() * 100.0 < rollout.percent:
             return canary, rollout.canary_release, set_cookie_line(app, rollout.canary_release)
         return rollout.stable, rollout.release, set_cookie_line(app, rollout.release)
