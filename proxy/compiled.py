@@ -34,9 +34,18 @@ PURE = frozenset({"__init__", "build", "compiled", "errors", "channel", "worker"
 ENV_DISABLE = "DOCKYARD_NO_EXTENSIONS"
 
 
+def listing() -> list[str]:
+    """The package directory's file names, sorted; none inside a zip archive (dockyard.pyz),
+    where nothing is compiled."""
+    try:
+        return sorted(os.listdir(PACKAGE_DIR))
+    except OSError:
+        return []
+
+
 def modules() -> list[str]:
     """Names of the modules that compile (sorted), e.g. `exchange`, `server`."""
-    stems = (name[:-3] for name in os.listdir(PACKAGE_DIR) if name.endswith(".py"))
+    stems = (name[:-3] for name in listing() if name.endswith(".py"))
     return sorted(stem for stem in stems if stem not in PURE)
 
 
@@ -59,7 +68,7 @@ def stale() -> list[str]:
 def runtime_libraries() -> list[str]:
     """The shared runtime library mypyc builds for the group (one file once built)."""
     prefix = f"{GROUP.rpartition('.')[2]}__mypyc."
-    return [os.path.join(PACKAGE_DIR, n) for n in sorted(os.listdir(PACKAGE_DIR)) if n.startswith(prefix)]
+    return [os.path.join(PACKAGE_DIR, n) for n in listing() if n.startswith(prefix)]
 
 
 def built() -> bool:
@@ -126,8 +135,12 @@ def code_fingerprint() -> str:
     A supervisor adopts a running worker only when its own fingerprint is the same (an upgraded
     dockyard starts workers of its own version instead). A change detector, not a security
     check: two zlib checksums, so a worker never loads hashlib for it."""
-    files = [(n, os.stat(os.path.join(PACKAGE_DIR, n))) for n in sorted(os.listdir(PACKAGE_DIR))
-             if n.endswith((".py", ".so"))]
+    files = [(n, os.stat(os.path.join(PACKAGE_DIR, n))) for n in listing() if n.endswith((".py", ".so"))]
+    archive = PACKAGE_DIR
+    while not files and archive != os.path.dirname(archive):  # in dockyard.pyz: the archive's file
+        archive = os.path.dirname(archive)
+        if os.path.isfile(archive):
+            files = [(archive, os.stat(archive))]
     text = sys.executable + "".join(f"{name}:{st.st_size}:{st.st_mtime_ns};" for name, st in files)
     data = text.encode()
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"

@@ -458,12 +458,14 @@ def test_pyz_carries_bytecode_its_python_loads_and_another_ignores(tmp_path: Pat
     assert {n for n in sources if n + "c" not in names} == set()
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import supervisor.cli.main as m;"
-         "import proxy.compiled as c, proxy.exchange; print(m.__file__); print(c.is_compiled())", str(archive)],
+         "import proxy.compiled as c, proxy.exchange; print(m.__file__); print(c.is_compiled());"
+         "print(len(c.code_fingerprint()), c.modules())", str(archive)],
         capture_output=True, text=True, timeout=30, cwd=tmp_path,
     )
     assert loaded.returncode == 0, loaded.stderr
     # the bytecode was used, and it is not mistaken for the compiled (mypyc) proxy
-    assert loaded.stdout.split() == [f"{archive}/supervisor/cli/main.pyc", "False"]
+    # ... and the workers' fingerprint (adoption across versions) is the archive file's
+    assert loaded.stdout.splitlines() == [f"{archive}/supervisor/cli/main.pyc", "False", "16 []"]
     # bytecode of another Python version (another magic number): zipimport compiles the source
     stale = tmp_path / "stale.pyz"
     with zipfile.ZipFile(archive) as src, zipfile.ZipFile(stale, "w") as dst:
