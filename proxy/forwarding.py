@@ -8,9 +8,12 @@ that is not itself trusted.
 
 from __future__ import annotations
 
-import ipaddress
+from typing import TYPE_CHECKING
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+if TYPE_CHECKING:  # ipaddress loads with the first CIDR (below): ~0.3 MB a worker without any does not hold
+    import ipaddress
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_REQUEST_ID = 128
 _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -18,10 +21,18 @@ _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 def networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     """Parse CIDRs (checked by ProxyOptions.validate); a bare address is a /32 or /128."""
+    if not cidrs:
+        return ()
+    import ipaddress
+
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def is_trusted(address: str, nets: tuple[Network, ...]) -> bool:
+    if not nets:  # no trusted proxy: nothing to parse (and ipaddress never loaded)
+        return False
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:

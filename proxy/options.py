@@ -5,7 +5,6 @@ Each limit, its default and nginx's equivalent are listed in docs/proxy.md ("Sec
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -95,6 +94,8 @@ class ProxyOptions:
                 or not -20 <= self.worker_priority <= 19:
             problems.append(("worker_priority", f"must be a nice value from -20 to 19, got {self.worker_priority!r}"))
         for cidr in self.trusted_proxies:
+            import ipaddress  # with the first CIDR only: a worker without any does not load it
+
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:

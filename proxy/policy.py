@@ -9,7 +9,6 @@ service whose `policy` is not None, so an app without one pays a single attribut
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +68,8 @@ class Policy:
         problems: list[tuple[str, str]] = []
         for key in ("allow", "deny"):
             for cidr in getattr(self, key):
+                import ipaddress  # with the first CIDR only (proxy.forwarding)
+
                 try:
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError:

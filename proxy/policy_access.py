@@ -4,9 +4,12 @@ list admits only its networks. Refused: 403."""
 
 from __future__ import annotations
 
-import ipaddress
+from typing import TYPE_CHECKING
 
-from .forwarding import Network, networks
+from .forwarding import networks
+
+if TYPE_CHECKING:
+    from .forwarding import Network
 
 
 class AccessRules:
@@ -26,6 +29,8 @@ class AccessRules:
         return ok
 
     def _decide(self, address: str) -> bool:
+        import ipaddress  # loaded with the rules' networks already (forwarding.networks)
+
         try:
             ip = ipaddress.ip_address(address.strip().strip("[]"))
         except ValueError:

@@ -17,10 +17,11 @@ from proxy import worker
 from proxy.compiled import code_fingerprint
 
 # Loaded on first use only: tempfile (a body spilled to disk), hashlib (basic auth), zstandard
-# and brotli (a response compressed with them), orjson (access logs), random (the first canary);
-# never: argparse, importlib.abc (importlib.resources, shutil, bz2, lzma come with both), pathlib.
+# and brotli (a response compressed with them), orjson (access logs), random (the first canary),
+# ipaddress (the first trusted proxy or allow/deny network); never: argparse, importlib.abc
+# (importlib.resources, shutil, bz2, lzma come with both), pathlib.
 NOT_IN_A_WORKER = ("argparse", "tempfile", "shutil", "hashlib", "zstandard", "brotli", "orjson",
-                   "importlib.abc", "importlib.resources", "lzma", "bz2", "pathlib", "random")
+                   "importlib.abc", "importlib.resources", "lzma", "bz2", "pathlib", "random", "ipaddress")
 
 
 def loaded_after(statement: str) -> set[str]:
