@@ -38,9 +38,11 @@ class Formatter(argparse.HelpFormatter):
 
 
 def terminal_columns() -> int:
+    columns = 0
     with contextlib.suppress(ValueError):
-        if int(os.environ.get("COLUMNS", "0")) > 0:
-            return int(os.environ["COLUMNS"])
+        columns = int(os.environ.get("COLUMNS", "0"))
+    if columns > 0:
+        return columns
     try:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):

@@ -79,7 +79,7 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
 def compile_beside_sources(stage: Path) -> None:
     """Write each module's bytecode next to its source (`x.pyc` beside `x.py`, the layout
     zipimport reads; it never writes a cache of its own). Without it every run of the archive
-    compiles dockyard's modules from source: `dockyard --help` ~93 -> ~35 ms of CPU. A Python
+    compiles dockyard's modules from source: `dockyard --help` ~93 -> ~60 ms of CPU. A Python
     whose version differs ignores them (their magic number does not match) and compiles from
     source as before."""
     if not compileall.compile_dir(stage, quiet=1, legacy=True):
